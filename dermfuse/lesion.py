@@ -1,0 +1,84 @@
+"""From segmenter output to the lesion image the second encoder sees.
+
+``clean_mask`` turns a probability map into one solid lesion (threshold, largest connected
+component, holes filled). ``lesion_image`` crops the mask's bounding box with a margin, made
+square, and blanks the surrounding skin to the normalisation mean (zero after normalisation), so
+the lesion encoder sees the lesion and nothing of the background. Training (stage 2), evaluation
+and the app all make lesion images with this one function.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LESION_MODES = ("crop_mask", "mask", "crop")
+
+
+def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Probability map (H, W) → boolean mask of the largest connected component, holes filled."""
+    binary = (np.asarray(probability) >= threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 1:
+        return np.zeros(binary.shape, dtype=bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    component = (labels == largest).astype(np.uint8)
+    # Fill holes: flood the background from outside (a one-pixel frame); what stays unreached is a hole.
+    framed = cv2.copyMakeBorder(component, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = framed.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return component.astype(bool) | holes
+
+
+def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:
+    """Square box (x0, y0, x1, y1) around the mask, ``margin`` of its side added on each side.
+
+    The box may reach outside the image; ``lesion_image`` pads with the fill colour there.
+    """
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    side = max(y1 - y0, x1 - x0)
+    side = int(round(side * (1 + 2 * margin)))
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    top, left = int(round(cy - side / 2)), int(round(cx - side / 2))
+    return left, top, left + side, top + side
+
+
+def lesion_image(
+    image: np.ndarray,
+    mask: np.ndarray,
+    mode: str = "crop_mask",
+    margin: float = 0.15,
+    fill: tuple[int, int, int] = (124, 116, 104),
+    dilation: float = 0.03,
+) -> np.ndarray:
+    """The lesion image (uint8 RGB) for the lesion encoder; the whole image if the mask is empty.
+
+    ``mode``: ``crop_mask`` crops the square box and blanks the skin outside the slightly dilated
+    mask (by ``dilation`` of the box side), ``mask`` blanks without cropping, ``crop`` crops only.
+    ``fill`` is the normalisation mean in 0–255 (ImageNet's by default), so blanked pixels are zero
+    after normalisation. Resizing to the encoder's input happens in the shared transform.
+    """
+    if mode not in LESION_MODES:
+        raise ValueError(f"unknown lesion mode {mode!r}: expected one of {', '.join(LESION_MODES)}")
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape[:2]}")
+    if not mask.any():
+        return image.copy()
+    fill_pixel = np.asarray(fill, dtype=np.uint8)
+    out = image
+    if mode in ("crop_mask", "mask"):
+        ys, xs = np.nonzero(mask)
+        radius = max(1, int(round(dilation * max(np.ptp(ys) + 1, np.ptp(xs) + 1))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        keep = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+        out = np.where(keep[..., None], image, fill_pixel)
+    if mode in ("crop_mask", "crop"):
+        x0, y0, x1, y1 = lesion_box(mask, margin)
+        h, w = mask.shape
+        pad = max(0, -x0, -y0, x1 - w, y1 - h)
+        if pad:
+            out = cv2.copyMakeBorder(np.ascontiguousarray(out), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill_pixel.tolist())
+        out = out[y0 + pad:y1 + pad, x0 + pad:x1 + pad]
+    return np.ascontiguousarray(out)

@@ -1,0 +1,202 @@
+"""``DermFuse``: segmenter + classifier + everything needed to use them, as one Hub-ready object.
+
+Its ``__init__`` takes only flat JSON-serialisable arguments, so ``PyTorchModelHubMixin`` writes
+them to ``config.json`` and the weights to ``model.safetensors``; ``from_pretrained`` takes a local
+folder or a Hub repo id. Loading never unpickles: a folder or repo without ``model.safetensors`` is
+refused, as is a config with keys this version does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from torch import nn
+
+from .. import vocab
+from .backbones import load_imagenet_weights
+from .classifier import DualStreamClassifier
+from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LESION_MODES = ("crop_mask", "mask", "crop")
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that would need unpickling, or a config this version cannot trust."""
+
+
+class DermFuse(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="dermfuse",
+    tags=["dermatology", "skin-lesion", "image-classification", "image-segmentation", "grad-cam"],
+    paper_url="https://arxiv.org/abs/2510.17773",
+    license="apache-2.0",
+):
+    """The whole dermfuse model. See ``design.md`` for the architecture and ``presets.py`` for sizes."""
+
+    def __init__(
+        self,
+        classes: list[str] = vocab.HAM10000_CLASSES,
+        segmenter_encoder: str = "efficientnet_b3",
+        segmenter_decoder_channels: list[int] = (256, 128, 64, 32),
+        segmenter_aspp_channels: int = 256,
+        segmenter_aspp_rates: list[int] = (2, 4, 6),
+        segmentation_size: list[int] = (256, 256),
+        classifier_encoder: str = "densenet201",
+        classifier_encoder_kwargs: dict | None = None,
+        image_size: list[int] = (224, 224),
+        embed_dim: int = 512,
+        num_heads: int = 8,
+        fusion: str = "cross_attention",
+        use_lesion_stream: bool = True,
+        use_metadata: bool = True,
+        metadata_layers: int = 2,
+        metadata_dropout: float = 0.1,
+        dropout: float = 0.2,
+        lesion_mode: str = "crop_mask",
+        lesion_margin: float = 0.15,
+        mean: list[float] = IMAGENET_MEAN,
+        std: list[float] = IMAGENET_STD,
+        sexes: list[str] = vocab.SEXES,
+        sites: list[str] = vocab.SITES,
+        temperature: float = 1.0,
+        dataset: str = "untrained",
+        name: str = "dermfuse",
+        ood: dict | None = None,
+    ):
+        super().__init__()
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ValueError(f"classes must be at least two distinct labels, got {list(classes)}")
+        unknown_labels = [c for c in classes if c not in vocab.DIAGNOSIS_NAMES]
+        if unknown_labels:
+            raise ValueError(f"unknown class labels {unknown_labels}: expected labels from {sorted(vocab.DIAGNOSIS_NAMES)}")
+        if list(sexes) != list(vocab.SEXES) or list(sites) != list(vocab.SITES):
+            raise ValueError(
+                f"this model's sex/site vocabularies {list(sexes)} / {list(sites)} differ from dermfuse's "
+                f"{list(vocab.SEXES)} / {list(vocab.SITES)}: it was made by another version"
+            )
+        if lesion_mode not in LESION_MODES:
+            raise ValueError(f"unknown lesion_mode {lesion_mode!r}: expected one of {', '.join(LESION_MODES)}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        check_segmentation_size(*segmentation_size)
+        if any(side % 32 or side < 32 for side in image_size):
+            raise ValueError(f"image_size {list(image_size)} must be multiples of 32 (the encoder stride)")
+        self.classes = list(classes)
+        self.segmentation_size, self.image_size = tuple(segmentation_size), tuple(image_size)
+        self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
+        self.source = {"id": None, "revision": None}  # set by from_pretrained
+        self.segmenter = LesionSegmenter(
+            segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
+        )
+        self.classifier = DualStreamClassifier(
+            num_classes=len(classes),
+            num_sexes=len(vocab.SEXES),
+            num_sites=len(vocab.SITES),
+            unknown_sex=vocab.SEXES.index(vocab.UNKNOWN),
+            unknown_site=vocab.SITES.index(vocab.UNKNOWN),
+            encoder=classifier_encoder,
+            encoder_kwargs=classifier_encoder_kwargs,
+            image_size=tuple(image_size),
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            fusion=fusion,
+            use_lesion_stream=use_lesion_stream,
+            use_metadata=use_metadata,
+            metadata_layers=metadata_layers,
+            metadata_dropout=metadata_dropout,
+            dropout=dropout,
+        )
+
+    @property
+    def config(self) -> dict:
+        """The JSON-serialisable arguments this model was built with (what ``config.json`` holds)."""
+        return dict(self._hub_mixin_config)
+
+    def load_imagenet_weights(self) -> None:
+        """Initialise every encoder from timm's ImageNet weights (needs network; fails loudly offline)."""
+        load_imagenet_weights(self.segmenter.encoder, self.segmenter.encoder_name, **ENCODER_KWARGS)
+        for encoder in self.classifier.encoders().values():
+            load_imagenet_weights(encoder, self.classifier.encoder_name, **self.classifier.encoder_kwargs)
+
+    def forward(self, image, lesion, age, sex, site) -> torch.Tensor:
+        """Classifier logits (B, classes) for normalised image and lesion tensors plus metadata."""
+        return self.classifier(image, lesion, age, sex, site)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
+                         map_location: str = "cpu", strict: bool = True, **model_kwargs):
+        """Safetensors only, strict keys, and a config checked against this version's arguments."""
+        folder = Path(model_id) if os.path.isdir(model_id) else None
+        if folder is not None:
+            config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+            if not weights_file.is_file():
+                pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+                raise UnsafeCheckpointError(
+                    f"{folder} has no {WEIGHTS_FILE}"
+                    + (f"; found {pickles}, which would need unpickling (arbitrary code) and is refused" if pickles else "")
+                    + ". Save the model with DermFuse.save_pretrained(), which writes safetensors."
+                )
+            if not config_file.is_file():
+                raise UnsafeCheckpointError(f"{folder} has no {CONFIG_FILE}: save the model with DermFuse.save_pretrained()")
+        else:
+            download = dict(repo_id=model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                            local_files_only=local_files_only, token=token)
+            config_file = Path(hf_hub_download(filename=CONFIG_FILE, **download))
+            weights_file = Path(hf_hub_download(filename=WEIGHTS_FILE, **download))
+        check_config(json.loads(config_file.read_text(encoding="utf-8")), source=str(config_file))
+        model = cls(**model_kwargs)
+        model = cls._load_as_safetensor(model, str(weights_file), map_location, strict)
+        model.source = {"id": model_id, "revision": revision or file_digest(weights_file)}
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "DermFuse":
+        """Load from a local folder or a Hub repo id; offline or missing repos fail with a clear message."""
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+        source = str(pretrained_model_name_or_path)
+        try:
+            return super().from_pretrained(source, **kwargs)
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+            if os.path.isdir(source):
+                raise
+            raise OSError(
+                f"could not load model {source!r}: it is not a local folder, and fetching it from the Hugging Face Hub "
+                f"failed ({type(error).__name__}: {error}). Check the repo id and your network, or pass a local folder "
+                "such as checkpoints/<name>."
+            ) from error
+
+
+def check_config(config: dict, source: str) -> None:
+    """Refuse a config with keys ``DermFuse`` does not take (a tampered or foreign file)."""
+    if not isinstance(config, dict):
+        raise UnsafeCheckpointError(f"{source} is not a JSON object")
+    known = set(inspect.signature(DermFuse.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise UnsafeCheckpointError(
+            f"{source} has keys this dermfuse version does not know: {unknown}. "
+            f"Valid keys: {sorted(known)}. The file was edited or comes from another program."
+        )
+
+
+def file_digest(path: Path) -> str:
+    """Short content hash of a weights file: the revision of a model loaded from a folder."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()[:12]
