@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
 
 LESION_MODES = ("crop_mask", "mask", "crop")
 
@@ -82,3 +83,20 @@ def lesion_image(
             out = cv2.copyMakeBorder(np.ascontiguousarray(out), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill_pixel.tolist())
         out = out[y0 + pad:y1 + pad, x0 + pad:x1 + pad]
     return np.ascontiguousarray(out)
+
+
+def lesion_image_fn(mode: str = "crop_mask", margin: float = 0.15, mean=(0.485, 0.456, 0.406)):
+    """``(PIL image, bool mask or None) → PIL lesion image`` with a model's settings.
+
+    The one way training and inference turn an image and its mask into the lesion stream's input.
+    ``mask=None`` (no mask known) gives the whole image, as an empty mask does.
+    """
+    fill = tuple(int(round(255 * m)) for m in mean)
+
+    def make(image: Image.Image, mask: np.ndarray | None) -> Image.Image:
+        pixels = np.asarray(image)
+        if mask is None:
+            return image
+        return Image.fromarray(lesion_image(pixels, np.asarray(mask, dtype=bool), mode, margin, fill))
+
+    return make

@@ -214,3 +214,15 @@ def test_lesion_segmenter_is_usable_alone():
     segmenter = LesionSegmenter("mobilenetv3_large_075", (32, 16, 16, 8), 32, (1, 2, 3)).eval()
     with torch.no_grad():
         assert segmenter(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_update_config_reaches_saved_config(tmp_path):
+    model = create_model("tiny", **SMALL["tiny"])
+    model.update_config(temperature=1.7, dataset="phantom")
+    model.save_pretrained(tmp_path)
+    loaded = DermFuse.from_pretrained(tmp_path)
+    assert loaded.temperature == 1.7 and loaded.dataset == "phantom"
+    with pytest.raises(ValueError, match="cannot change"):
+        model.update_config(embed_dim=3)
+    with pytest.raises(ValueError, match="positive"):
+        model.update_config(temperature=0)

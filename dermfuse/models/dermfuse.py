@@ -28,6 +28,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LESION_MODES = ("crop_mask", "mask", "crop")
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+MUTABLE_CONFIG = ("temperature", "ood", "dataset", "name")
 
 
 class UnsafeCheckpointError(ValueError):
@@ -124,6 +125,20 @@ class DermFuse(
     def config(self) -> dict:
         """The JSON-serialisable arguments this model was built with (what ``config.json`` holds)."""
         return dict(self._hub_mixin_config)
+
+    def update_config(self, **changes) -> None:
+        """Change what training learns after the architecture is fixed (``temperature``, ``ood``,
+        ``dataset``, ``name``), on the model and in the config ``save_pretrained`` writes."""
+        unknown = sorted(set(changes) - set(MUTABLE_CONFIG))
+        if unknown:
+            raise ValueError(f"cannot change {unknown} after construction: only {', '.join(MUTABLE_CONFIG)}")
+        if "temperature" in changes:
+            changes["temperature"] = float(changes["temperature"])
+            if not changes["temperature"] > 0:
+                raise ValueError(f"temperature must be positive, got {changes['temperature']}")
+        for key, value in changes.items():
+            setattr(self, key, value)
+            self._hub_mixin_config[key] = value
 
     def load_imagenet_weights(self) -> None:
         """Initialise every encoder from timm's ImageNet weights (needs network; fails loudly offline)."""
