@@ -1,0 +1,56 @@
+"""Clinical metadata (age, sex, site) → the tensors the classifier's metadata transformer reads.
+
+One encoder for the dataset, the pipeline and the app, so that "unknown" means the same everywhere:
+
+- ``age``:  (B,) float32, years; NaN = missing (the model swaps in its learned ``missing`` embedding);
+- ``sex``:  (B,) int64, index into :data:`dermfuse.vocab.SEXES` (blank → ``unknown``);
+- ``site``: (B,) int64, index into :data:`dermfuse.vocab.SITES` (HAM10000 localizations accepted).
+
+Values outside the vocabularies raise ``ValueError`` (from :mod:`dermfuse.vocab`) rather than being
+guessed: a typo must not silently become ``unknown``.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import torch
+
+from dermfuse.vocab import SEXES, SITES, normalize_age, normalize_sex, normalize_site
+
+
+def encode_metadata(age=None, sex=None, site=None) -> dict[str, torch.Tensor]:
+    """Encode one case (scalars: a batch of one, shape (1,)) or a batch (equal-length sequences, shape (B,)).
+
+    ``None``, NaN and blank strings mean missing. Example: ``encode_metadata(55, "female", "back")``
+    → ``{"age": tensor([55.]), "sex": tensor([0]), "site": tensor([1])}``.
+    """
+    ages, sexes, sites = (_as_list(value) for value in (age, sex, site))
+    size = max(len(ages), len(sexes), len(sites))
+    columns = []
+    for name, values in (("age", ages), ("sex", sexes), ("site", sites)):
+        if len(values) == 1 and size > 1:
+            values = values * size  # a scalar applies to the whole batch
+        if len(values) != size:
+            raise ValueError(f"metadata {name} has {len(values)} values for a batch of {size}: give one per image")
+        columns.append(values)
+    ages, sexes, sites = columns
+    return {
+        "age": torch.tensor([_age(a) for a in ages], dtype=torch.float32),
+        "sex": torch.tensor([SEXES.index(normalize_sex(s)) for s in sexes], dtype=torch.long),
+        "site": torch.tensor([SITES.index(normalize_site(s)) for s in sites], dtype=torch.long),
+    }
+
+
+def _as_list(value) -> list:
+    """A scalar → [scalar]; a sequence, array, tensor or Series → its values."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return np.asarray(value).reshape(-1).tolist()
+    if value is None or isinstance(value, (str, int, float)):
+        return [value]
+    return list(value)
+
+
+def _age(value) -> float:
+    age = normalize_age(value)
+    return math.nan if age is None else age

@@ -1,0 +1,180 @@
+"""Preprocessing (image → normalised tensor) and train-time augmentation: one path for every caller.
+
+Preprocessing resizes to the model's input size with antialiasing and normalises with the ImageNet
+statistics the timm backbones were trained with. Images are resized to exactly (H, W), not
+letterboxed: dermoscopy frames are near 4:3 and the lesion stream gets a square crop anyway *(ours)*.
+
+:class:`Augment` works on the loaded PIL image and its boolean mask at native resolution, before
+preprocessing, and applies every geometric change to both identically (so the lesion mask and the
+lesion image stay on the lesion). Photometric changes and synthetic hair touch the image only.
+It draws its randomness from an explicit ``numpy.random.Generator``, so it is reproducible; see
+:meth:`Augment.__call__` for how it behaves inside DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+_ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+
+
+def to_tensor(image: Image.Image, size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """RGB PIL image → float32 tensor (3, H, W): resized to ``size`` = (H, W) or an int with
+    antialiasing, scaled to [0, 1] and normalised by ``mean``/``std``."""
+    if not isinstance(image, Image.Image) or image.mode != "RGB":
+        raise ValueError("to_tensor expects an RGB PIL image: load it with dermfuse.data.load_image")
+    height, width = _size(size)
+    pixels = F.pil_to_tensor(image)  # (3, h, w) uint8
+    pixels = F.resize(pixels, [height, width], antialias=True)  # (3, H, W)
+    return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), list(mean), list(std))
+
+
+def mask_to_tensor(mask: np.ndarray, size) -> torch.Tensor:
+    """Bool mask (h, w) → float32 tensor (1, H, W) of 0/1, resized like the image
+    (antialiased bilinear, then ≥ 0.5), so the mask's border sits where the image's does."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
+    height, width = _size(size)
+    values = torch.from_numpy(mask.astype(np.float32))[None]  # (1, h, w)
+    values = F.resize(values, [height, width], antialias=True)  # (1, H, W)
+    return (values >= 0.5).float()
+
+
+def to_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Image.Image:
+    """Undo :func:`to_tensor`'s normalisation: (3, H, W) tensor → RGB PIL image, e.g. for overlays."""
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(tensor.shape)}")
+    mean_t = torch.tensor(mean, dtype=tensor.dtype).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=tensor.dtype).view(3, 1, 1)
+    pixels = ((tensor.detach().cpu() * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
+    return F.to_pil_image(pixels)
+
+
+@dataclass
+class Augment:
+    """Train-time augmentation of an image and its mask.
+
+    Geometric, identical on image and mask: random crop covering ``scale`` of the area with aspect
+    jitter ``ratio`` (RandomResizedCrop-style; the resize happens in :func:`to_tensor`), horizontal
+    and vertical flips, rotations by multiples of 90° (dermoscopy has no "up"). Image only: colour
+    jitter (brightness/contrast/saturation factors in 1 ± value, hue shift in ± ``hue`` turns) and,
+    with probability ``hair_probability``, up to ``max_hairs`` thin dark curved hairs: hair is the
+    commonest occluder in dermoscopy and the lesion stays a lesion underneath it, so the mask is
+    unchanged.
+    """
+
+    flips: bool = True
+    rotate90: bool = True
+    scale: tuple[float, float] = (0.6, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+    hair_probability: float = 0.0
+    max_hairs: int = 12
+
+    def __post_init__(self):
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"scale={self.scale}: need 0 < min <= max <= 1 (fractions of the image area)")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio={self.ratio}: need 0 < min <= max")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: need a value in [0, 1)")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ValueError(f"hue={self.hue}: need a value in [0, 0.5]")
+        if not 0.0 <= self.hair_probability <= 1.0 or self.max_hairs < 1:
+            raise ValueError("hair_probability must be in [0, 1] and max_hairs at least 1")
+
+    def __call__(self, image: Image.Image, mask: np.ndarray | None = None, rng=None):
+        """Augment ``image`` (RGB PIL) and ``mask`` (bool (H, W) or None); returns (image, mask).
+
+        ``rng``: a ``numpy.random.Generator``, an int seed or a ``torch.Generator`` (reproducible),
+        or None: then a seed is drawn from torch's global generator, which a DataLoader seeds
+        differently in every worker and epoch, so workers never repeat each other's augmentations
+        and a run is reproducible under ``torch.manual_seed``.
+        """
+        rng = _numpy_generator(rng)
+        if mask is not None and (mask.shape[1], mask.shape[0]) != image.size:
+            raise ValueError(f"mask {mask.shape[::-1]} and image {image.size} differ in size: load them with load_image_and_mask")
+        image, mask = self._crop(image, mask, rng)
+        flip_h, flip_v, turns = rng.random() < 0.5, rng.random() < 0.5, int(rng.integers(4))
+        if self.flips and flip_h:
+            image, mask = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), _apply(mask, lambda m: m[:, ::-1])
+        if self.flips and flip_v:
+            image, mask = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM), _apply(mask, lambda m: m[::-1])
+        if self.rotate90 and turns:  # PIL's ROTATE_90 and np.rot90 both turn counter-clockwise
+            image, mask = image.transpose(_ROTATIONS[turns]), _apply(mask, lambda m: np.rot90(m, turns))
+        image = self._jitter(image, rng)
+        if rng.random() < self.hair_probability:
+            image = draw_hair(image, rng, int(rng.integers(1, self.max_hairs + 1)))
+        return image, (None if mask is None else np.ascontiguousarray(mask))
+
+    def _crop(self, image, mask, rng):
+        width, height = image.size
+        area = rng.uniform(*self.scale)
+        aspect = math.exp(rng.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        crop_w = min(width, max(1, round(width * math.sqrt(area * aspect))))
+        crop_h = min(height, max(1, round(height * math.sqrt(area / aspect))))
+        left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+        return image, _apply(mask, lambda m: m[top : top + crop_h, left : left + crop_w])
+
+    def _jitter(self, image, rng):
+        brightness, contrast, saturation = (rng.uniform(1 - v, 1 + v) for v in (self.brightness, self.contrast, self.saturation))
+        hue = rng.uniform(-self.hue, self.hue)
+        image = F.adjust_brightness(image, brightness)
+        image = F.adjust_contrast(image, contrast)
+        image = F.adjust_saturation(image, saturation)
+        return F.adjust_hue(image, hue) if self.hue > 0 else image
+
+
+def draw_hair(image: Image.Image, rng: np.random.Generator, count: int) -> Image.Image:
+    """Draw ``count`` thin, dark, gently curved hairs (quadratic Bézier curves) across ``image``."""
+    pixels = np.array(image)
+    height, width = pixels.shape[:2]
+    side = min(width, height)
+    t = np.linspace(0.0, 1.0, 32)[:, None]
+    for _ in range(count):
+        start = rng.uniform((0, 0), (width, height))
+        angle = rng.uniform(0, 2 * math.pi)
+        end = start + rng.uniform(0.3, 0.9) * side * np.array([math.cos(angle), math.sin(angle)])
+        bend = (start + end) / 2 + rng.normal(0, 0.15 * side, size=2)
+        curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end  # (32, 2) x, y
+        shade = rng.uniform(10, 70)
+        colour = tuple(int(shade * k) for k in (1.0, 0.85, 0.7))  # dark brown to black
+        thickness = max(1, round(side / 300 * rng.uniform(0.5, 1.5)))
+        cv2.polylines(pixels, [np.round(curve).astype(np.int32)], False, colour, thickness, cv2.LINE_AA)
+    return Image.fromarray(pixels)
+
+
+def _apply(mask, operation):
+    return None if mask is None else operation(mask)
+
+
+def _numpy_generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, torch.Generator):
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng).item()))
+    return np.random.default_rng(rng)
+
+
+def _size(size) -> tuple[int, int]:
+    """An int or (height, width) → (height, width)."""
+    height, width = (size, size) if isinstance(size, int) else tuple(size) if len(size) == 2 else (0, 0)
+    if height < 1 or width < 1:
+        raise ValueError(f"size={size}: give a positive int or (height, width)")
+    return int(height), int(width)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real tables beside the repository, and tiny generated image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real label/metadata tables, no images); the test is skipped without it."""
+    if not (SHARED_DATA / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"real dataset tables not found at {SHARED_DATA} (they live beside the repository, not in it)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_images() -> Path:
+    """``../shared/data/real`` (140 PH2 images with masks); the test is skipped without it."""
+    folder = SHARED_DATA / "real"
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"real PH2 images not found at {folder} (they live beside the repository, not in it)")
+    return folder
+
+
+def _save_image(path, size=(24, 16), colour=(180, 120, 90), mask_box=None, **save_options) -> Path:
+    """Write a small image file (format from the suffix); with ``mask_box`` = (x0, y0, x1, y1) a 0/255 mask."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mask_box is not None:
+        pixels = np.zeros((size[1], size[0]), np.uint8)
+        x0, y0, x1, y1 = mask_box
+        pixels[y0:y1, x0:x1] = 255
+        Image.fromarray(pixels).save(path, **save_options)
+    else:
+        Image.new("RGB", size, colour).save(path, **save_options)
+    return path
+
+
+@pytest.fixture
+def save_image():
+    """``save_image(path, size=(w, h), colour=..., mask_box=None)`` writes a tiny image or mask file."""
+    return _save_image

@@ -1,0 +1,121 @@
+"""Preprocessing and augmentation: exact shapes and values, image and mask stay aligned, reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dermfuse.data.transforms import IMAGENET_MEAN, Augment, mask_to_tensor, to_image, to_tensor
+
+
+def _square_pair(width=120, height=90):
+    """A black image with a white off-centre square, and the square's mask."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    mask = np.zeros((height, width), bool)
+    mask[10:50, 20:70] = True
+    pixels[mask] = 255
+    return Image.fromarray(pixels), mask
+
+
+def test_to_tensor_shape_and_normalisation():
+    mean_colour = tuple(round(255 * m) for m in IMAGENET_MEAN)
+    tensor = to_tensor(Image.new("RGB", (100, 60), mean_colour), (32, 48))
+    assert tensor.shape == (3, 32, 48) and tensor.dtype == torch.float32
+    assert tensor.abs().max() < 0.01  # the normalisation mean maps to zero
+    white = to_tensor(Image.new("RGB", (10, 10), (255, 255, 255)), 8)
+    assert white.shape == (3, 8, 8)
+    assert torch.allclose(white[:, 0, 0], torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]))
+
+
+def test_to_tensor_refuses_non_rgb():
+    with pytest.raises(ValueError, match="load it with dermfuse.data.load_image"):
+        to_tensor(Image.new("L", (10, 10)), 8)
+    with pytest.raises(ValueError, match="size=.*positive int or"):
+        to_tensor(Image.new("RGB", (10, 10)), (0, 8))
+
+
+def test_mask_to_tensor_keeps_area_and_place():
+    _, mask = _square_pair()
+    tensor = mask_to_tensor(mask, (45, 60))  # half size
+    assert tensor.shape == (1, 45, 60) and tensor.dtype == torch.float32
+    assert set(tensor.unique().tolist()) <= {0.0, 1.0}
+    assert tensor.sum() == pytest.approx(mask.sum() / 4, rel=0.05)
+    assert tensor[0, 5:25, 10:35].all() and not tensor[0, 30:, :].any()
+
+
+def test_to_image_inverts_to_tensor():
+    image, _ = _square_pair()
+    back = to_image(to_tensor(image, (90, 120)))
+    assert np.abs(np.asarray(back, int) - np.asarray(image, int)).max() <= 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_augment_keeps_image_and_mask_aligned(seed):
+    image, mask = _square_pair()
+    augment = Augment(hair_probability=0.0)
+    out_image, out_mask = augment(image, mask, rng=seed)
+    assert out_mask.dtype == bool and out_mask.shape == (out_image.height, out_image.width)
+    bright = np.asarray(out_image).mean(axis=2) > 100
+    np.testing.assert_array_equal(bright, out_mask)
+    assert 0.6 * 90 * 120 * 0.75 <= out_mask.size <= 90 * 120  # the crop covers 60–100 % of the area (aspect aside)
+
+
+def test_augment_geometry_survives_preprocessing():
+    image, mask = _square_pair()
+    out_image, out_mask = Augment()(image, mask, rng=5)
+    image_t, mask_t = to_tensor(out_image, 64), mask_to_tensor(out_mask, 64)
+    bright = image_t.mean(dim=0) > 0.0  # white ≫ 0, black ≪ 0 after normalisation
+    assert (bright == mask_t[0].bool()).float().mean() > 0.97  # only resampled border pixels may differ
+
+
+def test_augment_is_reproducible():
+    image, mask = _square_pair()
+    augment = Augment(hair_probability=0.5)
+    first = augment(image, mask, rng=7)
+    again = augment(image, mask, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(np.asarray(first[0]), np.asarray(again[0]))
+    np.testing.assert_array_equal(first[1], again[1])
+    others = [augment(image, mask, rng=s)[1] for s in range(8, 14)]
+    assert any(o.shape != first[1].shape or (o != first[1]).any() for o in others)
+    torch.manual_seed(0)
+    from_torch = augment(image, mask)
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(np.asarray(augment(image, mask)[0]), np.asarray(from_torch[0]))
+    generator = torch.Generator().manual_seed(3)
+    assert augment(image, None, rng=generator)[1] is None
+
+
+def test_hair_darkens_the_image_only():
+    image = Image.new("RGB", (160, 120), (220, 180, 160))
+    mask = np.zeros((120, 160), bool)
+    mask[30:90, 40:120] = True
+    plain_image, plain_mask = Augment(hair_probability=0.0)(image, mask, rng=11)
+    hairy_image, hairy_mask = Augment(hair_probability=1.0)(image, mask, rng=11)
+    np.testing.assert_array_equal(plain_mask, hairy_mask)
+    darker = np.asarray(hairy_image, int).sum(axis=2) < np.asarray(plain_image, int).sum(axis=2) - 60
+    assert 20 < darker.sum() < 0.3 * darker.size
+
+
+def test_augment_without_jitter_only_moves_pixels():
+    image, mask = _square_pair()
+    augment = Augment(brightness=0, contrast=0, saturation=0, hue=0, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    out_image, out_mask = augment(image, mask, rng=1)
+    assert sorted(np.asarray(out_image).ravel().tolist()) == sorted(np.asarray(image).ravel().tolist())
+    assert out_mask.sum() == mask.sum()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"scale": (0.0, 1.0)}, "scale="), ({"brightness": 1.5}, "brightness="), ({"hue": 0.7}, "hue=")],
+)
+def test_augment_refuses_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        Augment(**options)
+
+
+def test_augment_refuses_misaligned_mask():
+    image, mask = _square_pair()
+    with pytest.raises(ValueError, match="differ in size"):
+        Augment()(image, mask[:-1], rng=0)
