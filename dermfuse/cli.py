@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathlib import Path
+
 from .models import PRESETS, create_model
+from .sources import MODEL_ENV, default_model_source
 
 
 def count_parameters(module) -> int:
@@ -30,18 +33,60 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def predict(args: argparse.Namespace) -> int:
+    """Diagnose an image, a folder or a CSV of images; write CSV + JSON (+ overlays, ISIC files)."""
+    from .pipeline import DermFusePipeline
+    from .predict import cases_from, predict_all, write_outputs
+
+    cases = cases_from(args.input, args.age, args.sex, args.site)
+    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    explain = args.overlays or args.explain
+    results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1)
+    written = write_outputs(results, cases, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission)
+    for r in results[:20]:
+        print(f"{r.image_id}: {r.top_class} {r.top_probability:.2f}" + "".join(f"\n  ! {w}" for w in r.warnings))
+    if len(results) > 20:
+        print(f"... {len(results) - 20} more")
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=default_model_source(),
+                        help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped demo)")
+    parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto",
+                        help="bf16 autocast + channels-last where supported (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dermfuse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("info", help="parameter counts of a model preset")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     p.set_defaults(run=info)
+
+    p = commands.add_parser("predict", help="diagnose an image, a folder of images or a CSV (image, age, sex, site)")
+    p.add_argument("input", help="image file, folder of images, or CSV with an 'image' column")
+    add_model_argument(p)
+    p.add_argument("--age", type=float, help="patient age in years (for a single image or a folder)")
+    p.add_argument("--sex", help="female, male or unknown")
+    p.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
+    p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
+    p.add_argument("--overlays", action="store_true", help="also write outline + Grad-CAM overlay PNGs")
+    p.add_argument("--explain", action="store_true", help="compute Grad-CAM and lesion focus (implied by --overlays)")
+    p.add_argument("--isic-submission", action="store_true", help="also write the ISIC challenge CSV and masks")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(run=predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as error:  # bad input or missing files: say what, not a traceback
+        print(f"dermfuse {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""Inference cost of a diagnosis, with and without explanations, against the usual way of doing it.
+
+    .venv/bin/python benchmarks/bench_inference.py --preset paper --repeats 5
+
+Batch 1, one dermoscopy-sized image (a real PH2 image from ../shared/data/real if present, else a
+generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in one run:
+(a) plain diagnosis: segment + classify (the pipeline's fast path: bf16 + channels-last if the
+    CPU supports it);
+(b) explained diagnosis: (a) + Grad-CAM of both streams through the head alone;
+(c) the same networks the way a typical project runs them: eager fp32, a forward for the scores,
+    then one standard pytorch-grad-cam ``GradCAM`` call per stream (full backward each).
+Then batch-16 evaluation throughput (segment + classify, no CAM): fast path vs eager fp32.
+Weights are random (speed does not depend on them). Prints a markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dermfuse import create_model
+from dermfuse.data.io import load_image
+from dermfuse.explain import standard_gradcam
+from dermfuse.models import PRESETS
+from dermfuse.pipeline import Case, DermFusePipeline
+
+REAL_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "images" / "IMD002.jpg"
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_image():
+    if REAL_IMAGE.is_file():
+        return load_image(REAL_IMAGE), f"real PH2 image {REAL_IMAGE.name}"
+    from dermfuse.data.phantom import generate_phantom
+
+    phantom = generate_phantom("mel", seed=0, size=600)
+    return load_image(phantom.image), "phantom 600×600"
+
+
+def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
+    """Eager fp32: segment, lesion image, a forward for the scores, then one GradCAM call per stream."""
+    probability, _ = pipeline.segment([image])
+    from dermfuse.lesion import clean_mask
+
+    lesion = pipeline.make_lesion_image(image, clean_mask(probability[0]))
+    size = pipeline.model.image_size
+    x, les = pipeline._batch([image], size), pipeline._batch([lesion], size)
+    with torch.no_grad():
+        top = int(pipeline.model.classifier(x, les, *metadata).argmax())
+    standard_gradcam(pipeline.model.classifier, x, les, metadata, top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--json", default=None, help="write the numbers here too")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    image, description = test_image()
+    model = create_model(args.preset)
+    fast = DermFusePipeline(model)
+    if not fast.fast:
+        print("note: this CPU has no bf16 support; the fast path is fp32")
+    eager = DermFusePipeline(create_model(args.preset), fast=False)
+    eager.model.load_state_dict(model.state_dict())
+    metadata = (torch.tensor([55.0]), torch.tensor([1]), torch.tensor([1]))
+    case = dict(age=55, sex="male", site="posterior torso")
+
+    plain = median_seconds(lambda: fast(image, **case, explain=False), args.repeats)
+    explained = median_seconds(lambda: fast(image, **case, explain=True), args.repeats)
+    typical = median_seconds(lambda: typical_explained(eager, image, metadata), args.repeats)
+    batch = [Case(image, **case) for _ in range(args.batch)]
+    fast_batch = median_seconds(lambda: fast.predict(batch), max(3, args.repeats // 2))
+    eager_batch = median_seconds(lambda: eager.predict(batch), max(3, args.repeats // 2))
+
+    numbers = {
+        "preset": args.preset, "image": description, "threads": torch.get_num_threads(), "fast_path_bf16": fast.fast,
+        "plain_s": plain, "explained_s": explained, "typical_explained_s": typical,
+        "explained_over_plain": explained / plain, "explained_over_typical": explained / typical,
+        "batch": args.batch, "fast_images_per_s": args.batch / fast_batch, "eager_images_per_s": args.batch / eager_batch,
+        "batch_speedup": eager_batch / fast_batch, "repeats": args.repeats,
+    }
+    print(f"preset {args.preset}, {description}, {numbers['threads']} threads, medians of {args.repeats}")
+    print("| measurement | value | target |\n|---|---|---|")
+    print(f"| (a) plain diagnosis, batch 1 | {plain * 1e3:.0f} ms | |")
+    print(f"| (b) explained diagnosis (+ both CAMs through the head) | {explained * 1e3:.0f} ms | |")
+    print(f"| (c) typical: eager fp32 + one full GradCAM per stream | {typical * 1e3:.0f} ms | |")
+    print(f"| (b) / (a) | {numbers['explained_over_plain']:.2f} | ≤ 1.15 |")
+    print(f"| (b) / (c) | {numbers['explained_over_typical']:.2f} | ≤ 0.35 |")
+    print(f"| batch-{args.batch} evaluation, fast path | {numbers['fast_images_per_s']:.1f} images/s | |")
+    print(f"| batch-{args.batch} evaluation, eager fp32 | {numbers['eager_images_per_s']:.1f} images/s | |")
+    print(f"| fast / eager throughput | {numbers['batch_speedup']:.2f}× | ≥ 2.5× |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The result of one diagnosis, and its JSON form."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from . import vocab
+
+ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention")
+
+
+@dataclass
+class Diagnosis:
+    """Everything the pipeline found for one image.
+
+    Arrays are at the input image's resolution (H, W) unless noted: ``mask`` (bool),
+    ``mask_probability`` (float32), ``heatmaps`` (stream → float32 in [0, 1]), ``attention``
+    (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw.
+    ``probabilities`` are temperature-calibrated, in the order of ``classes``.
+    """
+
+    classes: list[str]
+    probabilities: list[float]
+    probabilities_without_metadata: list[float]
+    metadata: dict
+    top_index: int
+    mask: np.ndarray
+    mask_probability: np.ndarray
+    lesion_image: np.ndarray
+    model: dict
+    warnings: list[str] = field(default_factory=list)
+    heatmaps: dict[str, np.ndarray] | None = None
+    lesion_focus: dict[str, float] | None = None
+    attention: list[np.ndarray] | None = None
+    measurements: dict | None = None
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    image_id: str | None = None
+
+    @property
+    def top_class(self) -> str:
+        return self.classes[self.top_index]
+
+    @property
+    def top_probability(self) -> float:
+        return self.probabilities[self.top_index]
+
+    @property
+    def lesion_found(self) -> bool:
+        return bool(self.mask.any())
+
+    def scores(self, with_metadata: bool = True) -> dict[str, float]:
+        """Class → calibrated probability."""
+        values = self.probabilities if with_metadata else self.probabilities_without_metadata
+        return dict(zip(self.classes, values))
+
+    def to_dict(self, arrays: bool = False) -> dict:
+        """Plain JSON-ready dict; with ``arrays`` the images and maps too (as base64 ``.npy``)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ARRAY_FIELDS:
+                if arrays:
+                    out[f.name] = _encode(value)
+                continue
+            out[f.name] = value
+        out["top_class"] = self.top_class
+        out["top_probability"] = self.top_probability
+        out["top_diagnosis"] = vocab.DIAGNOSIS_NAMES[self.top_class]
+        out["lesion_found"] = self.lesion_found
+        return out
+
+    def to_json(self, arrays: bool = False, **kwargs) -> str:
+        return json.dumps(self.to_dict(arrays=arrays), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Diagnosis":
+        missing = [f.name for f in fields(cls) if f.name in ARRAY_FIELDS[:3] and f.name not in data]
+        if missing:
+            raise ValueError(f"cannot rebuild a Diagnosis without its arrays {missing}: save it with to_json(arrays=True)")
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name in ARRAY_FIELDS:
+            if name in values:
+                values[name] = _decode(values[name])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Diagnosis":
+        return cls.from_dict(json.loads(text))
+
+
+def _encode(value):
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(value), allow_pickle=False)
+    return {"npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def _decode(value):
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict) and set(value) == {"npy"}:
+        return np.load(io.BytesIO(base64.b64decode(value["npy"])), allow_pickle=False)
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    raise ValueError(f"not an encoded array: {str(value)[:80]}")

@@ -1,0 +1,62 @@
+"""Out-of-distribution / capture-quality gate: does this image look like the training data?
+
+A cheap score from two views of the image, both computed on every prediction anyway:
+- ``deep``: the image encoder's globally pooled features (the maps the classifier already has);
+- ``capture``: a few image statistics a dermoscopy frame has and a cat photo, a screenshot, an
+  over-exposed or blurred capture does not (CIELAB means and spreads, clipped-pixel shares,
+  sharpness, edge density, saturation).
+Each view is a diagonal Mahalanobis distance (mean squared z-score against the training split);
+the score is their average. The threshold is a quantile of the training split's scores. Everything
+is stored in the model's config under ``ood``. The gate warns; it never changes the scores.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+THUMBNAIL = 128
+VAR_FLOOR = 1e-6
+
+
+def capture_statistics(image: np.ndarray) -> np.ndarray:
+    """Capture statistics of an RGB uint8 image (H, W, 3) → float vector (11,)."""
+    small = cv2.resize(image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float32)
+    return np.array([
+        *lab.mean(0), *lab.std(0),
+        (gray >= 250).mean(), (gray <= 5).mean(),
+        np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var()),
+        (cv2.Canny(gray, 50, 150) > 0).mean(),
+        hsv[:, 1].mean(),
+    ], dtype=np.float32)
+
+
+def pooled_features(image_maps: torch.Tensor) -> np.ndarray:
+    """Encoder maps (B, C, h, w) → pooled features (B, C) as float32 numpy."""
+    return image_maps.detach().float().mean(dim=(2, 3)).cpu().numpy()
+
+
+def fit_ood(deep: np.ndarray, capture: np.ndarray, quantile: float = 0.99) -> dict:
+    """Fit the gate on the training split's features (N, C) and capture statistics (N, 11)."""
+    if len(deep) < 10:
+        raise ValueError(f"fitting the OOD gate needs at least 10 training images, got {len(deep)}")
+    config = {
+        "deep_mean": deep.mean(0).tolist(), "deep_var": np.maximum(deep.var(0), VAR_FLOOR).tolist(),
+        "capture_mean": capture.mean(0).tolist(), "capture_var": np.maximum(capture.var(0), VAR_FLOOR).tolist(),
+        "quantile": quantile,
+    }
+    config["threshold"] = float(np.quantile(ood_score(config, deep, capture), quantile))
+    return config
+
+
+def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray:
+    """Scores (N,) — larger = less like the training data; compare with ``config["threshold"]``."""
+    def distance(x, mean, var):
+        return (((np.atleast_2d(x) - np.asarray(mean)) ** 2) / np.asarray(var)).mean(axis=1)
+
+    return 0.5 * (distance(deep, config["deep_mean"], config["deep_var"])
+                  + distance(capture, config["capture_mean"], config["capture_var"]))

@@ -1,0 +1,271 @@
+"""``DermFusePipeline``: image + metadata → mask, lesion image, calibrated scores, heatmaps, numbers.
+
+The one function the app, the CLI and the evaluation call. Steps (``design.md``'s flow):
+load (EXIF, RGB, size guard) → segment → clean mask → lesion image → both encoders once →
+head with and without metadata → temperature-calibrated probabilities → optional Grad-CAM of both
+streams through the head alone → lesion focus, measurements, OOD score, warnings.
+
+Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
+bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
+a lock: one image already keeps every core busy, and Grad-CAM's hooks must not see another call's
+forward pass. That makes the pipeline safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from . import vocab
+from .data.io import load_image, load_image_and_mask
+from .data.metadata import encode_metadata
+from .data.transforms import to_tensor
+from .diagnosis import Diagnosis
+from .explain import head_gradcam, lesion_focus
+from .lesion import clean_mask, lesion_box, lesion_image_fn
+from .measure import measure_lesion
+from .models import DermFuse
+from .ood import capture_statistics, ood_score, pooled_features
+
+STREAMS = ("image", "lesion")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast and supported on ``device`` (asks the runtime, not the CPU name)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+@dataclass
+class Case:
+    """One input: an image (path, bytes, PIL or array) and what is known about the patient.
+
+    ``mask`` (optional) is a known lesion mask (e.g. an expert's), used instead of the segmenter's.
+    """
+
+    image: object
+    age: object = None
+    sex: object = None
+    site: object = None
+    image_id: str | None = None
+    mask: object = None
+
+
+class DermFusePipeline:
+    """Segment, classify and explain dermoscopy images with one ``DermFuse`` model."""
+
+    def __init__(self, model: DermFuse, device: str | torch.device = "cpu", fast: bool | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.fast = bf16_supported(self.device) if fast is None else bool(fast)
+        if self.fast and not bf16_supported(self.device):
+            raise ValueError(f"fast=True needs bf16 support, which {self.device} lacks: use fast=False")
+        if self.fast:  # encoders and segmenter are convolutional: channels-last suits oneDNN / cuDNN
+            self.model.segmenter.to(memory_format=torch.channels_last)
+            for encoder in self.model.classifier.encoders().values():
+                encoder.to(memory_format=torch.channels_last)
+        self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, source: str, device: str = "cpu", fast: bool | None = None, **kwargs) -> "DermFusePipeline":
+        """Load the model from a local folder or a Hugging Face Hub repo id."""
+        return cls(DermFuse.from_pretrained(source, **kwargs), device=device, fast=fast)
+
+    # ----------------------------------------------------------------------------------------
+    def __call__(self, image, age=None, sex=None, site=None, explain: bool = True, attention: bool = False,
+                 mask=None, lesion_stream: bool = True) -> Diagnosis:
+        """Diagnose one image. ``explain`` adds Grad-CAM of both streams; ``attention`` the segmenter's
+        gate maps; ``mask`` replaces the segmenter's mask with a known one; ``lesion_stream=False``
+        blinds the lesion stream (see :meth:`predict`)."""
+        cases = [Case(image, age, sex, site, mask=mask)]
+        return self.predict(cases, explain=explain, attention=attention, lesion_stream=lesion_stream)[0]
+
+    def predict(self, cases: list[Case], explain: bool = False, attention: bool = False,
+                lesion_stream: bool = True) -> list[Diagnosis]:
+        """Diagnose a batch of cases in one pass of each network (the evaluation path).
+
+        ``lesion_stream=False`` is the teaching switch: the lesion encoder is shown a blank image
+        (the normalisation mean, all zeros after normalisation) instead of the lesion, so a user
+        can see how much the prediction leans on it. The model itself is unchanged.
+        """
+        images, known_masks = [], []
+        for case in cases:
+            if case.mask is None:
+                images.append(load_image(case.image))
+                known_masks.append(None)
+            else:
+                image, mask = load_image_and_mask(case.image, case.mask)
+                images.append(image)
+                known_masks.append(mask)
+        metadata = encode_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
+        with self._lock:
+            return self._predict(cases, images, known_masks, metadata, explain, attention, lesion_stream)
+
+    def _autocast(self):
+        if not self.fast:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _batch(self, images: list[Image.Image], size) -> torch.Tensor:
+        batch = torch.stack([to_tensor(image, size, self.model.mean, self.model.std) for image in images]).to(self.device)
+        return batch.contiguous(memory_format=torch.channels_last) if self.fast else batch
+
+    def segment(self, images: list[Image.Image], attention: bool = False):
+        """Mask probabilities at each image's resolution (and the gates' α maps if asked)."""
+        with torch.inference_mode(), self._autocast():
+            out = self.model.segmenter(self._batch(images, self.model.segmentation_size), return_attention=attention)
+        logits, gates = out if attention else (out, None)
+        probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, Hs, Ws)
+        full = [cv2.resize(p, image.size, interpolation=cv2.INTER_LINEAR) for p, image in zip(probabilities, images)]
+        if gates is not None:
+            gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), image.size, interpolation=cv2.INTER_LINEAR) for g in gates]
+                     for i, image in enumerate(images)]
+        return full, gates
+
+    def encode(self, images: list[Image.Image], lesions: list[Image.Image] | None):
+        """Both encoders once, no gradients: maps (B, C, h, w) as float32."""
+        size = self.model.image_size
+        with torch.inference_mode(), self._autocast():
+            image_maps, lesion_maps = self.model.classifier.forward_features(
+                self._batch(images, size), self._batch(lesions, size) if lesions is not None else None
+            )
+        as_float = lambda maps: None if maps is None else maps.float().contiguous().clone()  # noqa: E731
+        return as_float(image_maps), as_float(lesion_maps)
+
+    def head_probabilities(self, image_maps, lesion_maps, metadata: dict) -> np.ndarray:
+        """Temperature-calibrated probabilities (B, classes) from encoder maps; the head runs in fp32."""
+        with torch.inference_mode():
+            logits = self.model.classifier.forward_head(
+                image_maps, lesion_maps, metadata["age"].to(self.device), metadata["sex"].to(self.device),
+                metadata["site"].to(self.device),
+            )
+        return torch.softmax(logits.float() / self.model.temperature, dim=1).cpu().numpy()
+
+    def _predict(self, cases, images, known_masks, metadata, explain, attention, lesion_stream) -> list[Diagnosis]:
+        model = self.model
+        probability_maps, gates = self.segment(images, attention)
+        masks = [clean_mask(p) if known is None else known for p, known in zip(probability_maps, known_masks)]
+        if lesion_stream:
+            lesions = [self.make_lesion_image(image, mask) for image, mask in zip(images, masks)]
+        else:
+            blank = tuple(int(round(255 * m)) for m in model.mean)
+            lesions = [Image.new("RGB", model.image_size[::-1], blank) for _ in images]
+        use_lesion = model.classifier.use_lesion_stream
+        image_maps, lesion_maps = self.encode(images, lesions if use_lesion else None)
+        n = len(cases)
+        unknown = encode_metadata([None] * n, [None] * n, [None] * n)
+        probabilities = self.head_probabilities(image_maps, lesion_maps, metadata)
+        without_metadata = self.head_probabilities(image_maps, lesion_maps, unknown)
+        ood = model.ood
+        scores = None
+        if ood is not None:
+            capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
+            scores = ood_score(ood, pooled_features(image_maps), capture)
+        results = []
+        for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
+            pixels = np.asarray(image)
+            top = int(np.argmax(probabilities[i]))
+            heatmaps = focus = None
+            if explain:
+                meta_i = tuple(metadata[k][i:i + 1].to(self.device) for k in ("age", "sex", "site"))
+                cams = head_gradcam(
+                    model.classifier, image_maps[i:i + 1], None if lesion_maps is None else lesion_maps[i:i + 1],
+                    meta_i, top, model.image_size,
+                )
+                if not lesion_stream:
+                    cams.pop("lesion", None)
+                heatmaps = {stream: self._to_image_frame(stream, cam, mask) for stream, cam in cams.items()}
+                focus = {stream: lesion_focus(heat, mask) for stream, heat in heatmaps.items()} if mask.any() else None
+            measurements = measure_lesion(pixels, mask)
+            results.append(Diagnosis(
+                image_id=case.image_id,
+                classes=list(model.classes),
+                probabilities=probabilities[i].tolist(),
+                probabilities_without_metadata=without_metadata[i].tolist(),
+                metadata=_describe_metadata(metadata, i),
+                mask=mask,
+                mask_probability=probability_maps[i].astype(np.float32),
+                lesion_image=np.asarray(lesions[i]),
+                heatmaps=heatmaps,
+                lesion_focus=focus,
+                attention=gates[i] if gates is not None else None,
+                measurements=measurements.to_dict() if measurements else None,
+                ood_score=None if scores is None else float(scores[i]),
+                ood_threshold=None if ood is None else float(ood["threshold"]),
+                model=self.model_info(),
+                warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream),
+                top_index=top,
+            ))
+        return results
+
+    def _to_image_frame(self, stream: str, cam: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """A stream's CAM (classifier input size) → the original image's frame (H, W).
+
+        The image stream saw the whole image: resize. The lesion stream saw the lesion crop: resize
+        the CAM to the crop's box and paste it where the box lies in the image (zero elsewhere).
+        """
+        height, width = mask.shape
+        if stream == "image" or not mask.any() or self.model.lesion_mode == "mask":
+            return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
+        x0, y0, x1, y1 = lesion_box(mask, self.model.lesion_margin)
+        box = cv2.resize(cam, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        frame = np.zeros((height, width), np.float32)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        frame[cy0:cy1, cx0:cx1] = box[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        return frame
+
+    def _warnings(self, mask, measurements, score, lesion_stream: bool = True) -> list[str]:
+        model, warnings = self.model, []
+        if not lesion_stream and model.classifier.use_lesion_stream:
+            warnings.append("Teaching view: the lesion stream was shown a blank image, so these scores ignore it.")
+        if "phantom" in model.dataset.lower():
+            warnings.append(
+                "Demo model trained on synthetic phantom images, not on patients: its output is not a diagnosis."
+            )
+        if model.dataset == "untrained":
+            warnings.append("Untrained model (random weights): its output means nothing.")
+        if not mask.any():
+            warnings.append("No lesion found: the lesion stream saw the whole image.")
+        elif measurements is not None and measurements.touches_border:
+            warnings.append("The lesion touches the image border: part of it may be outside the frame.")
+        if score is not None and score > model.ood["threshold"]:
+            warnings.append(
+                f"This image looks unlike the training images (out-of-distribution score {score:.2f} > "
+                f"threshold {model.ood['threshold']:.2f}): it may not be a dermoscopy image, or it is blurred or "
+                "badly exposed. The scores are shown unchanged; treat them with extra caution."
+            )
+        return warnings
+
+    def model_info(self) -> dict:
+        model = self.model
+        return {"name": model.name, "id": model.source["id"], "revision": model.source["revision"],
+                "dataset": model.dataset, "temperature": model.temperature}
+
+    def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""
+        images = [load_image(image) for image in images]
+        with self._lock:
+            image_maps, _ = self.encode(images, images if self.model.classifier.use_lesion_stream else None)
+        return pooled_features(image_maps), np.stack([capture_statistics(np.asarray(image)) for image in images])
+
+
+def _describe_metadata(metadata: dict, i: int) -> dict:
+    age = float(metadata["age"][i])
+    return {
+        "age": None if np.isnan(age) else age,
+        "sex": vocab.SEXES[int(metadata["sex"][i])],
+        "site": vocab.SITES[int(metadata["site"][i])],
+    }

@@ -1,0 +1,122 @@
+"""Batch prediction: one image, a folder, or a CSV of images with metadata → CSV / JSON / overlays.
+
+Also writes the official ISIC challenge formats: a classification CSV (``image`` plus one
+probability column per class, upper-case as in the ground truth) and one-channel 0/255
+``{image}_segmentation.png`` masks at the input's size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .data.io import load_image
+from .diagnosis import Diagnosis
+from .pipeline import Case, DermFusePipeline
+from .render import heat_overlay, outline
+from .vocab import CSV_COLUMN
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
+    """An image file, a folder of images, or a CSV (columns ``image`` [, ``age``, ``sex``, ``site``]).
+
+    In a CSV, ``image`` is a path (relative to the CSV's folder) or an id found there as ``{id}.jpg``/``.png``.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise ValueError(f"{source} does not exist: give an image file, a folder of images, or a CSV")
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return [Case(p, age, sex, site, image_id=p.stem) for p in files]
+    if source.suffix.lower() == ".csv":
+        table = pd.read_csv(source, dtype={"image": str})
+        if "image" not in table.columns:
+            raise ValueError(f"{source} has no 'image' column (columns: {', '.join(table.columns)})")
+        cases = []
+        for line, row in enumerate(table.itertuples(index=False), start=2):
+            path = _resolve(source.parent, str(row.image))
+            if path is None:
+                raise ValueError(f"{source}, line {line}: image {row.image!r} not found next to the CSV")
+            cases.append(Case(path, getattr(row, "age", None), getattr(row, "sex", None), getattr(row, "site", None),
+                              image_id=Path(str(row.image)).stem))
+        return cases
+    return [Case(source, age, sex, site, image_id=source.stem)]
+
+
+def _resolve(folder: Path, name: str) -> Path | None:
+    candidate = folder / name
+    if candidate.is_file():
+        return candidate
+    for suffix in (".jpg", ".jpeg", ".png"):
+        if (folder / f"{name}{suffix}").is_file():
+            return folder / f"{name}{suffix}"
+    return None
+
+
+def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int = 8, explain: bool = False,
+                progress: bool = True) -> list[Diagnosis]:
+    """Run the pipeline over ``cases`` in batches, with a progress bar."""
+    results = []
+    for start in tqdm(range(0, len(cases), batch_size), desc="diagnosing", unit="batch", disable=not progress):
+        batch = cases[start:start + batch_size]
+        for case, result in zip(batch, pipeline.predict(batch, explain=explain)):
+            result.image_id = case.image_id
+            results.append(result)
+    return results
+
+
+def results_table(results: list[Diagnosis]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        row = {"image": r.image_id, "top_class": r.top_class, "top_probability": r.top_probability}
+        row.update({f"p_{c}": p for c, p in r.scores().items()})
+        row.update({f"p_{c}_without_metadata": p for c, p in r.scores(with_metadata=False).items()})
+        for stream, value in (r.lesion_focus or {}).items():
+            row[f"lesion_focus_{stream}"] = value
+        row.update({"lesion_found": r.lesion_found, "ood_score": r.ood_score, "warnings": " | ".join(r.warnings)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_outputs(results: list[Diagnosis], cases: list[Case], out_dir: Path, overlays: bool = False,
+                  isic_submission: bool = False) -> list[Path]:
+    """Write predictions.csv and predictions.json (and overlays / ISIC files if asked); returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "predictions.csv", out_dir / "predictions.json"]
+    results_table(results).to_csv(written[0], index=False)
+    written[1].write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    if overlays:
+        for r, case in zip(results, cases):
+            pixels = np.asarray(load_image(case.image))
+            panels = [outline(pixels, r.mask)]
+            panels += [heat_overlay(pixels, heat, mask=r.mask) for heat in (r.heatmaps or {}).values()]
+            path = out_dir / "overlays" / f"{r.image_id}.png"
+            path.parent.mkdir(exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+            written.append(path)
+    if isic_submission:
+        written += write_isic_submission(results, out_dir / "isic_submission")
+    return written
+
+
+def write_isic_submission(results: list[Diagnosis], out_dir: Path) -> list[Path]:
+    """ISIC formats: classification CSV (image + one probability column per class) and 0/255 masks."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{"image": r.image_id, **{CSV_COLUMN[c]: p for c, p in r.scores().items()}} for r in results])
+    csv_path = out_dir / "classification.csv"
+    table.to_csv(csv_path, index=False)
+    written = [csv_path]
+    for r in results:
+        path = out_dir / f"{r.image_id}_segmentation.png"
+        cv2.imwrite(str(path), r.mask.astype(np.uint8) * 255)
+        written.append(path)
+    return written

@@ -1,0 +1,210 @@
+"""The diagnosis pipeline on phantoms: shapes, probabilities, explanations, threads, fast path, OOD gate."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from dermfuse import create_model
+from dermfuse.data.io import ImageLoadError
+from dermfuse.data.metadata import encode_metadata
+from dermfuse.data.phantom import generate_phantom
+from dermfuse.diagnosis import Diagnosis
+from dermfuse.explain import head_gradcam, standard_gradcam
+from dermfuse.lesion import lesion_box
+from dermfuse.ood import fit_ood
+from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
+from dermfuse.vocab import HAM10000_CLASSES
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def pipeline(model):
+    return DermFusePipeline(model, fast=False)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [generate_phantom(label, seed=i, size=256) for i, label in enumerate(HAM10000_CLASSES)]
+
+
+@pytest.mark.parametrize("shape", [(251, 333), (300, 500), (1999, 2999)])
+def test_mask_matches_input_resolution(pipeline, phantoms, shape):
+    image = cv2.resize(phantoms[4].image, (shape[1], shape[0]))
+    result = pipeline(image, explain=True)
+    assert result.mask.shape == result.mask_probability.shape == shape
+    assert all(h.shape == shape for h in result.heatmaps.values())
+
+
+def test_probabilities_are_distributions(pipeline, phantoms):
+    for p in phantoms[:3]:
+        result = pipeline(p.image, p.age, p.sex, p.site, explain=False)
+        for values in (result.probabilities, result.probabilities_without_metadata):
+            assert abs(sum(values) - 1) < 1e-5 and min(values) >= 0
+        assert result.top_class == HAM10000_CLASSES[int(np.argmax(result.probabilities))]
+        assert result.probabilities != result.probabilities_without_metadata
+
+
+def test_explanations_on_the_known_mask(pipeline, phantoms):
+    p = phantoms[4]
+    result = pipeline(p.image, p.age, p.sex, p.site, mask=p.mask)
+    assert np.array_equal(result.mask, p.mask)
+    image_cam, lesion_cam = result.heatmaps["image"], result.heatmaps["lesion"]
+    for cam in (image_cam, lesion_cam):
+        assert cam.min() >= 0 and cam.max() <= 1 and cam.std() > 0.01
+    assert not np.allclose(image_cam, lesion_cam, atol=0.05)
+    assert all(0 <= v <= 1 for v in result.lesion_focus.values())
+    # The lesion stream saw only the crop around the lesion: none of its heat lies outside the crop box.
+    x0, y0, x1, y1 = lesion_box(p.mask, pipeline.model.lesion_margin)
+    outside = np.ones(p.mask.shape, bool)
+    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    assert lesion_cam[outside].max() == 0 and lesion_cam[~outside].max() > 0
+
+
+def test_head_gradcam_equals_standard_full_backward_gradcam(model, phantoms):
+    """The cheap path computes the same maps as pytorch-grad-cam through the whole network."""
+    pipeline = DermFusePipeline(model, fast=False)
+    p = phantoms[1]
+    image = Image.fromarray(p.image)
+    lesion = pipeline.make_lesion_image(image, p.mask)
+    meta = encode_metadata(p.age, p.sex, p.site)
+    metadata = (meta["age"], meta["sex"], meta["site"])
+    maps = pipeline.encode([image], [lesion])
+    compared = 0
+    for target in range(len(model.classes)):
+        reference = standard_gradcam(model.classifier, pipeline._batch([image], model.image_size),
+                                     pipeline._batch([lesion], model.image_size), metadata, target)
+        cheap = head_gradcam(model.classifier, *maps, metadata, target, model.image_size)
+        for stream in ("image", "lesion"):
+            assert np.abs(cheap[stream] - reference[stream]).max() < 1e-4, (target, stream)
+            if reference[stream].std() > 0.01:  # (an all-negative CAM is zero after ReLU in both)
+                assert np.corrcoef(cheap[stream].ravel(), reference[stream].ravel())[0, 1] > 0.999
+                compared += 1
+    assert compared >= len(model.classes)
+
+
+def test_json_roundtrip(pipeline, phantoms):
+    p = phantoms[2]
+    result = pipeline(p.image, p.age, p.sex, p.site, attention=True)
+    again = Diagnosis.from_json(result.to_json(arrays=True))
+    assert again.to_dict() == result.to_dict()
+    for name in ("mask", "mask_probability", "lesion_image"):
+        assert np.array_equal(getattr(again, name), getattr(result, name))
+    for stream in result.heatmaps:
+        assert np.array_equal(again.heatmaps[stream], result.heatmaps[stream])
+    assert len(again.attention) == 4 and again.attention[0].shape == p.mask.shape
+    summary = result.to_dict()
+    assert summary["top_class"] == result.top_class and "mask" not in summary
+
+
+def test_concurrent_calls_match_sequential(pipeline, phantoms):
+    cases = [(p.image, p.age, p.sex, p.site) for p in phantoms[:4]]
+    sequential = [pipeline(*case).to_dict() for case in cases]
+    results = [None] * len(cases)
+
+    def work(i):
+        results[i] = pipeline(*cases[i]).to_dict()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == sequential
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no bf16 support")
+def test_fast_path_agrees_with_fp32(model, phantoms):
+    fp32 = DermFusePipeline(model, fast=False)
+    fast = DermFusePipeline(create_model("tiny"), fast=True)
+    fast.model.load_state_dict(model.state_dict())
+    assert fast.fast
+    cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask) for p in phantoms]
+    for a, b in zip(fp32.predict(cases), fast.predict(cases)):
+        assert np.abs(np.array(a.probabilities) - np.array(b.probabilities)).max() <= 0.02
+        margin = np.sort(a.probabilities)[-1] - np.sort(a.probabilities)[-2]
+        assert a.top_class == b.top_class or margin < 0.02  # only a near-tie may flip
+
+
+def test_metadata_and_image_errors(pipeline, phantoms, tmp_path):
+    image = phantoms[0].image
+    with pytest.raises(ValueError, match="impossible"):
+        pipeline(image, age=-5)
+    with pytest.raises(ValueError, match="impossible"):
+        pipeline(image, age=300)
+    with pytest.raises(ValueError, match="unknown lesion site"):
+        pipeline(image, site="elbow pit")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(ImageLoadError, match="notes.jpg"):
+        pipeline(text)
+
+
+def test_warnings(model, phantoms):
+    pipeline = DermFusePipeline(model, fast=False)
+    result = pipeline(phantoms[0].image, mask=np.zeros(phantoms[0].mask.shape, bool))
+    assert any("No lesion found" in w for w in result.warnings)
+    assert any("Untrained" in w for w in result.warnings)
+    assert result.lesion_focus is None and result.measurements is None
+
+
+def non_dermoscopy_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Images that are not dermoscopy: noise, flat colour, text screenshots, simple drawn scenes."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            img = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        elif kind == 1:
+            img = np.full((256, 256, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        elif kind == 2:
+            img = np.full((256, 256, 3), 250, np.uint8)
+            for line in range(12):
+                cv2.putText(img, f"Report {rng.integers(1e6)} value={rng.random():.3f}", (5, 20 + 20 * line),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1)
+        else:  # a landscape: sky, grass, a sun, a house
+            img = np.zeros((256, 256, 3), np.uint8)
+            img[:150] = (110 + rng.integers(-20, 20), 170, 235)
+            img[150:] = (60, 150 + rng.integers(-30, 30), 50)
+            cv2.circle(img, (int(rng.integers(30, 220)), 50), 25, (250, 220, 60), -1)
+            x = int(rng.integers(20, 150))
+            cv2.rectangle(img, (x, 110), (x + 70, 190), (170, 60, 40), -1)
+        images.append(img)
+    return images
+
+
+def test_ood_gate_separates_phantoms_from_other_images(model):
+    pipeline = DermFusePipeline(model, fast=False)
+    train = [generate_phantom(HAM10000_CLASSES[i % 7], seed=100 + i, size=192).image for i in range(70)]
+    model.update_config(ood=fit_ood(*pipeline.ood_inputs(train)))
+    try:
+        held_out = [generate_phantom(HAM10000_CLASSES[i % 7], seed=500 + i, size=192).image for i in range(28)]
+        others = non_dermoscopy_images(28)
+        scores = [r.ood_score for r in pipeline.predict([Case(img) for img in held_out + others])]
+        auroc = roc_auc_score([0] * len(held_out) + [1] * len(others), scores)
+        assert auroc >= 0.95, auroc
+        noisy = pipeline(others[0], explain=False)
+        assert any("unlike the training images" in w for w in noisy.warnings)
+    finally:
+        model.update_config(ood=None)
+
+
+def test_blinding_the_lesion_stream_changes_scores_and_says_so(pipeline, phantoms):
+    p = phantoms[3]
+    normal = pipeline(p.image, p.age, p.sex, p.site, mask=p.mask)
+    blind = pipeline(p.image, p.age, p.sex, p.site, mask=p.mask, lesion_stream=False)
+    assert normal.probabilities != blind.probabilities
+    assert set(blind.heatmaps) == {"image"} and any("blank image" in w for w in blind.warnings)
+    assert np.array_equal(normal.mask, blind.mask)
