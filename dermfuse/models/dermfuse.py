@@ -19,13 +19,12 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 from .. import vocab
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..lesion import LESION_MODES
 from .backbones import load_imagenet_weights
 from .classifier import DualStreamClassifier
 from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-LESION_MODES = ("crop_mask", "mask", "crop")
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MUTABLE_CONFIG = ("temperature", "ood", "dataset", "name")

@@ -1,0 +1,87 @@
+"""The ``dermfuse`` command line: info, predict (image / folder / CSV), ISIC submission files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dermfuse import create_model
+from dermfuse.cli import main
+from dermfuse.data.phantom import generate_phantom
+from dermfuse.vocab import HAM10000_CLASSES
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    create_model("tiny").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for i, label in enumerate(HAM10000_CLASSES[:3]):
+        image = generate_phantom(label, seed=i, size=200).image
+        Image.fromarray(image[:, : 180 + 7 * i]).save(folder / f"case{i}.jpg")  # non-square, different sizes
+    return folder
+
+
+def test_info_prints_parameter_counts(capsys):
+    assert main(["info", "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "total" in out and f"{sum(p.numel() for p in create_model('tiny').parameters()):,}" in out
+
+
+def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image_folder, tmp_path):
+    out = tmp_path / "out"
+    code = main(["predict", str(image_folder), "--model", str(model_dir), "--out", str(out), "--overlays",
+                 "--isic-submission", "--age", "45", "--sex", "female", "--site", "back"])
+    assert code == 0
+    table = pd.read_csv(out / "predictions.csv")
+    assert list(table["image"]) == ["case0", "case1", "case2"]
+    probabilities = table[[f"p_{c}" for c in HAM10000_CLASSES]].to_numpy()
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    records = json.loads((out / "predictions.json").read_text())
+    assert [r["metadata"]["site"] for r in records] == ["posterior torso"] * 3
+    assert all((out / "overlays" / f"case{i}.png").is_file() for i in range(3))
+    submission = pd.read_csv(out / "isic_submission" / "classification.csv")
+    assert list(submission.columns) == ["image", "AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
+    for i in range(3):
+        mask = Image.open(out / "isic_submission" / f"case{i}_segmentation.png")
+        assert mask.mode == "L" and mask.size == Image.open(image_folder / f"case{i}.jpg").size
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+
+
+def test_predict_csv_with_metadata(model_dir, image_folder, tmp_path):
+    pd.DataFrame({"image": ["case0", "case1.jpg"], "age": [30, None], "sex": ["male", ""],
+                  "site": ["face", "acral"]}).to_csv(image_folder / "cases.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["predict", str(image_folder / "cases.csv"), "--model", str(model_dir), "--out", str(out)]) == 0
+    records = json.loads((out / "predictions.json").read_text())
+    assert [r["metadata"] for r in records] == [
+        {"age": 30.0, "sex": "male", "site": "head/neck"}, {"age": None, "sex": "unknown", "site": "palms/soles"}]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/file.jpg"], "does not exist"),
+    (["IMAGE", "--age", "-5"], "impossible"),
+    (["IMAGE", "--site", "moon"], "unknown lesion site"),
+])
+def test_predict_bad_input_is_a_clear_error(model_dir, image_folder, tmp_path, capsys, args, message):
+    args = [str(image_folder / "case0.jpg") if a == "IMAGE" else a for a in args]
+    assert main(["predict", *args, "--model", str(model_dir), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_predict_refuses_pickle_model(image_folder, tmp_path, capsys):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
+    assert main(["predict", str(image_folder / "case0.jpg"), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "unpickling" in capsys.readouterr().err
