@@ -51,6 +51,40 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a model on a dataset root (any supported layout) or a split of it: metrics + figures."""
+    from .data.readers import read_dataset
+    from .data.splits import read_manifest
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import write_report
+    from .pipeline import DermFusePipeline
+
+    table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
+    if args.manifest:
+        manifest = read_manifest(args.manifest)
+        keep = set(manifest.loc[manifest["split"] == args.split, "image_id"])
+        if not keep:
+            raise ValueError(f"{args.manifest} has no rows in split {args.split!r}")
+        table = table[table["image_id"].isin(keep)]
+        if len(table) != len(keep):
+            raise ValueError(f"{len(keep) - len(table)} images of split {args.split!r} in {args.manifest} are not in {args.data}")
+    if args.limit:
+        table = table.head(args.limit)
+    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    metrics, arrays = run_evaluation(pipeline, table.reset_index(drop=True), batch_size=args.batch_size)
+    metrics["data"] = {"root": str(args.data), "manifest": args.manifest, "split": args.split if args.manifest else "all"}
+    write_report(metrics, arrays, list(pipeline.model.classes), pipeline.model.temperature, Path(args.out))
+    seg, cls = metrics.get("segmentation"), metrics.get("classification")
+    if seg:
+        print(f"segmentation ({seg['images']} images): Dice {seg['dice']:.3f}, IoU {seg['iou']:.3f}, "
+              f"thresholded Jaccard {seg['thresholded_jaccard']:.3f}")
+    if cls:
+        print(f"classification ({cls['cases']} cases): balanced accuracy {cls['balanced_accuracy']:.3f}, "
+              f"macro AUC {cls['macro_auc']:.3f}, ECE {cls['ece']:.3f} (uncalibrated {metrics['classification_uncalibrated_ece']:.3f})")
+    print(f"wrote {args.out}/metrics.json and figures")
+    return 0
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=default_model_source(),
                         help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped demo)")
@@ -77,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isic-submission", action="store_true", help="also write the ISIC challenge CSV and masks")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(run=predict)
+
+    p = commands.add_parser("evaluate", help="metrics and figures of a model on a dataset (or one split of it)")
+    p.add_argument("data", help="dataset root in any supported layout (HAM10000, ISIC, PH2, folder, a phantom set)")
+    add_model_argument(p)
+    p.add_argument("--layout", help="force a layout when the folder holds several (see dermfuse.data.read_dataset)")
+    p.add_argument("--manifest", help="split manifest CSV (from training); evaluate only --split of it")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--out", default="evaluation", help="output folder (default: evaluation/)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(run=evaluate)
     return parser
 
 

@@ -85,3 +85,21 @@ def test_predict_refuses_pickle_model(image_folder, tmp_path, capsys):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
     assert main(["predict", str(image_folder / "case0.jpg"), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "unpickling" in capsys.readouterr().err
+
+
+def test_evaluate_phantom_set_with_manifest(model_dir, tmp_path):
+    from dermfuse.data import make_splits, read_dataset, write_manifest
+    from dermfuse.data.phantom import generate_dataset
+
+    root = tmp_path / "phantoms"
+    generate_dataset(root, n=21, seed=5, size=160)
+    table = make_splits(read_dataset(root), fractions=(0.4, 0.3, 0.3), seed=0)
+    write_manifest(table, tmp_path / "manifest.csv")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(root), "--model", str(model_dir), "--manifest", str(tmp_path / "manifest.csv"),
+                 "--split", "test", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    test_size = int((table["split"] == "test").sum())
+    assert metrics["images"] == metrics["segmentation"]["images"] == metrics["classification"]["cases"] == test_size
+    assert 0 <= metrics["segmentation"]["dice"] <= 1 and 0 <= metrics["classification"]["balanced_accuracy"] <= 1
+    assert {p.name for p in out.iterdir()} == {"metrics.json", "confusion_matrix.png", "roc_curves.png", "reliability.png"}

@@ -1,0 +1,80 @@
+"""Evaluate a model through the pipeline on a dataset table: metrics JSON and figures.
+
+The numbers come from exactly the path a user's image takes (``DermFusePipeline``: masks at the
+image's resolution, lesion images from the predicted masks, calibrated probabilities), so the
+figures in a model card can be reproduced with ``dermfuse evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import figures
+from .data.io import load_image_and_mask
+from .metrics import classification_metrics, mask_counts, segmentation_metrics, segmentation_scores
+from .pipeline import Case, DermFusePipeline
+from .predict import predict_all
+
+
+def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 16, progress: bool = True) -> tuple[dict, dict]:
+    """Run the pipeline on every row; return (metrics, arrays for figures).
+
+    Segmentation is scored where the row has a ``mask_path`` (at the image's resolution),
+    classification where its label is one of the model's classes.
+    """
+    if table.empty:
+        raise ValueError("the evaluation table is empty: check the dataset path and the split")
+    cases = [Case(row.image_path, row.age, row.sex, row.site, image_id=row.image_id) for row in table.itertuples()]
+    results = predict_all(pipeline, cases, batch_size=batch_size, progress=progress)
+    classes = list(pipeline.model.classes)
+    metrics: dict = {"model": pipeline.model_info(), "images": len(results)}
+    arrays: dict = {}
+
+    counts, dice_by_image = [], {}
+    for row, result in zip(table.itertuples(), results):
+        if isinstance(row.mask_path, str):
+            _, truth = load_image_and_mask(row.image_path, row.mask_path)
+            counts.append(mask_counts(result.mask, truth)[0])
+            dice_by_image[row.image_id] = float(segmentation_scores(counts[-1][None])["dice"][0])
+    if counts:
+        metrics["segmentation"] = segmentation_metrics(np.stack(counts))
+        arrays["dice_by_image"] = dice_by_image
+
+    labelled = [(i, classes.index(label)) for i, label in enumerate(table["label"]) if label in classes]
+    if labelled:
+        rows, labels = zip(*labelled)
+        calibrated = np.array([results[i].probabilities for i in rows])
+        without_metadata = np.array([results[i].probabilities_without_metadata for i in rows])
+        # softmax(z / T) raised to the power T and renormalised is softmax(z): the uncalibrated scores.
+        uncalibrated = calibrated ** pipeline.model.temperature
+        uncalibrated /= uncalibrated.sum(1, keepdims=True)
+        metrics["classification"] = classification_metrics(labels, calibrated, classes)
+        metrics["classification_uncalibrated_ece"] = classification_metrics(labels, uncalibrated, classes)["ece"]
+        metrics["classification_without_metadata"] = {
+            k: v for k, v in classification_metrics(labels, without_metadata, classes).items()
+            if k in ("accuracy", "balanced_accuracy", "macro_auc", "ece")
+        }
+        arrays.update(labels=np.array(labels), calibrated=calibrated, uncalibrated=uncalibrated)
+    flagged = [r.ood_score > r.ood_threshold for r in results if r.ood_score is not None]
+    if flagged:
+        metrics["ood_flagged_share"] = float(np.mean(flagged))
+    return metrics, arrays
+
+
+def write_report(metrics: dict, arrays: dict, classes: list[str], temperature: float, out_dir: Path) -> list[Path]:
+    """metrics.json plus confusion matrix, ROC curves and reliability diagram PNGs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=1))
+    written = [path]
+    if "labels" in arrays:
+        cm = metrics["classification"]["confusion_matrix"]
+        written.append(figures.confusion_matrix_figure(cm, classes, out_dir / "confusion_matrix.png"))
+        written.append(figures.roc_curves(arrays["labels"], arrays["calibrated"], classes, out_dir / "roc_curves.png"))
+        written.append(figures.reliability_diagram(arrays["labels"], arrays["uncalibrated"], arrays["calibrated"],
+                                                   out_dir / "reliability.png", temperature=temperature))
+    return written
