@@ -92,8 +92,8 @@ def test_evaluate_phantom_set_with_manifest(model_dir, tmp_path):
     from dermfuse.data.phantom import generate_dataset
 
     root = tmp_path / "phantoms"
-    generate_dataset(root, n=21, seed=5, size=160)
-    table = make_splits(read_dataset(root), fractions=(0.4, 0.3, 0.3), seed=0)
+    generate_dataset(root, n=28, seed=5, size=160)
+    table = make_splits(read_dataset(root), fractions=(0.5, 0.25, 0.25), seed=0)
     write_manifest(table, tmp_path / "manifest.csv")
     out = tmp_path / "eval"
     assert main(["evaluate", str(root), "--model", str(model_dir), "--manifest", str(tmp_path / "manifest.csv"),
