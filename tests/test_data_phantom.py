@@ -25,6 +25,7 @@ from dermfuse.data.phantom import (
 )
 from dermfuse.data.phantom.__main__ import main as phantom_cli
 from dermfuse.data.phantom.metadata import AGE_BINS, AGE_COUNTS, LOCALIZATION_COUNTS, SEX_COUNTS
+from dermfuse.data.readers import read_ham10000
 
 CLASSES = vocab.HAM10000_CLASSES
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -239,6 +240,9 @@ def test_generate_dataset_writes_the_ham10000_layout(tmp_path):
     truth = pd.read_csv(out / "phantom_truth.csv")
     assert list(truth["image_id"]) == [r["image_id"] for r in rows]
     assert not list(out.rglob(".*.tmp"))
+    table = read_ham10000(out, masks=True)  # the project's real HAM10000 reader
+    assert list(table["image_id"]) == [r["image_id"] for r in rows] and table["mask_path"].notna().all()
+    assert list(table["site"]) == [vocab.HAM10000_SITE_MAP[r["localization"]] for r in rows]
     with pytest.raises(FileExistsError, match="overwrite"):
         generate_dataset(out, 2, size=64, progress=False)
 

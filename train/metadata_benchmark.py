@@ -124,30 +124,47 @@ def summarise(per_fold: list[dict]) -> dict:
     return out
 
 
+def predict_transformer(train, test, classes, seed, epochs=40):
+    return transformer_probabilities(fit_transformer(train, classes, seed, epochs=epochs), test)
+
+
+def predict_logistic(train, test, classes, seed, epochs=None):
+    y = np.array([classes.index(c) for c in train["label"]])
+    return fit_logistic(linear_features(train), y).predict_proba(linear_features(test))
+
+
+def predict_boosting(train, test, classes, seed, epochs=None):
+    y = np.array([classes.index(c) for c in train["label"]])
+    return fit_boosting(train, y, seed).predict_proba(boosting_features(test))
+
+
+def predict_logistic_raw_localization(train, test, classes, seed, epochs=None):
+    y = np.array([classes.index(c) for c in train["label"]])
+    values = sorted(set(train["localization"]) | set(test["localization"]))
+    model = fit_logistic(linear_features(train, "localization", values), y)
+    return model.predict_proba(linear_features(test, "localization", values))
+
+
+MODELS = {
+    "metadata_transformer": predict_transformer,
+    "logistic_regression": predict_logistic,
+    "hist_gradient_boosting": predict_boosting,
+    "logistic_regression_raw_localization": predict_logistic_raw_localization,  # needs a `localization` column
+}
+
+
 def cross_validate(train_pool: pd.DataFrame, folds, classes, seed: int, extra_train: pd.DataFrame | None = None,
-                   epochs: int = 40) -> dict:
+                   epochs: int = 40, models=None) -> dict:
     """Every model on the same folds; ``folds`` yields (train, test) positions into ``train_pool``."""
-    results = {"metadata_transformer": [], "logistic_regression": [], "hist_gradient_boosting": []}
-    raw_localization = "localization" in train_pool.columns
-    if raw_localization:
-        results["logistic_regression_raw_localization"] = []
-        localizations = sorted(train_pool["localization"].unique())
+    models = models or [m for m in MODELS if m != "logistic_regression_raw_localization" or "localization" in train_pool]
+    results = {name: [] for name in models}
     for train_idx, test_idx in folds:
         train, test = train_pool.iloc[train_idx], train_pool.iloc[test_idx]
         if extra_train is not None:
             train = pd.concat([train, extra_train], ignore_index=True)
-        y_train = np.array([classes.index(c) for c in train["label"]])
         y_test = np.array([classes.index(c) for c in test["label"]])
-        transformer = fit_transformer(train, classes, seed, epochs=epochs)
-        results["metadata_transformer"].append(scores(y_test, transformer_probabilities(transformer, test), classes))
-        logistic = fit_logistic(linear_features(train), y_train)
-        results["logistic_regression"].append(scores(y_test, logistic.predict_proba(linear_features(test)), classes))
-        boosting = fit_boosting(train, y_train, seed)
-        results["hist_gradient_boosting"].append(scores(y_test, boosting.predict_proba(boosting_features(test)), classes))
-        if raw_localization:
-            raw = fit_logistic(linear_features(train, "localization", localizations), y_train)
-            probabilities = raw.predict_proba(linear_features(test, "localization", localizations))
-            results["logistic_regression_raw_localization"].append(scores(y_test, probabilities, classes))
+        for name in models:
+            results[name].append(scores(y_test, MODELS[name](train, test, classes, seed, epochs=epochs), classes))
     return {name: summarise(per_fold) for name, per_fold in results.items()}
 
 

@@ -88,7 +88,7 @@ def regression(les: Lesion, strength: float) -> None:
     """White scar-like regression with blue-grey peppering."""
     alpha = blob_alpha(les, rho_range=(0.2, 0.8), reach=les.rng.uniform(0.2, 0.35))
     les.paint(colour(les, (0.90, 0.87, 0.86)), alpha * np.float32(0.8 * strength))
-    dots(les, BLUE_GREY, strength * alpha.max(), count=25, radius=0.9, rho_range=(0.2, 0.8), cluster=0.5)
+    dots(les, BLUE_GREY, strength, count=80, radius=0.9, rho_range=(0.0, 1.0), within=alpha)
 
 
 def pigment_network(les: Lesion, rgb, strength: float, spacing: float = 9.0, line: float = 0.0,
@@ -117,9 +117,10 @@ def pigment_network(les: Lesion, rgb, strength: float, spacing: float = 9.0, lin
 
 
 def dots(les: Lesion, rgb, strength: float, count: int, radius: float, rho_range=(0.0, 0.9),
-         cluster: float = 1.0, size_spread: float = 0.5) -> None:  # fmt: skip
+         cluster: float = 1.0, size_spread: float = 0.5, within: np.ndarray | None = None) -> None:  # fmt: skip
     """Dots/globules (``radius`` px at 256): ``cluster`` 1 spreads them all around (regular),
-    smaller values bunch them in an angular sector (irregular, eccentric)."""
+    smaller values bunch them in an angular sector (irregular, eccentric); ``within`` (H, W) keeps
+    them to an area (e.g. peppering inside regression)."""
     rng = les.rng
     centre_angle = rng.uniform(-np.pi, np.pi)
     theta = centre_angle + rng.uniform(-np.pi, np.pi, count) * cluster
@@ -129,7 +130,8 @@ def dots(les: Lesion, rgb, strength: float, count: int, radius: float, rho_range
     layer = new_layer(les.size)
     for (x, y), r in zip(points, radii):
         cv2.circle(layer, tuple(fixed((x, y))), int(max(r, 0.6) * (1 << SHIFT)), 255, -1, cv2.LINE_AA, SHIFT)
-    les.paint(colour(les, rgb), layer_alpha(layer, 0.4) * np.float32(strength))
+    alpha = layer_alpha(layer, 0.4) * np.float32(strength)
+    les.paint(colour(les, rgb), alpha if within is None else alpha * within)
 
 
 def regular_globules(les: Lesion, rgb, strength: float, spacing: float = 14.0, radius: float = 3.0) -> None:

@@ -138,7 +138,7 @@ def generate_dataset(
     jobs = [(str(out), i, str(labels[i]), image_seed(seed, i), size, difficulty, shortcut) for i in range(n)]
     bar = dict(total=n, desc="phantoms", unit="img", disable=not progress)
     if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
+        with get_context("spawn").Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
             results = list(tqdm(pool.imap(_render, jobs, chunksize=8), **bar))
     else:
         results = [_render(job) for job in tqdm(jobs, **bar)]

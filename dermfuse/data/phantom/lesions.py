@@ -95,7 +95,7 @@ GROUNDS: dict[str, Callable[[Lesion, float], None]] = {
 
 def _regular_network(les: Lesion, s: float) -> None:
     envelope = 1.0 - 0.8 * smoothstep(0.6, 1.0, les.rho)
-    cr.pigment_network(les, cr.pigment(les, 0.8), 0.75 * s, les.rng.uniform(8, 11), envelope=envelope)
+    cr.pigment_network(les, cr.pigment(les, 0.95), 0.85 * s, les.rng.uniform(8, 11), envelope=envelope)
 
 
 def _regular_globules(les: Lesion, s: float) -> None:
