@@ -57,23 +57,28 @@ class StreamGradCAM(GradCAM):
         return np.concatenate(scaled, axis=1)  # (B, streams, H, W), each in [0, 1]
 
 
-def head_gradcam(classifier, image_maps, lesion_maps, metadata, target_class: int, output_size) -> dict[str, np.ndarray]:
-    """Grad-CAM of each stream at ``output_size`` for ``target_class``, from one backward through the head.
+def head_gradcam(classifier, image_maps, lesion_maps, metadata, output_size, targets: list[int] | None = None):
+    """Grad-CAM of each stream at ``output_size``, from one forward and one backward through the head.
 
-    ``image_maps`` / ``lesion_maps``: (1, C, h, w) encoder outputs (no graph needed). Returns
-    ``{"image": (H, W), "lesion": (H, W)}`` in [0, 1] (``lesion`` only with a lesion stream).
+    ``image_maps`` / ``lesion_maps``: (B, C, h, w) encoder outputs (no graph needed); ``targets``:
+    one class per case, or ``None`` for each case's top class. Returns ``(cams, logits)``: cams is
+    ``{"image": (B, H, W), "lesion": (B, H, W)}`` in [0, 1] (``lesion`` only with a lesion stream),
+    logits (B, classes) come from the same forward pass. Only the maps get gradients: the caller's
+    model should have ``requires_grad_(False)`` so no parameter gradient is computed.
     """
     streams = list(classifier.taps())
     maps = [image_maps] + ([lesion_maps] if classifier.use_lesion_stream else [])
-    stacked = torch.cat([m.detach().float() for m in maps], dim=1)  # (1, C·streams, h, w)
+    stacked = torch.cat([m.detach().float() for m in maps], dim=1)  # (B, C·streams, h, w)
     head = HeadAsModel(classifier, metadata, image_maps.shape[1])
     with torch.enable_grad():
         cam = StreamGradCAM(head, [classifier.taps()[s] for s in streams], output_size)
         try:
-            per_stream = cam(input_tensor=stacked.requires_grad_(True), targets=[ClassifierOutputTarget(target_class)])
+            chosen = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
+            per_stream = cam(input_tensor=stacked.requires_grad_(True), targets=chosen)
+            logits = cam.outputs.detach()
         finally:
             cam.activations_and_grads.release()
-    return {stream: per_stream[0, i].astype(np.float32) for i, stream in enumerate(streams)}
+    return {stream: per_stream[:, i].astype(np.float32) for i, stream in enumerate(streams)}, logits
 
 
 def standard_gradcam(classifier, image, lesion, metadata, target_class: int) -> dict[str, np.ndarray]:
@@ -88,10 +93,16 @@ def standard_gradcam(classifier, image, lesion, metadata, target_class: int) -> 
             return classifier(x, lesion, *metadata) if stream == "image" else classifier(image, x, *metadata)
 
     out = {}
-    for stream, encoder in classifier.encoders().items():
-        with GradCAM(model=Wrapped(), target_layers=[encoder.features.norm5]) as cam:
-            inputs = image if stream == "image" else lesion
-            out[stream] = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(target_class)])[0].astype(np.float32)
+    flags = [p.requires_grad for p in classifier.parameters()]
+    classifier.requires_grad_(True)  # as in a typical project: every parameter gets its gradient too
+    try:
+        for stream, encoder in classifier.encoders().items():
+            with GradCAM(model=Wrapped(), target_layers=[encoder.features.norm5]) as cam:
+                inputs = image if stream == "image" else lesion
+                out[stream] = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(target_class)])[0].astype(np.float32)
+    finally:
+        for parameter, flag in zip(classifier.parameters(), flags):
+            parameter.requires_grad_(flag)
     return out
 
 

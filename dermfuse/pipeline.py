@@ -68,7 +68,8 @@ class DermFusePipeline:
 
     def __init__(self, model: DermFuse, device: str | torch.device = "cpu", fast: bool | None = None):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # Inference only: no parameter needs a gradient (Grad-CAM needs them at the encoder maps alone).
+        self.model = model.to(self.device).eval().requires_grad_(False)
         self.fast = bf16_supported(self.device) if fast is None else bool(fast)
         if self.fast and not bf16_supported(self.device):
             raise ValueError(f"fast=True needs bf16 support, which {self.device} lacks: use fast=False")
@@ -145,14 +146,17 @@ class DermFusePipeline:
         as_float = lambda maps: None if maps is None else maps.float().contiguous().clone()  # noqa: E731
         return as_float(image_maps), as_float(lesion_maps)
 
-    def head_probabilities(self, image_maps, lesion_maps, metadata: dict) -> np.ndarray:
-        """Temperature-calibrated probabilities (B, classes) from encoder maps; the head runs in fp32."""
+    def head_logits(self, image_maps, lesion_maps, metadata: dict) -> torch.Tensor:
+        """Logits (B, classes) from encoder maps and encoded metadata; the head runs in fp32."""
         with torch.inference_mode():
-            logits = self.model.classifier.forward_head(
-                image_maps, lesion_maps, metadata["age"].to(self.device), metadata["sex"].to(self.device),
-                metadata["site"].to(self.device),
-            )
+            return self.model.classifier.forward_head(image_maps, lesion_maps, *self._metadata(metadata))
+
+    def calibrated(self, logits: torch.Tensor) -> np.ndarray:
+        """Temperature-calibrated probabilities."""
         return torch.softmax(logits.float() / self.model.temperature, dim=1).cpu().numpy()
+
+    def _metadata(self, metadata: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(metadata[k].to(self.device) for k in ("age", "sex", "site"))
 
     def _predict(self, cases, images, known_masks, metadata, explain, attention, lesion_stream) -> list[Diagnosis]:
         model = self.model
@@ -167,8 +171,18 @@ class DermFusePipeline:
         image_maps, lesion_maps = self.encode(images, lesions if use_lesion else None)
         n = len(cases)
         unknown = encode_metadata([None] * n, [None] * n, [None] * n)
-        probabilities = self.head_probabilities(image_maps, lesion_maps, metadata)
-        without_metadata = self.head_probabilities(image_maps, lesion_maps, unknown)
+        cams = None
+        if explain:  # one forward + one backward through the head: the scores and both streams' CAMs
+            cams, logits = head_gradcam(model.classifier, image_maps, lesion_maps, self._metadata(metadata),
+                                        model.image_size)
+            without_logits = self.head_logits(image_maps, lesion_maps, unknown)
+        else:  # with and without metadata in one forward of the head
+            both = self.head_logits(
+                torch.cat([image_maps, image_maps]), None if lesion_maps is None else torch.cat([lesion_maps, lesion_maps]),
+                {k: torch.cat([metadata[k], unknown[k]]) for k in metadata},
+            )
+            logits, without_logits = both[:n], both[n:]
+        probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood = model.ood
         scores = None
         if ood is not None:
@@ -179,15 +193,9 @@ class DermFusePipeline:
             pixels = np.asarray(image)
             top = int(np.argmax(probabilities[i]))
             heatmaps = focus = None
-            if explain:
-                meta_i = tuple(metadata[k][i:i + 1].to(self.device) for k in ("age", "sex", "site"))
-                cams = head_gradcam(
-                    model.classifier, image_maps[i:i + 1], None if lesion_maps is None else lesion_maps[i:i + 1],
-                    meta_i, top, model.image_size,
-                )
-                if not lesion_stream:
-                    cams.pop("lesion", None)
-                heatmaps = {stream: self._to_image_frame(stream, cam, mask) for stream, cam in cams.items()}
+            if cams is not None:
+                streams = [s for s in cams if lesion_stream or s != "lesion"]
+                heatmaps = {s: self._to_image_frame(s, cams[s][i], mask) for s in streams}
                 focus = {stream: lesion_focus(heat, mask) for stream, heat in heatmaps.items()} if mask.any() else None
             measurements = measure_lesion(pixels, mask)
             results.append(Diagnosis(
