@@ -1,0 +1,147 @@
+"""The app's event functions: each a pure function of its inputs (plus the catalog of loaded models).
+
+Uploads arrive as files (gradio's file dict, unopened) and are read by dermfuse's own loader (EXIF,
+size guard, clear errors); the other inputs arrive as sent and are checked here, by ``vocab``.
+Every failure reaches the user as a ``gr.Error`` with a message that says what to do — bad input
+(``ValueError``: unreadable image, impossible age, unknown site) word for word, anything unexpected
+as one plain sentence, with the traceback only in the server log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from .. import vocab
+from ..data.io import load_image
+from ..diagnosis import Diagnosis
+from . import report, views
+from .examples import gallery_examples
+from .models import ModelCatalog
+
+log = logging.getLogger(__name__)
+REPORTS = Path(tempfile.gettempdir()) / "dermfuse-app" / "reports"
+NO_IMAGE = "No image: upload a dermoscopy image (JPEG or PNG) or pick an example first."
+
+
+@dataclass(frozen=True)
+class ShownCase:
+    """What the page shows of one case, at screen size: kept per session for the report."""
+
+    image: np.ndarray
+    diagnosis: Diagnosis
+    name: str
+
+
+def user_errors(fn):
+    """Turn every exception of ``fn`` into a ``gr.Error`` the page and the API show (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as error:  # bad input, including dermfuse.data.io.ImageLoadError
+            raise gr.Error(str(error), print_exception=False) from None
+        except MemoryError:
+            raise gr.Error("The server ran out of memory on this image: try a smaller one "
+                           "(a few megapixels is plenty).", print_exception=False) from None
+        except Exception as error:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong inside the app ({type(error).__name__}); the server log has "
+                           "the details. Please try again or report it.", print_exception=False) from None
+
+    return wrapper
+
+
+def uploaded_file(image: dict | str | None) -> tuple[str, str]:
+    """(path on the server, the user's file name) of an upload: gradio's file dict, or a plain path."""
+    if isinstance(image, dict):
+        path = image.get("path")
+        name = image.get("orig_name") or (Path(path).name if path else None)
+    else:
+        path = name = image
+    if not path:
+        raise ValueError(NO_IMAGE)
+    return str(path), Path(name).name
+
+
+def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
+        use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False) -> tuple[np.ndarray, Diagnosis]:
+    """Check the inputs, load the image once, diagnose: (upright RGB image, Diagnosis)."""
+    path, name = uploaded_file(image)
+    age, sex, site = vocab.normalize_age(age), vocab.normalize_sex(sex), vocab.normalize_site(site)
+    pipeline = catalog.pipeline(model or catalog.default)
+    try:
+        picture = load_image(path)
+    except ValueError as error:  # name the user's file, not the server's upload folder
+        raise ValueError(str(error).replace(path, f"'{name}'")) from None
+    if not use_metadata:
+        age = sex = site = None
+    diagnosis = pipeline(picture, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream)
+    return np.asarray(picture), diagnosis
+
+
+@user_errors
+def predict(catalog: ModelCatalog, image: dict | str | None, age: float | None = None, sex: str | None = "unknown",
+            site: str | None = "unknown", model: str | None = None) -> dict:
+    """Diagnose one image and return the JSON result (the ``/predict`` API)."""
+    _, diagnosis = run(catalog, image, age, sex, site, model)
+    return views.result_json(diagnosis)
+
+
+@user_errors
+def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention):
+    """Everything the page shows for one case (the button, and each teaching switch)."""
+    picture, diagnosis = run(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
+    small_picture, small = views.shrink(picture, diagnosis)
+    shown = views.pictures(small_picture, small)
+    gates = views.attention_pictures(small)
+    hidden = gr.DownloadButton(visible=False)
+    return (
+        shown["outline"], shown["lesion"], shown["heat_image"], shown["heat_lesion"],
+        views.score_label(diagnosis), views.warnings_text(diagnosis), views.reading(diagnosis),
+        views.result_json(diagnosis), gr.Gallery(value=gates or None, visible=bool(gates)),
+        ShownCase(small_picture, small, uploaded_file(image)[1]), hidden, hidden, hidden,
+    )
+
+
+@user_errors
+def make_report(case: ShownCase | None):
+    """The case sheet (PNG, PDF) and the JSON result as three downloads."""
+    if case is None:
+        raise ValueError("No case yet: diagnose an image first.")
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    report.tidy(REPORTS)
+    paths = report.write_report(case.image, case.diagnosis, REPORTS / uuid.uuid4().hex, case.name)
+    return tuple(gr.DownloadButton(value=str(paths[key]), visible=True) for key in ("png", "pdf", "json"))
+
+
+def example_gallery() -> list[tuple[str, str]]:
+    """(file, caption) of every example phantom, made on first use."""
+    return [(e.path, e.caption) for e in gallery_examples()]
+
+
+def pick_example(event: gr.SelectData):
+    """Fill the inputs from the picked example and show its ground truth."""
+    example = gallery_examples()[event.index]
+    return example.path, example.age, example.sex, example.site, example.truth()
+
+
+@user_errors
+def describe_model(catalog: ModelCatalog, model: str) -> str:
+    """The banner for the chosen model (loading it on first use)."""
+    return catalog.describe(model)
+
+
+def forget_truth() -> str:
+    """A new upload is not an example: drop the shown ground truth."""
+    return ""

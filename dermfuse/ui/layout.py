@@ -1,0 +1,114 @@
+"""The page: inputs on the left, results on the right, the reading and downloads below, examples last.
+
+``build_demo(catalog)`` returns the ``gr.Blocks`` with its queue set; ``LAUNCH_OPTIONS`` holds what
+Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every event has an
+``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
+result, so ``gradio_client`` users get one plain answer instead of the page's many outputs.
+
+Two vCPUs: one diagnosis keeps both cores busy (the pipeline serialises its own calls), so at most
+two run at once — one in the model while the other loads its image or draws its pictures — and up
+to ``QUEUE_SIZE`` more wait in line with their place shown.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+
+from .. import vocab
+from . import callbacks
+from .models import ModelCatalog
+
+PIPELINE_CONCURRENCY = 2
+QUEUE_SIZE = 64
+MAX_UPLOAD = "30mb"  # a dermatoscope JPEG is a few MB; a 40-MP JPEG fits, a 40-MP PNG does not
+CSS = """
+#banner {border-left: 6px solid #c0392b; padding: 0.2em 0.9em; background: var(--background-fill-secondary);}
+#truth {min-height: 0;}
+#examples .grid-wrap, #gates .grid-wrap {height: auto !important; min-height: 0 !important;}
+#reading table {display: block; overflow-x: auto;}
+#reading th, #reading td {word-break: normal; overflow-wrap: normal; padding: 4px 8px;}
+#reading td:first-child {min-width: 12em;}
+"""
+LAUNCH_OPTIONS = dict(
+    theme=gr.themes.Soft(primary_hue="indigo"),  # local fonts only: no request leaves the page
+    css=CSS,
+    max_file_size=MAX_UPLOAD,
+    show_error=False,  # every user-facing failure is a gr.Error with its own message; no internals leak
+    footer_links=["api", "gradio"],
+)
+
+
+def picture(label: str, elem_id: str) -> gr.Image:
+    """A result picture: two fit side by side on a phone."""
+    return gr.Image(label=label, height=260, min_width=140, interactive=False, elem_id=elem_id)
+
+
+def build_demo(catalog: ModelCatalog) -> gr.Blocks:
+    """The dermfuse app for the models in ``catalog``."""
+    with gr.Blocks(title="dermfuse: explainable skin-lesion diagnosis", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# dermfuse · explainable skin-lesion diagnosis")
+        banner = gr.Markdown(catalog.describe(catalog.default), elem_id="banner")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "clipboard"], height=300,
+                                 elem_id="upload")
+                truth = gr.Markdown(elem_id="truth")
+                with gr.Row():
+                    age = gr.Number(label="Age in years (optional)", value=None, placeholder="unknown",
+                                    min_width=120, elem_id="age")
+                    sex = gr.Radio(list(vocab.SEXES), value=vocab.UNKNOWN, label="Sex", min_width=160, elem_id="sex")
+                site = gr.Dropdown(list(vocab.SITES), value=vocab.UNKNOWN, label="Lesion site", allow_custom_value=True,
+                                   elem_id="site")
+                model = gr.Dropdown(catalog.names, value=catalog.default, label="Model",
+                                    interactive=len(catalog.names) > 1, elem_id="model")
+                button = gr.Button("Diagnose", variant="primary", elem_id="diagnose")
+                with gr.Accordion("Teaching view: switch parts of the model off", open=False):
+                    use_metadata = gr.Checkbox(True, label="Use the metadata (age, sex, site)")
+                    lesion_stream = gr.Checkbox(True, label="Use the lesion stream")
+                    attention = gr.Checkbox(False, label="Show the segmenter's attention gates")
+            with gr.Column(scale=3, min_width=300):
+                scores = gr.Label(num_top_classes=5, label="Calibrated scores", elem_id="scores")
+                with gr.Row():
+                    outlined = picture("Image with the lesion outline", "outline")
+                    lesion = picture("Lesion image the classifier saw", "lesion")
+                with gr.Row():
+                    heat_image = picture("Grad-CAM · image stream", "heat-image")
+                    heat_lesion = picture("Grad-CAM · lesion stream", "heat-lesion")
+        warnings = gr.Markdown(elem_id="warnings")
+        gates = gr.Gallery(label="Segmenter attention gates (bright = kept)", columns=4, visible=False,
+                           elem_id="gates")
+        reading = gr.Markdown(elem_id="reading")
+        with gr.Row():
+            downloads = [gr.DownloadButton(f"Download the case ({kind})", visible=False, elem_id=f"download-{key}")
+                         for key, kind in (("png", "PNG sheet"), ("pdf", "PDF sheet"), ("json", "JSON"))]
+        with gr.Accordion("JSON result", open=False):
+            result = gr.JSON(label="Result", elem_id="result")
+        with gr.Accordion("Examples: synthetic phantoms with their ground truth (pick one, then Diagnose)", open=True):
+            gallery = gr.Gallery(columns=7, allow_preview=False, show_label=False, elem_id="examples")
+        case = gr.State(time_to_live=3600)
+
+        inputs = [image, age, sex, site, model]
+        # preprocess=False: the upload reaches the callback as its file (gr.Image would first open it with
+        # PIL, whose errors and laxer size limit would pre-empt dermfuse's loader); the callbacks check
+        # every other input themselves.
+        pipeline_events = dict(concurrency_limit=PIPELINE_CONCURRENCY, concurrency_id="pipeline", preprocess=False)
+        gr.on(
+            [button.click, use_metadata.input, lesion_stream.input, attention.input],
+            partial(callbacks.diagnose, catalog),
+            inputs + [use_metadata, lesion_stream, attention],
+            [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads],
+            api_name="diagnose",
+            api_description=callbacks.diagnose.__doc__,
+            **pipeline_events,
+        ).success(callbacks.make_report, case, downloads, api_name="report")
+        gr.on([], partial(callbacks.predict, catalog), inputs, result, api_name="predict",
+              api_description=callbacks.predict.__doc__, **pipeline_events)
+        gallery.select(callbacks.pick_example, None, [image, age, sex, site, truth], api_name="pick_example")
+        gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
+        model.change(partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
+                     api_description=callbacks.describe_model.__doc__)
+        demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
+    demo.queue(default_concurrency_limit=PIPELINE_CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo

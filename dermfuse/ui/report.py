@@ -1,0 +1,126 @@
+"""The case sheet: one page with the pictures, scores, heatmaps, measurements, model and disclaimer.
+
+Drawn once with matplotlib's object API (``Figure``, no ``pyplot``: no global state, so two requests
+can draw at once) and written as PNG and PDF, beside the case's JSON. The words come from
+:mod:`dermfuse.ui.views`, the same as on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .. import vocab
+from ..diagnosis import Diagnosis
+from . import views
+from .models import DISCLAIMER
+
+PAGE_INCHES = (8.27, 11.69)  # A4 portrait
+PNG_DPI = 110
+MALIGNANT_COLOUR, BENIGN_COLOUR = "#c0392b", "#2e86c1"
+WRAP = 115  # characters per line of the text block at 8 pt on A4
+
+
+def plain(markdown: str) -> str:
+    """Markdown emphasis and code marks removed (the sheet is plain text)."""
+    return re.sub(r"\*\*|`|\*", "", markdown)
+
+
+def case_sheet(image: np.ndarray, diagnosis: Diagnosis, name: str = "uploaded image") -> Figure:
+    """The case sheet of one diagnosis as a matplotlib ``Figure`` (A4 portrait, fixed layout)."""
+    figure = Figure(figsize=PAGE_INCHES)
+    figure.text(0.5, 0.975, "dermfuse case sheet", ha="center", va="top", fontsize=15, fontweight="bold")
+    figure.text(0.5, 0.952, name, ha="center", va="top", fontsize=9, color="dimgrey", parse_math=False)
+    pictures = views.pictures(image, diagnosis)
+    titles = {"outline": "Image,\nlesion outlined", "lesion": "Lesion image\n(classifier input)",
+              "heat_image": "Grad-CAM,\nimage stream", "heat_lesion": "Grad-CAM,\nlesion stream"}
+    for column, (key, title) in enumerate(titles.items()):
+        axis = figure.add_axes((0.05 + column * 0.23, 0.70, 0.21, 0.21))
+        axis.set_axis_off()
+        axis.set_title(title, fontsize=8)
+        if pictures[key] is None:
+            axis.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=8, color="grey")
+        else:
+            axis.imshow(pictures[key])
+    _scores(figure.add_axes((0.44, 0.45, 0.51, 0.21)), diagnosis)
+    _words(figure, diagnosis)
+    return figure
+
+
+def _scores(axis, diagnosis: Diagnosis) -> None:
+    """Horizontal bars: calibrated score per class with metadata (solid) and without (outline)."""
+    order = sorted(diagnosis.classes, key=lambda c: diagnosis.scores()[c])
+    with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
+    y = np.arange(len(order))
+    colours = [MALIGNANT_COLOUR if c in vocab.MALIGNANT else BENIGN_COLOUR for c in order]
+    axis.barh(y + 0.18, [with_meta[c] for c in order], height=0.36, color=colours, label="with metadata")
+    axis.barh(y - 0.18, [without[c] for c in order], height=0.36, facecolor="none", edgecolor=colours,
+              label="without metadata")
+    for yi, c in zip(y, order):
+        axis.text(with_meta[c] + 0.01, yi + 0.18, views.percent(with_meta[c]), va="center", fontsize=7)
+    axis.set_yticks(y, [f"{views.short_name(c)} ({c}) · {views.malignancy(c)}" for c in order], fontsize=7)
+    for tick, colour in zip(axis.get_yticklabels(), colours):
+        tick.set_color(colour)
+    axis.set_xlim(0, 1.08)
+    axis.set_xlabel("calibrated probability", fontsize=8)
+    axis.tick_params(axis="x", labelsize=7)
+    axis.legend(fontsize=7, loc="lower right")
+    axis.set_title("Scores (red: malignant or pre-malignant)", fontsize=9, loc="left")
+
+
+def _words(figure: Figure, diagnosis: Diagnosis) -> None:
+    """The text block: patient data, focus, measurements, metadata effect, model, warnings, disclaimer."""
+    meta = diagnosis.metadata
+    age = "unknown" if meta.get("age") is None else f"{meta['age']:g} years"
+    top = diagnosis.top_class
+    lines = [
+        f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) "
+        f"at {views.percent(diagnosis.top_probability)}.",
+        f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
+        plain(views.metadata_effect(diagnosis)),
+        "",
+        "Where the model looked:",
+        *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis)],
+        "",
+        "Lesion measurements:",
+        *([f"  - {k}: {v}" for k, v in views.measurement_rows(diagnosis)] or ["  - no lesion found"]),
+        "",
+        f"Model: {views.model_line(diagnosis)}",
+        f"Made: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        "",
+        "Warnings:",
+        *([f"  - {w}" for w in diagnosis.warnings] or ["  - none"]),
+    ]
+    wrapped = "\n".join(textwrap.fill(line, WRAP, subsequent_indent="    ") if line else "" for line in lines)
+    figure.text(0.05, 0.40, wrapped, va="top", ha="left", fontsize=8, parse_math=False, linespacing=1.4)
+    figure.text(0.05, 0.03, textwrap.fill(DISCLAIMER, 90), va="bottom", ha="left", fontsize=10, fontweight="bold",
+                color=MALIGNANT_COLOUR, parse_math=False)
+
+
+def write_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
+                 ) -> dict[str, Path]:
+    """Write ``dermfuse-case.{png,pdf,json}`` into ``folder``; return {format: path}."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figure = case_sheet(image, diagnosis, name)
+    paths = {kind: folder / f"dermfuse-case.{kind}" for kind in ("png", "pdf", "json")}
+    figure.savefig(paths["png"], dpi=PNG_DPI)
+    figure.savefig(paths["pdf"])
+    paths["json"].write_text(json.dumps(views.result_json(diagnosis), indent=2), encoding="utf-8")
+    return paths
+
+
+def tidy(root: Path, max_age_s: float = 3600) -> None:
+    """Delete report folders under ``root`` older than ``max_age_s`` (the app makes one per case)."""
+    cutoff = time.time() - max_age_s
+    for folder in Path(root).iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)  # another request may be tidying it too

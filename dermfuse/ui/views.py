@@ -1,0 +1,171 @@
+"""A ``Diagnosis`` as the app and the case sheet show it: pictures at screen size, and plain words.
+
+One module for both, so the page and the downloadable report never disagree on a number.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from .. import vocab
+from ..diagnosis import Diagnosis
+from ..render import gray_map, heat_overlay, outline
+
+DISPLAY_SIDE = 768  # pixels, longest side of every picture the app sends (a 40-MP upload stays light)
+STREAM_NAMES = {"image": "Image stream (whole image)", "lesion": "Lesion stream (segmented lesion)"}
+
+
+def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE) -> tuple[np.ndarray, Diagnosis]:
+    """The image (H, W, 3) and the diagnosis's full-resolution maps scaled to at most ``max_side``.
+
+    Numbers (scores, focus, measurements) are untouched: they were computed at full resolution.
+    """
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image, diagnosis
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+
+    def resize(values, interpolation=cv2.INTER_LINEAR):
+        return cv2.resize(values, size, interpolation=interpolation)
+
+    small = replace(
+        diagnosis,
+        mask=resize(diagnosis.mask.astype(np.uint8), cv2.INTER_NEAREST).astype(bool),
+        mask_probability=resize(diagnosis.mask_probability),
+        heatmaps=None if diagnosis.heatmaps is None else {k: resize(v) for k, v in diagnosis.heatmaps.items()},
+        attention=None if diagnosis.attention is None else [resize(a) for a in diagnosis.attention],
+    )
+    return resize(image, cv2.INTER_AREA), small
+
+
+def pictures(image: np.ndarray, diagnosis: Diagnosis) -> dict[str, np.ndarray | None]:
+    """RGB pictures: ``outline`` (lesion border on the image), ``lesion`` (what the lesion stream saw),
+    ``heat_image`` / ``heat_lesion`` (each stream's Grad-CAM over the image, lesion outlined in white;
+    None when that stream has no map)."""
+    heat = diagnosis.heatmaps or {}
+    mask = diagnosis.mask if diagnosis.lesion_found else None
+    return {
+        "outline": outline(image, diagnosis.mask),
+        "lesion": diagnosis.lesion_image,
+        **{f"heat_{stream}": heat_overlay(image, heat[stream], mask=mask) if stream in heat else None
+           for stream in STREAM_NAMES},
+    }
+
+
+def attention_pictures(diagnosis: Diagnosis) -> list[tuple[np.ndarray, str]]:
+    """The segmenter's attention-gate maps (deep → shallow) as captioned pictures."""
+    gates = diagnosis.attention or []
+    return [(gray_map(gate), f"gate {i + 1} of {len(gates)}" + (" (deepest, coarse)" if i == 0 else
+            " (shallowest, fine)" if i == len(gates) - 1 else "")) for i, gate in enumerate(gates)]
+
+
+def short_name(label: str) -> str:
+    """The diagnosis name without its parenthesised sub-types: 'Benign keratosis-like lesion'."""
+    return vocab.DIAGNOSIS_NAMES[label].split(" (")[0]
+
+
+def malignancy(label: str) -> str:
+    return "malignant" if label in vocab.MALIGNANT else "benign"
+
+
+def score_label(diagnosis: Diagnosis) -> dict[str, float]:
+    """Calibrated scores keyed 'Melanoma (mel) · malignant', for ``gr.Label``."""
+    return {f"{short_name(c)} ({c}) · {malignancy(c)}": float(p) for c, p in diagnosis.scores().items()}
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def scores_table(diagnosis: Diagnosis) -> str:
+    """Markdown: every class with its full name, malignancy, and the scores with and without metadata."""
+    rows = ["| diagnosis | | with metadata | without | change |", "| --- | --- | ---: | ---: | ---: |"]
+    with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
+    for c in sorted(diagnosis.classes, key=lambda c: -with_meta[c]):
+        change = 100 * (with_meta[c] - without[c])
+        flag = "**malignant**" if c in vocab.MALIGNANT else "benign"
+        rows.append(f"| {vocab.DIAGNOSIS_NAMES[c]} (`{c}`) | {flag} | {percent(with_meta[c])} | "
+                    f"{percent(without[c])} | {change:+.1f} pts |")
+    return "\n".join(rows)
+
+
+def metadata_effect(diagnosis: Diagnosis) -> str:
+    """One sentence: what age, sex and site changed."""
+    meta = diagnosis.metadata
+    given = [f"age {meta['age']:g}" if meta.get("age") is not None else None,
+             meta.get("sex") if meta.get("sex") != vocab.UNKNOWN else None,
+             meta.get("site") if meta.get("site") != vocab.UNKNOWN else None]
+    given = [g for g in given if g]
+    if not given:
+        return "No metadata was given (age, sex and site unknown), so both columns are the image alone."
+    with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
+    top_with, top_without = max(with_meta, key=with_meta.get), max(without, key=without.get)
+    largest = max(diagnosis.classes, key=lambda c: abs(with_meta[c] - without[c]))
+    verdict = ("left the top class unchanged" if top_with == top_without
+               else f"changed the top class from {short_name(top_without)} to {short_name(top_with)}")
+    return (f"The metadata ({', '.join(given)}) {verdict}; its largest effect is on {short_name(largest)} "
+            f"({100 * (with_meta[largest] - without[largest]):+.1f} percentage points).")
+
+
+def focus_lines(diagnosis: Diagnosis) -> list[str]:
+    """'Image stream: 83 % of the heat lies on the lesion.' per stream."""
+    if diagnosis.heatmaps is None:
+        return ["No heatmaps were computed."]
+    if diagnosis.lesion_focus is None:
+        return ["No lesion was found, so the share of heat on the lesion cannot be measured."]
+    return [f"{STREAM_NAMES[stream]}: **{percent(share)}** of the heat lies on the lesion."
+            for stream, share in diagnosis.lesion_focus.items()]
+
+
+def measurement_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
+    """(quantity, value) pairs of the lesion measurements; empty when no lesion was found."""
+    m = diagnosis.measurements
+    if not m:
+        return []
+    return [
+        ("area", f"{100 * m['area_fraction']:.1f} % of the image"),
+        ("equivalent diameter", f"{m['equivalent_diameter_px']:.0f} px"),
+        ("asymmetry (major / minor axis)", f"{m['asymmetry_major_axis']:.2f} / {m['asymmetry_minor_axis']:.2f}"
+                                           " (0 = symmetric)"),
+        ("border irregularity", f"{m['border_irregularity']:.2f} (1 = circle)"),
+        ("colours", ", ".join(m["colours"]) or "none above 5 %"),
+        ("touches the image border", "yes" if m["touches_border"] else "no"),
+    ]
+
+
+def reading(diagnosis: Diagnosis) -> str:
+    """Markdown under the pictures: lesion focus, measurements, metadata effect, all scores."""
+    parts = ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis)]]
+    rows = measurement_rows(diagnosis)
+    parts.append("### Lesion measurements")
+    if rows:
+        parts += ["| quantity | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows]]
+    else:
+        parts.append("No lesion was found, so nothing could be measured.")
+    parts += ["### What the metadata changed", metadata_effect(diagnosis), "", scores_table(diagnosis)]
+    return "\n".join(parts)
+
+
+def warnings_text(diagnosis: Diagnosis) -> str:
+    """Markdown list of every warning the pipeline raised (or a plain 'none')."""
+    if not diagnosis.warnings:
+        return "**Warnings:** none."
+    return "**Warnings**\n" + "\n".join(f"- ⚠️ {w}" for w in diagnosis.warnings)
+
+
+def result_json(diagnosis: Diagnosis) -> dict:
+    """The JSON result (no arrays), plus each class's full name and malignancy."""
+    result = json.loads(diagnosis.to_json())
+    result["labels"] = {c: {"name": vocab.DIAGNOSIS_NAMES[c], "malignant": c in vocab.MALIGNANT}
+                        for c in diagnosis.classes}
+    return result
+
+
+def model_line(diagnosis: Diagnosis) -> str:
+    info = diagnosis.model
+    return f"{info['name']} (revision {info['revision']}, trained on {info['dataset']})"

@@ -1,0 +1,223 @@
+"""The Gradio app in-process: the page's wiring, the callbacks, the words, the case sheet, the examples.
+
+The model is the demo checkpoint when it exists (or ``$DERMFUSE_MODEL``), else a tiny untrained
+stand-in; the real server is exercised in ``test_app_server.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermfuse import vocab
+from dermfuse.data.phantom import generate_phantom
+from dermfuse.pipeline import DermFusePipeline
+from dermfuse.sources import MODEL_ENV
+from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, callbacks, examples, report, views
+from dermfuse.ui.layout import PIPELINE_CONCURRENCY
+from dermfuse.ui.server import APP, app_model
+
+
+@pytest.fixture(scope="module")
+def model_source(tmp_path_factory):
+    return app_model(tmp_path_factory.mktemp("standin"))
+
+
+@pytest.fixture(scope="module")
+def app(model_source):
+    """``app.py`` imported as a module (as Spaces and the tests do): the model is loaded at import."""
+    previous = os.environ.get(MODEL_ENV)
+    os.environ[MODEL_ENV] = model_source
+    try:
+        spec = importlib.util.spec_from_file_location("dermfuse_app", APP)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            os.environ.pop(MODEL_ENV)
+        else:
+            os.environ[MODEL_ENV] = previous
+    return module
+
+
+@pytest.fixture(scope="module")
+def catalog(app):
+    return app_catalog(app)
+
+
+def app_catalog(app) -> ModelCatalog:
+    """The catalog the imported app was built with (bound into its callbacks)."""
+    fn = next(f for f in app.demo.fns.values() if f.api_name == "predict").fn
+    return fn.args[0]
+
+
+@pytest.fixture(scope="module")
+def example_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("examples")
+    return examples._load_or_make(folder)
+
+
+def test_importing_the_app_loads_the_model_once_and_does_not_launch(app, model_source):
+    assert isinstance(app.demo, gr.Blocks)
+    assert not app.demo.is_running  # launch() sits behind the main guard
+    catalog = app_catalog(app)
+    assert Path(catalog.sources[catalog.default]).resolve() == Path(model_source).resolve()
+    assert list(catalog._pipelines) == [catalog.default]
+
+
+def test_every_event_has_an_api_name_and_predict_is_api_only(app):
+    names = [fn.api_name for fn in app.demo.fns.values()]
+    assert all(names) and len(set(names)) == len(names)
+    assert {"predict", "diagnose", "report", "examples", "pick_example", "describe_model"} <= set(names)
+    predict = next(fn for fn in app.demo.fns.values() if fn.api_name == "predict")
+    assert not predict.targets  # no button: the API's own endpoint
+    assert predict.concurrency_limit == PIPELINE_CONCURRENCY
+
+
+def test_launch_settings_suit_a_small_public_server(app):
+    assert app.demo._queue.default_concurrency_limit == PIPELINE_CONCURRENCY
+    assert app.demo._queue.max_size is not None
+    assert LAUNCH_OPTIONS["max_file_size"] and LAUNCH_OPTIONS["show_error"] is False
+    assert "share" not in LAUNCH_OPTIONS and app.parse_args([]).share is False
+    assert app.parse_args(["--model", "x/y", "--port", "7000"]).model == "x/y"
+
+
+def test_predict_callback_equals_the_pipeline(catalog, model_source, example_files):
+    pipeline = DermFusePipeline.from_pretrained(model_source)
+    for example in example_files[::5]:
+        result = callbacks.predict(catalog, example.path, example.age, example.sex, example.site)
+        direct = pipeline(example.path, example.age, example.sex, example.site, explain=False)
+        np.testing.assert_allclose(result["probabilities"], direct.probabilities, atol=1e-6)
+        assert result["labels"]["mel"] == {"name": "Melanoma", "malignant": True}
+        json.dumps(result)  # plain JSON
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ((None, 50, "male", "back"), "No image"),
+    (("{empty}", 50, "male", "back"), "empty (0 bytes)"),
+    (("{text}", 50, "male", "back"), "not an image file"),
+    (("{good}", -5, "male", "back"), "age -5 is impossible"),
+    (("{good}", 300, "male", "back"), "age 300 is impossible"),
+    (("{good}", 50, "male", "the moon"), "unknown lesion site 'the moon'"),
+    (("{good}", 50, "robot", "back"), "unknown sex 'robot'"),
+])
+def test_bad_input_is_a_clear_gradio_error(catalog, tmp_path, example_files, inputs, message):
+    files = {"{empty}": tmp_path / "empty.jpg", "{text}": tmp_path / "notes.txt", "{good}": example_files[0].path}
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    image = str(files.get(inputs[0], inputs[0])) if inputs[0] else None
+    with pytest.raises(gr.Error) as caught:
+        callbacks.predict(catalog, image, *inputs[1:])
+    assert message in caught.value.message and str(tmp_path) not in caught.value.message
+
+
+def test_an_upload_is_named_by_the_users_file_name(catalog, tmp_path):
+    stored = tmp_path / "0a1b2c" / "upload.jpg"
+    stored.parent.mkdir()
+    stored.write_bytes(b"")
+    with pytest.raises(gr.Error) as caught:
+        callbacks.predict(catalog, {"path": str(stored), "orig_name": "my lesion.jpg"})
+    assert caught.value.message.startswith("'my lesion.jpg' is empty (0 bytes)")
+
+
+def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, example_files):
+    example = next(e for e in example_files if e.label == "mel")
+    outputs = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, True)
+    outline, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case = outputs[:10]
+    for picture in (outline, heat_image, heat_lesion):
+        assert picture.shape[2] == 3 and max(picture.shape[:2]) <= views.DISPLAY_SIDE
+    assert lesion.ndim == 3
+    assert len(scores) == len(result["classes"]) and abs(sum(scores.values()) - 1) < 1e-5
+    assert "Demo model trained on synthetic phantom images" in warnings
+    assert "What the metadata changed" in reading and "Melanoma (`mel`) | **malignant**" in reading
+    assert gates.visible and len(gates.value) == 4
+    assert isinstance(case, callbacks.ShownCase)
+
+    blind = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, False, False, False)
+    assert blind[3] is None  # no lesion-stream heatmap when the stream is blinded
+    assert blind[7]["metadata"] == {"age": None, "sex": "unknown", "site": "unknown"}
+    np.testing.assert_allclose(blind[7]["probabilities"], blind[7]["probabilities_without_metadata"], atol=1e-6)
+    assert blind[7]["probabilities"] != result["probabilities"]
+    assert "lesion stream was shown a blank image" in blind[5]
+    assert not blind[8].visible
+
+
+def test_words_for_a_known_lesion(catalog):
+    phantom = generate_phantom("mel", seed=3, size=256)
+    diagnosis = catalog.pipeline(catalog.default)(phantom.image, 60, "male", "back", mask=phantom.mask)
+    focus = views.focus_lines(diagnosis)
+    expected = [f"{100 * diagnosis.lesion_focus[s]:.0f} %" for s in ("image", "lesion")]
+    assert all("of the heat lies on the lesion" in line for line in focus)
+    assert [e in line for e, line in zip(expected, focus)] == [True, True]
+    rows = dict(views.measurement_rows(diagnosis))
+    assert rows["area"] == f"{100 * phantom.mask.mean():.1f} % of the image"
+    assert "age 60, male, posterior torso" in views.metadata_effect(diagnosis)
+    labels = views.score_label(diagnosis)
+    assert "Melanoma (mel) · malignant" in labels and "Melanocytic nevus (nv) · benign" in labels
+
+
+def test_case_sheet_png_pdf_json(catalog, tmp_path):
+    phantom = generate_phantom("bcc", seed=1, size=256)
+    diagnosis = catalog.pipeline(catalog.default)(phantom.image, None, "female", None, mask=phantom.mask)
+    paths = report.write_report(phantom.image, diagnosis, tmp_path, "bcc.png")
+    with Image.open(paths["png"]) as sheet:
+        assert sheet.size == (int(8.27 * report.PNG_DPI), int(11.69 * report.PNG_DPI))
+        pixels = np.asarray(sheet.convert("RGB"))
+    assert (pixels < 250).mean() > 0.05  # pictures and text, not an empty page
+    assert paths["pdf"].read_bytes()[:5] == b"%PDF-" and paths["pdf"].stat().st_size > 20_000
+    assert json.loads(paths["json"].read_text())["probabilities"] == diagnosis.probabilities
+
+
+def test_examples_cover_every_class_and_are_cached(tmp_path):
+    first = examples._load_or_make(tmp_path)
+    assert [e.label for e in first] == [c for c in vocab.HAM10000_CLASSES for _ in range(examples.PER_CLASS)]
+    mtimes = [os.path.getmtime(e.path) for e in first]
+    assert examples._load_or_make(tmp_path) == first
+    assert [os.path.getmtime(e.path) for e in first] == mtimes  # read back, not redrawn
+    with Image.open(first[0].path) as image:
+        assert image.size == (examples.SIZE, examples.SIZE)
+    assert first[0].caption == "akiec" and vocab.DIAGNOSIS_NAMES["akiec"] in first[0].truth()
+
+
+def test_catalog_offers_every_shipped_model_and_loads_them_lazily(monkeypatch, model_source, tmp_path):
+    second = shutil.copytree(model_source, tmp_path / "dermfuse-tiny-ph2")
+    shipped = {"dermfuse-tiny-ph2": str(second), "dermfuse-tiny-phantom": str(Path(model_source).resolve())}
+    monkeypatch.setattr("dermfuse.ui.models.shipped_models", lambda: shipped)
+    catalog = ModelCatalog.open(model_source)
+    assert catalog.names == ["dermfuse-tiny-phantom", "dermfuse-tiny-ph2"]  # the chosen one first, no duplicate
+    assert list(catalog._pipelines) == ["dermfuse-tiny-phantom"]  # the other waits until it is picked
+    assert "synthetic phantom" in catalog.describe("dermfuse-tiny-ph2")
+    assert list(catalog._pipelines) == ["dermfuse-tiny-phantom", "dermfuse-tiny-ph2"]
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        catalog.pipeline("nope")
+
+
+@pytest.mark.parametrize("source, message", [
+    ("/no/such/folder", "model folder /no/such/folder does not exist"),
+    ("{file}", "cannot load model"),
+])
+def test_bad_model_source_is_refused_with_a_clear_message(tmp_path, source, message):
+    if source == "{file}":
+        (tmp_path / "config.json").write_text("{}")
+        source = str(tmp_path)
+    with pytest.raises(ModelSourceError, match=message):
+        ModelCatalog.open(source)
+
+
+@pytest.mark.slow
+def test_app_with_a_bad_model_stops_at_start_up(tmp_path):
+    done = subprocess.run([sys.executable, str(APP), "--model", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"dermfuse app: model folder {tmp_path / 'missing'} does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
