@@ -61,7 +61,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
     if args.manifest:
-        manifest = read_manifest(args.manifest)
+        manifest = read_manifest(args.manifest, paths=False)  # a run's or a published one
         keep = set(manifest.loc[manifest["split"] == args.split, "image_id"])
         if not keep:
             raise ValueError(f"{args.manifest} has no rows in split {args.split!r}")

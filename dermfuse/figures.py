@@ -36,7 +36,7 @@ def learning_curves(history: Sequence[dict], path, metrics: Sequence[str]) -> Pa
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    if all("val_loss" in row for row in history):
+    if all(row.get("val_loss") is not None for row in history):
         loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
     loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
     loss_axis.legend()

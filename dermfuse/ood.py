@@ -60,3 +60,30 @@ def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray
 
     return 0.5 * (distance(deep, config["deep_mean"], config["deep_var"])
                   + distance(capture, config["capture_mean"], config["capture_var"]))
+
+
+def non_dermoscopy_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` RGB images (256×256) that are not dermoscopy — noise, flat colour, text screenshots, simple drawn
+    scenes — the negatives against which the gate is checked (tests, ``python -m train real``)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            img = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        elif kind == 1:
+            img = np.full((256, 256, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        elif kind == 2:
+            img = np.full((256, 256, 3), 250, np.uint8)
+            for line in range(12):
+                cv2.putText(img, f"Report {rng.integers(1e6)} value={rng.random():.3f}", (5, 20 + 20 * line),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1)
+        else:  # a landscape: sky, grass, a sun, a house
+            img = np.zeros((256, 256, 3), np.uint8)
+            img[:150] = (110 + rng.integers(-20, 20), 170, 235)
+            img[150:] = (60, 150 + rng.integers(-30, 30), 50)
+            cv2.circle(img, (int(rng.integers(30, 220)), 50), 25, (250, 220, 60), -1)
+            x = int(rng.integers(20, 150))
+            cv2.rectangle(img, (x, 110), (x + 70, 190), (170, 60, 40), -1)
+        images.append(img)
+    return images

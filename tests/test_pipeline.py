@@ -18,7 +18,7 @@ from dermfuse.data.phantom import generate_phantom
 from dermfuse.diagnosis import Diagnosis
 from dermfuse.explain import head_gradcam, standard_gradcam
 from dermfuse.lesion import lesion_box
-from dermfuse.ood import fit_ood
+from dermfuse.ood import fit_ood, non_dermoscopy_images
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
 from dermfuse.vocab import HAM10000_CLASSES
 
@@ -169,30 +169,6 @@ def test_warnings(model, phantoms):
     assert result.lesion_focus is None and result.measurements is None
 
 
-def non_dermoscopy_images(n: int, seed: int = 0) -> list[np.ndarray]:
-    """Images that are not dermoscopy: noise, flat colour, text screenshots, simple drawn scenes."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for i in range(n):
-        kind = i % 4
-        if kind == 0:
-            img = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
-        elif kind == 1:
-            img = np.full((256, 256, 3), rng.integers(0, 256, 3), dtype=np.uint8)
-        elif kind == 2:
-            img = np.full((256, 256, 3), 250, np.uint8)
-            for line in range(12):
-                cv2.putText(img, f"Report {rng.integers(1e6)} value={rng.random():.3f}", (5, 20 + 20 * line),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1)
-        else:  # a landscape: sky, grass, a sun, a house
-            img = np.zeros((256, 256, 3), np.uint8)
-            img[:150] = (110 + rng.integers(-20, 20), 170, 235)
-            img[150:] = (60, 150 + rng.integers(-30, 30), 50)
-            cv2.circle(img, (int(rng.integers(30, 220)), 50), 25, (250, 220, 60), -1)
-            x = int(rng.integers(20, 150))
-            cv2.rectangle(img, (x, 110), (x + 70, 190), (170, 60, 40), -1)
-        images.append(img)
-    return images
 
 
 def test_ood_gate_separates_phantoms_from_other_images(model):

@@ -98,13 +98,20 @@ def write_manifest(table: pd.DataFrame, path) -> None:
     table.to_csv(path, index=False)
 
 
-def read_manifest(path) -> pd.DataFrame:
-    """Read a manifest written by :func:`write_manifest`, with the dtypes the readers produce, and check it."""
+PATH_COLUMNS = ("image_path", "mask_path")
+
+
+def read_manifest(path, paths: bool = True) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_manifest`, with the dtypes the readers produce, and check it.
+
+    ``paths=False`` also accepts a published manifest, which names images by id without local file paths.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"manifest {path} not found: write one with write_manifest()")
     table = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""])
-    require_columns(table, (*TABLE_COLUMNS, "split"), path)
+    required = TABLE_COLUMNS if paths else tuple(c for c in TABLE_COLUMNS if c not in PATH_COLUMNS)
+    require_columns(table, (*required, "split"), path)
     table["age"] = table["age"].astype("float64")
     check_manifest(table)
     return table

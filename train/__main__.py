@@ -1,0 +1,52 @@
+"""``python -m train COMMAND --key=value ...`` (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m train COMMAND [--key=value ...]
+
+commands:
+  segmenter   stage 1: fit the lesion segmenter (BCE + soft Dice) on images with masks
+  classifier  stage 2: fit the classifier on lesion images made by a stage-1 model, then calibrate
+  push        save a run's model with its model card and upload it to the Hugging Face Hub
+  demo        build the phantom demo checkpoint (tiny preset, CPU) in checkpoints/
+  real        cross-validate on the real PH2 images, then build the melanoma-vs-nevus checkpoint
+
+Settings are --key=value (--flag alone means true); `python -m train COMMAND --help` lists them.
+Multi-GPU / multi-node: torchrun --nproc_per_node=N -m train COMMAND ..."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "segmenter":
+        from train.segmenter import SegmenterConfig as config_class, main as run
+    elif command == "classifier":
+        from train.classifier import ClassifierConfig as config_class, main as run
+    elif command == "push":
+        from train.push import PushConfig as config_class, main as run
+    elif command == "demo":
+        from train.demo import DemoConfig as config_class, main as run
+    elif command == "real":
+        from train.real import RealConfig as config_class, main as run
+    else:
+        print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    if "--help" in rest or "-h" in rest:
+        from train.config import describe_fields
+
+        print(describe_fields(config_class))
+        return 0
+    try:
+        return run(rest)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

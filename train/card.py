@@ -1,0 +1,301 @@
+"""The model card (``README.md``) of a trained dermfuse model, written from its run's files.
+
+Everything in it comes from what the run recorded: the model's ``config.json`` (labels, sizes,
+normalisation, temperature), ``metrics.json`` (test-split scores of both stages, calibration,
+split counts) and ``train_config.json`` (the recipe). A number the run did not measure is shown as
+"not measured", never guessed. A model trained on phantoms says so at the top, twice.
+"""
+
+from __future__ import annotations
+
+from dermfuse import vocab
+
+PAPER = "https://arxiv.org/abs/2510.17773"
+PH2_CITATION = ("Teresa Mendonça, Pedro M. Ferreira, Jorge Marques, André R. S. Marçal, Jorge Rozeira. \"PH² – A dermoscopic "
+                "image database for research and benchmarking\", 35th Annual International Conference of the IEEE EMBS, "
+                "Osaka, 2013.")  # fmt: skip
+
+
+def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: str | None = None,
+               reproduce: dict | None = None) -> str:  # fmt: skip
+    """The Markdown model card (with Hub YAML front matter) for one trained model.
+
+    ``reproduce``: optional {"command": ..., "wall_time": ..., "machine": ...} for a "Reproduce" section.
+    """
+    name = model_config.get("name", "dermfuse")
+    phantom = str(model_config.get("dataset", "")).startswith("phantom")
+    classes = model_config["classes"]
+    sections = [
+        _front_matter(phantom),
+        f"# {name}\n",
+        _warnings(phantom),
+        _summary(model_config),
+        _labels(classes),
+        _preprocessing(model_config),
+        _training(model_config, metrics, train_config),
+        _results(metrics, classes),
+        _pipeline_results(metrics.get("pipeline_test")),
+        _cross_validation(metrics.get("cross_validation")),
+        _calibration(metrics, model_config),
+        _usage(repo_id or name),
+        _intended_use(phantom),
+        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2")),
+    ]
+    if reproduce:
+        sections.append(_reproduce(reproduce))
+    if str(model_config.get("dataset", "")).startswith("PH2"):
+        sections.append(f"## Data citation\n\nTrained on images of the PH² database (research use):\n\n> {PH2_CITATION}\n")
+    sections.append(f"## Citation\n\nArchitecture after Atiq & Fattah, *Towards Explainable Skin Cancer Classification: "
+                    f"A Dual-Network Attention Model with Lesion Segmentation and Clinical Metadata Fusion*, "
+                    f"arXiv:2510.17773 (2025), {PAPER}.\n")  # fmt: skip
+    return "\n".join(sections)
+
+
+def _front_matter(phantom: bool) -> str:
+    tags = ["dermatology", "skin-lesion", "image-classification", "image-segmentation", "grad-cam", "dermfuse"]
+    if phantom:
+        tags += ["synthetic-data", "not-for-diagnosis"]
+    lines = ["---", "library_name: dermfuse", "license: apache-2.0", "pipeline_tag: image-classification", "tags:"]
+    lines += [f"- {tag}" for tag in tags]
+    lines += ["metrics:", "- balanced_accuracy", "- roc_auc", "- dice", "- jaccard", "---", ""]
+    return "\n".join(lines)
+
+
+def _warnings(phantom: bool) -> str:
+    text = ("> **Not a medical device.** This model is research and teaching software. It gives no diagnosis "
+            "and must not be used to make or change any clinical decision.\n")  # fmt: skip
+    if phantom:
+        text += ("\n> **Trained on synthetic phantom images, not on real patients.** Its training data were drawn by "
+                 "`dermfuse.data.phantom` (procedural dermoscopy-like images). It is a demonstration of the "
+                 "machinery: its numbers say nothing about real skin lesions, and it is **not for diagnosis**.\n")  # fmt: skip
+    return text
+
+
+def _summary(config: dict) -> str:
+    streams = "two encoders (whole image and segmented lesion) fused by cross-attention" if config.get("use_lesion_stream", True) \
+        else "one encoder on the whole image"  # fmt: skip
+    metadata = ", plus a transformer over age, sex and site" if config.get("use_metadata", True) else ""
+    return (f"A [dermfuse]({PAPER}) skin-lesion model: a Deep-UNet segmenter (`{config['segmenter_encoder']}` encoder, "
+            f"Dual Attention Gates, ASPP) finds the lesion; a classifier (`{config['classifier_encoder']}` ×"
+            f"{2 if config.get('use_lesion_stream', True) else 1}) with {streams}{metadata} names it. "
+            "Weights: `model.safetensors`; architecture and preprocessing: `config.json`.\n")  # fmt: skip
+
+
+def _labels(classes: list[str]) -> str:
+    rows = [f"| {i} | `{c}` | {vocab.DIAGNOSIS_NAMES.get(c, c)} | {'yes' if c in vocab.MALIGNANT else 'no'} |"
+            for i, c in enumerate(classes)]  # fmt: skip
+    return "## Labels\n\n| index | label | diagnosis | malignant or pre-malignant |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def _preprocessing(config: dict) -> str:
+    seg, img = config["segmentation_size"], config["image_size"]
+    mean, std = ", ".join(f"{v:g}" for v in config["mean"]), ", ".join(f"{v:g}" for v in config["std"])
+    return f"""## Preprocessing
+
+- Images: RGB, EXIF orientation applied, resized (not letterboxed, antialiased) to {seg[0]}×{seg[1]} for the
+  segmenter and {img[0]}×{img[1]} for the classifier, scaled to [0, 1] and normalised with mean ({mean}) and
+  std ({std}). `dermfuse.data.to_tensor` does exactly this.
+- Lesion mask: segmenter probability upsampled to the image, threshold 0.5, largest connected component, holes
+  filled (`dermfuse.lesion.clean_mask`); an empty mask falls back to the whole image.
+- Lesion image: mode `{config['lesion_mode']}`, margin {config['lesion_margin']:g} of the box side, skin outside the
+  slightly dilated mask blanked to the mean (`dermfuse.lesion.lesion_image_fn`).
+- Metadata: age in years (missing allowed), sex in {list(config['sexes'])}, site in the unified vocabulary
+  {list(config['sites'])}; anything unknown is `unknown`, which the model was trained to expect.
+- Output: `softmax(logits / T)` with the calibrated temperature T = {config.get('temperature', 1.0):.4f} from `config.json`.
+"""
+
+
+def _training(config: dict, metrics: dict, train_config: dict) -> str:
+    splits = metrics.get("splits", {})
+    classes = config["classes"]
+    header = "| split | " + " | ".join(f"`{c}`" for c in classes) + " | total |\n|---|" + "---|" * (len(classes) + 1)
+    rows = []
+    for split in ("train", "val", "test"):
+        counts = splits.get(split, {})
+        rows.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in classes) + f" | {sum(counts.get(c, 0) for c in classes)} |")
+    recipe = {key: train_config.get(key) for key in ("preset", "epochs", "batch_size", "lr", "weight_decay", "balance",
+                                                       "label_smoothing", "augment", "precision", "seed")}  # fmt: skip
+    recipe_text = ", ".join(f"{k} = {v}" for k, v in recipe.items() if v is not None)
+    return f"""## Training data
+
+- Data: {config.get('dataset', 'unknown')}.
+- Split manifest: `splits.csv` (image id, label, metadata, lesion id, split; no file paths). Splits are grouped by
+  lesion and stratified by label, so no lesion is in two splits. Images per split and class:
+
+{header}
+{chr(10).join(rows)}
+
+- Recipe (stage 2, classifier): {recipe_text}. Best epoch {metrics.get('best_epoch')} by validation
+  {metrics.get('monitor', 'balanced_accuracy').replace('_', ' ')}; training ended by `{metrics.get('stopped')}`.
+  Stage 1 (segmenter) trained on the same split first; the classifier learned from lesion images made by
+  the stage-1 masks, predicted once for every image.
+"""
+
+
+def _number(value, digits: int = 4) -> str:
+    return "not measured" if value is None else f"{value:.{digits}f}"
+
+
+def _results(metrics: dict, classes: list[str]) -> str:
+    text = "## Results\n\n"
+    stage1 = (metrics.get("segmenter") or {}).get("test")
+    if stage1:
+        text += (f"Segmenter, **test split** ({stage1.get('images')} images; masks post-processed, scored per image at the "
+                 "segmenter's input size, then averaged):\n\n| Dice | IoU | thresholded Jaccard (ISIC) | sensitivity | specificity |\n"
+                 "|---|---|---|---|---|\n"
+                 f"| {_number(stage1.get('dice'))} | {_number(stage1.get('iou'))} | {_number(stage1.get('thresholded_jaccard'))} | "
+                 f"{_number(stage1.get('sensitivity'))} | {_number(stage1.get('specificity'))} |\n\n")  # fmt: skip
+    else:
+        text += "Segmenter test scores: not measured in this run.\n\n"
+    test = metrics.get("test")
+    if not test:
+        return text + "Classifier test scores: not measured (the run had no test split).\n"
+    text += (f"Classifier, **test split** ({test['cases']} images, calibrated probabilities):\n\n"
+             "| accuracy | balanced accuracy | macro AUC (one-vs-rest) | ECE |\n|---|---|---|---|\n"
+             f"| {_number(test['accuracy'])} | {_number(test['balanced_accuracy'])} | {_number(test['macro_auc'])} | "
+             f"{_number(test['ece'])} |\n\n"
+             "| class | precision | recall | F1 | AUC | support |\n|---|---|---|---|---|---|\n")  # fmt: skip
+    for name in classes:
+        row = test["per_class"][name]
+        text += (f"| `{name}` | {_number(row['precision'])} | {_number(row['recall'])} | {_number(row['f1'])} | "
+                 f"{_number(row['auc'])} | {row['support']} |\n")  # fmt: skip
+    return text + "\nFigures: `confusion_matrix.png`, `roc_curves.png`, `learning_curves.png` (test and validation splits as named in each).\n"
+
+
+def _pipeline_results(evaluation: dict | None) -> str:
+    """The test split through the whole pipeline, as ``dermfuse evaluate`` scores it (if the run did)."""
+    if not evaluation:
+        return ""
+    seg, cls = evaluation.get("segmentation") or {}, evaluation.get("classification") or {}
+    flagged = evaluation.get("ood_flagged_share")
+    return f"""### Through the pipeline
+
+The same test split through `DermFusePipeline`, the path an app user's image takes (masks scored at each
+image's own resolution, lesion images cut from the predicted masks, calibrated scores):
+
+| images | Dice | IoU | thresholded Jaccard | balanced accuracy | macro AUC | ECE before → after calibration | flagged out-of-distribution |
+|---|---|---|---|---|---|---|---|
+| {evaluation['images']} | {_number(seg.get('dice'))} | {_number(seg.get('iou'))} | {_number(seg.get('thresholded_jaccard'))} | {_number(cls.get('balanced_accuracy'))} | {_number(cls.get('macro_auc'))} | {_number(evaluation.get('classification_uncalibrated_ece'))} → {_number(cls.get('ece'))} | {"not measured" if flagged is None else f"{100 * flagged:.1f} %"} |
+
+Reproduce these numbers (phantoms are deterministic per seed):
+
+```bash
+{evaluation.get('command', 'dermfuse evaluate DATA --model MODEL --manifest splits.csv --split test')}
+```
+"""
+
+
+def _cross_validation(cv: dict | None) -> str:
+    """Cross-validated numbers on real images (``python -m train real``)."""
+    if not cv:
+        return ""
+    seg, cls, gate = cv["segmentation"], cv["classification"], cv["ood"]
+    rows = "\n".join(
+        f"| {recipe}{' (this model)' if recipe == cv['segmenter_recipe'] else ''} | {_number(r['dice'])} ± {_number(r['dice_fold_std'])} | "
+        f"{_number(r['iou'])} | {_number(r['thresholded_jaccard'])} | {_number(r['worst_decile_dice'])} |"
+        for recipe, r in seg.items()
+    )
+    labels = ", ".join(f"{n} {label}" for label, n in cv["labels"].items())
+    return f"""### Cross-validated on real images
+
+{cv['folds']}-fold cross-validation on the {cv['images']} real images ({labels}), stratified by label, every fold's
+model trained only on the other folds, scored through `DermFusePipeline` at each image's resolution. The
+phantom-only row is the phantom demo model's segmenter on the same folds (the phantom-to-real gap).
+
+| segmenter | Dice (mean ± std over folds) | IoU | thresholded Jaccard | worst-decile Dice |
+|---|---|---|---|---|
+{rows}
+
+| melanoma vs nevus (out-of-fold, {cls['cases']} images, {cls['melanomas']} melanomas) | value |
+|---|---|
+| AUC, pooled | {_number(cls['auc'])} |
+| AUC, mean ± std over folds | {_number(cls['auc_fold_mean'])} ± {_number(cls['auc_fold_std'])} |
+| balanced accuracy (most probable class) | {_number(cls['balanced_accuracy'])} |
+| sensitivity at {100 * 0.8:.0f} % specificity | {_number(cls['sensitivity_at_80_specificity'])} |
+| ECE before → after temperature scaling (cross-fitted, {cls['ece_bins']} bins) | {_number(cls['ece_before'])} → {_number(cls['ece_after'])} |
+| real images flagged by the out-of-distribution gate | {100 * gate['real_flagged']:.1f} % |
+| gate AUROC, real vs. {gate['negatives_per_fold']} generated non-dermoscopy images per fold (min over folds) | {_number(gate['non_dermoscopy_auroc_min'])} |
+
+Per-image and per-fold results: `segmentation_cv.csv`, `classification_cv.csv`, `cv.json` in the run folder.
+"""
+
+
+def _calibration(metrics: dict, config: dict) -> str:
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return "## Calibration\n\nNot calibrated (temperature 1).\n"
+    return f"""## Calibration
+
+One temperature T = {calibration['temperature']:.4f}, fitted on {_fitted_on(calibration.get('fitted_on', 'val'))} by minimising the
+negative log-likelihood, is stored in `config.json` and applied by the model's users. Expected calibration
+error (top-label, {calibration['bins']} equal-width bins):
+
+| split | ECE before | ECE after |
+|---|---|---|
+| validation | {_number(calibration.get('val_ece_before'))} | {_number(calibration.get('val_ece_after'))} |
+| test | {_number(calibration.get('test_ece_before'))} | {_number(calibration.get('test_ece_after'))} |
+
+Reliability diagram before and after: `reliability.png` (test split).
+{_ood(calibration.get('ood'))}"""
+
+
+def _fitted_on(where: str) -> str:
+    return "the validation split" if where == "val" else where
+
+
+def _ood(ood: dict | None) -> str:
+    if not ood:
+        return "\nNo out-of-distribution gate was fitted for this model.\n"
+    flagged = ood.get("test_flagged")
+    share = "not measured" if flagged is None else f"{100 * flagged:.1f} %"
+    return (f"\n### Out-of-distribution gate\n\nFitted on {ood['images']} training images: an image whose score (encoder "
+            f"features and capture statistics against the training images, `dermfuse.ood`) exceeds the "
+            f"{100 * ood['quantile']:g} % quantile of the training scores, {ood['threshold']:.3f}, gets a warning; the "
+            f"scores are never changed. Test images flagged: {share}.\n")  # fmt: skip
+
+
+def _usage(source: str) -> str:
+    return f"""## Use
+
+```python
+from dermfuse import DermFuse
+
+model = DermFuse.from_pretrained("{source}")   # a Hub repo id or a local folder
+```
+
+The dermfuse app and `dermfuse` command line run the whole pipeline (segmentation, lesion image,
+classification with the calibrated temperature, Grad-CAM) on any dermoscopy image.
+"""
+
+
+def _intended_use(phantom: bool) -> str:
+    if phantom:
+        return ("## Intended use\n\nDemonstrating and testing the dermfuse pipeline and app (segmentation, lesion image, "
+                "dual-stream classification, calibration, Grad-CAM) without patient data. Not for real images, not for "
+                "diagnosis, not for research conclusions about skin lesions.\n")  # fmt: skip
+    return ("## Intended use\n\nResearch and teaching on dermoscopy images: studying lesion segmentation, dual-stream "
+            "classification, calibration and explanations. Not for diagnosis, triage or any clinical decision.\n")  # fmt: skip
+
+
+def _limitations(phantom: bool, ph2: bool = False) -> str:
+    items = [
+        "Dermoscopy only: clinical (non-dermoscopic) photographs are outside what the model saw.",
+        "Closed label set: a lesion of any other kind is forced into one of the labels above.",
+        "The numbers hold for images like the test split; other cameras, clinics, populations and skin tones "
+        "(public dermoscopy datasets are mostly of fair skin) can be worse, and calibration can drift with them.",
+        "Grad-CAM maps and the lesion-focus score show where the network looked, not why a lesion is what it is.",
+    ]
+    if phantom:
+        items.insert(0, "Trained and tested on synthetic phantoms only: no number here transfers to real lesions.")
+    if ph2:
+        items.insert(0, "Trained on 140 PH2 images from one clinic and one dermatoscope (28 melanomas): the cross-validated "
+                        "numbers carry wide uncertainty, and two labels only (melanoma, nevus) — any other lesion is forced "
+                        "into one of them. Research use only, as the PH2 licence requires.")  # fmt: skip
+    return "## Limitations\n\n" + "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def _reproduce(reproduce: dict) -> str:
+    lines = ["## Reproduce", "", "```bash", reproduce["command"], "```", ""]
+    if reproduce.get("wall_time"):
+        lines.append(f"Wall time: {reproduce['wall_time']}" + (f" on {reproduce['machine']}." if reproduce.get("machine") else "."))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,387 @@
+"""Stage 2: fit the dual-stream classifier on lesion images made by the stage-1 segmenter, then calibrate.
+
+    python -m train classifier --segmenter=runs/seg --out=runs/cls       # same data and split as stage 1
+    python -m train classifier --segmenter=runs/seg --data=/data/HAM10000 --balance=focal
+
+Reads top to bottom: configuration → the stage-1 model and the split → the model to train →
+lesion masks predicted once and cached → training (``engine.fit``, early stopping on validation
+balanced accuracy) → temperature scaling fitted on the validation split and stored in the model's
+config → test evaluation → artefacts.
+
+The masks are predicted by the stage-1 segmenter for every image (train, val and test) at the
+segmenter's input size, upsampled to the image, cleaned with :func:`dermfuse.lesion.clean_mask`
+and cached as PNGs in ``<run>/masks/`` (keyed by a digest of the segmenter's weights), so each epoch
+only crops. Lesion images are then made by :func:`dermfuse.lesion.lesion_image_fn` with the model's
+settings: the same function the app and the evaluation use. Training images are augmented together
+with their predicted mask, so both streams see the same view.
+
+Class imbalance (``--balance``): ``sampler`` draws every class equally often; ``weighted`` weights
+the cross-entropy by inverse class frequency; ``focal`` uses the focal loss (γ = ``--focal_gamma``)
+with the same weights; ``none`` does nothing.
+
+The run folder holds ``train_config.json``, ``splits.csv``, ``masks/``, ``checkpoint.pt``,
+``model/`` (best validation balanced accuracy, calibrated), ``metrics.json``, and the figures
+``learning_curves.png``, ``confusion_matrix.png``, ``roc_curves.png``, ``reliability.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from dermfuse import DermFuse
+from dermfuse.data import Augment, ClassificationDataset, load_image, to_tensor
+from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
+from dermfuse.lesion import clean_mask, lesion_image_fn
+from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from dermfuse.ood import fit_ood, ood_score
+from dermfuse.pipeline import DermFusePipeline
+from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, save_model, write_json
+from train.config import ClassifierConfig, parse_config
+from train.data import MANIFEST, describe_data, prepare_table, require_data, split_counts
+from train.engine import Runtime, Shard, fit, gather, make_loader, open_run, replica_digest, setup_runtime, teardown_runtime
+
+MONITOR = "balanced_accuracy"
+CURVE_METRICS = ("balanced_accuracy", "accuracy", "macro_auc")
+MASK_DIR = "masks"
+OOD_IMAGES = 1000  # training images the OOD gate is fitted on: plenty for per-feature means, variances and a 99 % quantile
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+def find_segmenter(path: str) -> tuple[Path, Path | None]:
+    """``--segmenter``: a stage-1 run folder (its ``model/``) or a saved DermFuse folder → (model folder, run folder)."""
+    if not path:
+        raise ValueError("stage 2 needs a stage-1 model: --segmenter=RUN_FOLDER (made by `python -m train segmenter`) "
+                         "or a saved DermFuse folder")  # fmt: skip
+    folder = Path(path)
+    if (folder / MODEL_DIR).exists() or (folder / f".{MODEL_DIR}.old").exists():
+        return model_folder(folder / MODEL_DIR), folder
+    if (folder / "model.safetensors").is_file():
+        return folder, None
+    raise FileNotFoundError(f"--segmenter={path}: neither a stage-1 run folder (with model/) nor a saved DermFuse folder")
+
+
+def build_model(source: DermFuse, classes: list[str], image_size: int = 0) -> tuple[DermFuse, list[str]]:
+    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``), holding every
+    ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
+
+    Uncalibrated (temperature 1, no OOD threshold): the classifier is about to change.
+    """
+    config = {**source.config, "classes": list(classes), "temperature": 1.0, "ood": None}
+    if image_size:
+        config["image_size"] = [image_size, image_size]
+    model = DermFuse(**config)
+    own, theirs = model.state_dict(), source.state_dict()
+    kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape}
+    model.load_state_dict(kept, strict=False)
+    return model, sorted(set(own) - set(kept))
+
+
+# --- masks, predicted once --------------------------------------------------------------------
+
+
+class SegmenterInputs(Dataset):
+    """(segmenter input (3, h, w), the image's (height, width), row) for each image path."""
+
+    def __init__(self, paths: list[str], size, mean, std):
+        self.paths, self.size, self.mean, self.std = paths, size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = load_image(self.paths[index])
+        return to_tensor(image, self.size, self.mean, self.std), torch.tensor([image.height, image.width]), index
+
+
+@torch.no_grad()
+def cache_masks(model: DermFuse, table: pd.DataFrame, folder: Path, config: ClassifierConfig, runtime: Runtime) -> pd.DataFrame:
+    """``table`` with ``mask_path`` pointing at the segmenter's cleaned masks, predicting those not cached yet.
+
+    A cache made by other segmenter weights is discarded. Each process predicts its share; every
+    mask is written atomically, so an interrupted run keeps the finished ones.
+    """
+    digest = replica_digest(model.segmenter)
+    stamp = folder / "segmenter.sha256"
+    if runtime.is_main:
+        if folder.exists() and (not stamp.is_file() or stamp.read_text().strip() != digest):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest + "\n")
+    runtime.barrier()
+    paths = [folder / f"{image_id}.png" for image_id in table["image_id"]]
+    todo = [i for i, path in enumerate(paths) if not path.is_file()]
+    if todo:
+        runtime.print(f"predicting {len(todo)} lesion masks with the stage-1 segmenter (cached in {folder})")
+        segmenter = model.segmenter.to(runtime.device).eval()
+        inputs = SegmenterInputs([table["image_path"].iloc[i] for i in todo], model.segmentation_size, model.mean, model.std)
+        loader = make_loader(inputs, Shard(len(inputs), runtime.rank, runtime.world_size), config.eval_batch_size, config, runtime)
+        for images, sizes, rows in loader:
+            with runtime.autocast():
+                logits = segmenter(runtime.to_device(images))  # (B, 1, h, w)
+            for logit, (height, width), row in zip(logits.float(), sizes.tolist(), rows.tolist()):
+                probability = torch.sigmoid(F.interpolate(logit[None], size=(height, width), mode="bilinear", align_corners=False))
+                mask = clean_mask(probability[0, 0].cpu().numpy())  # (H, W) bool at the image's size
+                _write_png(paths[todo[row]], mask)
+    runtime.barrier()
+    return table.assign(mask_path=[str(path) for path in paths])
+
+
+def _write_png(path: Path, mask: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255):
+        raise OSError(f"could not write {tmp}")
+    os.replace(tmp, path)
+
+
+# --- loss and evaluation ----------------------------------------------------------------------
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """n / (K · n_k) per class (scikit-learn's "balanced"); 0 for a class absent from training."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        weights = np.where(counts > 0, counts.sum() / (num_classes * counts), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,
+               label_smoothing: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 − p_true)^γ, class-weighted, mean over the batch."""
+    cross_entropy = F.cross_entropy(logits, target, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    p_true = torch.softmax(logits, dim=1).gather(1, target[:, None])[:, 0].detach().clamp(max=1.0)
+    weighted = (1.0 - p_true) ** gamma * cross_entropy
+    norm = weight[target].sum() if weight is not None else torch.tensor(float(len(target)), device=logits.device)
+    return weighted.sum() / norm.clamp(min=1e-12)
+
+
+def make_criterion(config: ClassifierConfig, train_labels: np.ndarray, num_classes: int, device):
+    """The loss for ``--balance``: ``criterion(logits (B, K) float32, target (B,)) → scalar``."""
+    weight = balanced_class_weights(train_labels, num_classes).to(device) if config.balance in ("weighted", "focal") else None
+    if config.balance == "focal":
+        return lambda logits, target: focal_loss(logits, target, config.focal_gamma, weight, config.label_smoothing)
+    return lambda logits, target: F.cross_entropy(logits, target, weight=weight, label_smoothing=config.label_smoothing)
+
+
+def classify(network, batch: dict) -> torch.Tensor:
+    """Logits (B, K) for a batch of :class:`ClassificationDataset` items."""
+    return network(batch["image"], batch.get("lesion"), batch["age"], batch["sex"], batch["site"])
+
+
+@torch.no_grad()
+def predict(model: DermFuse, dataset: ClassificationDataset, config: ClassifierConfig, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated logits (N, K) and labels (N,) for the whole ``dataset``, sharded and gathered in order."""
+    model.classifier.eval()
+    shard = Shard(len(dataset), runtime.rank, runtime.world_size)
+    logits = []
+    for batch in make_loader(dataset, shard, config.eval_batch_size, config, runtime):
+        with runtime.autocast():
+            logits.append(classify(model.classifier, runtime.to_device(batch)).float().cpu())
+    mine = torch.cat(logits).numpy() if logits else np.zeros((0, len(model.classes)), np.float32)
+    order, all_logits = [], []
+    for indices, part in gather((shard.indices, mine), runtime):
+        order += indices
+        all_logits.append(part)
+    result = np.empty((len(dataset), len(model.classes)), np.float32)
+    result[order] = np.concatenate(all_logits)
+    return result, dataset.labels.numpy()
+
+
+def evaluate_classifier(model, dataset, config, runtime) -> dict:
+    """Validation metrics of the uncalibrated model (what early stopping watches), with ``loss`` = NLL."""
+    logits, labels = predict(model, dataset, config, runtime)
+    probabilities = softmax(logits)
+    metrics = classification_metrics(labels, probabilities, model.classes, config.ece_bins)
+    metrics["loss"] = negative_log_likelihood(labels, probabilities)
+    return metrics
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def run_classifier(config: ClassifierConfig) -> Path:
+    """Train stage 2 as ``config`` says; return the run folder."""
+    runtime = setup_runtime(config)
+    try:
+        return _train(config, runtime)
+    finally:
+        teardown_runtime(runtime)
+
+
+def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
+    segmenter_model, segmenter_run = find_segmenter(config.segmenter)
+    reuse = segmenter_run / MANIFEST if segmenter_run and (segmenter_run / MANIFEST).is_file() else None
+    require_data(config, reuse)
+    run = open_run(config, runtime)
+
+    # Data: labelled images, the stage-1 split unless told otherwise.
+    table = prepare_table(config, runtime, run, reuse_manifest=reuse)
+    labelled = table[table["label"].notna()]
+    classes = [c.strip() for c in config.classes.split(",")] if config.classes else sorted(labelled["label"].unique())
+    dropped = len(labelled) - int(labelled["label"].isin(classes).sum())
+    labelled = labelled[labelled["label"].isin(classes)]
+    if len(classes) < 2 or labelled.empty:
+        raise ValueError(f"stage 2 needs labelled images of at least two classes; found {sorted(table['label'].dropna().unique())}")
+    runtime.print(f"data: {describe_data(table)}; classes {classes}" + (f"; {dropped} images of other classes left out" if dropped else ""))
+
+    # Model: the stage-1 model (its trained segmenter) with a classifier for these classes.
+    checkpoint = load_checkpoint(run / CHECKPOINT) if config.resume else None
+    if checkpoint is not None:
+        model = DermFuse(**checkpoint["model_config"])
+        model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
+    else:
+        model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size)
+        runtime.print(f"model from {segmenter_model}; freshly initialised: {', '.join(fresh) or 'nothing'}")
+        model.update_config(name=config.name or default_name(config, table), dataset=describe_data(table))
+    if list(model.classes) != classes:
+        raise ValueError(f"the run's model has classes {model.classes} but the data gives {classes}: pass --classes")
+
+    # Lesion masks, predicted once; then the datasets.
+    use_lesion = model.classifier.use_lesion_stream
+    if use_lesion:
+        labelled = cache_masks(model, labelled, run / MASK_DIR, config, runtime)
+    make_lesion = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean) if use_lesion else None
+    parts = {split: labelled[labelled["split"] == split] for split in ("train", "val", "test")}
+    if parts["val"].empty and (config.patience or not config.temperature):
+        raise ValueError("the validation split is empty: it picks the best epoch and fits the temperature. Raise "
+                         "--val_fraction, or train a fixed schedule with --patience=0 and a given --temperature=T")  # fmt: skip
+
+    def dataset(split: str, augment: Augment | None = None) -> ClassificationDataset:
+        return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std)
+
+    train_set, val_set = dataset("train", Augment() if config.augment else None), dataset("val")
+    train_labels = train_set.labels.numpy()
+    criterion = make_criterion(config, train_labels, len(classes), runtime.device)
+
+    def loss_fn(network, batch):
+        return criterion(classify(network, batch).float(), batch["label"])
+
+    def on_epoch(state):
+        write_metrics(run, config, table, classes, state, segmenter_run)
+        learning_curves(state.history, run / "learning_curves.png", CURVE_METRICS)
+
+    state = fit(config, runtime, run, model, "classifier", train_set, loss_fn,
+                (lambda m: evaluate_classifier(m, val_set, config, runtime)) if len(val_set) else None, MONITOR,
+                checkpoint=checkpoint,
+                balance_labels=train_labels if config.balance == "sampler" else None, on_epoch=on_epoch)  # fmt: skip
+
+    # Calibrate the best model: one temperature, fitted on the validation split, stored in its config.
+    best = DermFuse.from_pretrained(str(model_folder(run / MODEL_DIR)))
+    model.load_state_dict(best.state_dict())
+    calibration = {"bins": config.ece_bins}
+    if len(val_set):
+        val_logits, val_labels = predict(model, val_set, config, runtime)
+        temperature = config.temperature or fit_temperature(val_logits, val_labels)
+        calibration.update(val_ece_before=expected_calibration_error(val_labels, softmax(val_logits), config.ece_bins),
+                           val_ece_after=expected_calibration_error(val_labels, softmax(val_logits, temperature), config.ece_bins))
+    else:
+        temperature = config.temperature
+    calibration.update(temperature=temperature, fitted_on=config.temperature_from if config.temperature else "val")
+    model.update_config(temperature=temperature)
+    # The out-of-distribution gate: fitted on (a sample of) the training images, stored in the config.
+    ood = fit_ood_gate(model, parts["train"]["image_path"].tolist(), config, runtime)
+    model.update_config(ood=ood)
+    ood_check = {"fitted_on": "train", "images": min(len(parts["train"]), OOD_IMAGES), "threshold": ood["threshold"],
+                 "quantile": ood["quantile"]}  # fmt: skip
+    test = None
+    if len(parts["test"]):
+        test_logits, test_labels = predict(model, dataset("test"), config, runtime)
+        before, after = softmax(test_logits), softmax(test_logits, temperature)
+        test = classification_metrics(test_labels, after, classes, config.ece_bins)
+        calibration["test_ece_before"] = expected_calibration_error(test_labels, before, config.ece_bins)
+        calibration["test_ece_after"] = test["ece"]
+        test_scores = ood_scores(model, parts["test"]["image_path"].tolist(), config, runtime)
+        ood_check["test_flagged"] = float((test_scores > ood["threshold"]).mean())
+    calibration["ood"] = ood_check
+
+    if runtime.is_main:
+        save_model(model, run / MODEL_DIR)
+        write_metrics(run, config, table, classes, state, segmenter_run, test=test, calibration=calibration, finished=True)
+        if test is not None:
+            confusion_matrix_figure(test["confusion_matrix"], classes, run / "confusion_matrix.png", "Confusion matrix (test)")
+            roc_curves(test_labels, after, classes, run / "roc_curves.png", "One-vs-rest ROC (test)")
+            reliability_diagram(test_labels, before, after, run / "reliability.png", config.ece_bins, temperature)
+            runtime.print(f"test: balanced accuracy {test['balanced_accuracy']:.4f}, macro AUC {_fmt(test['macro_auc'])}, "
+                          f"ECE {calibration['test_ece_before']:.4f} → {calibration['test_ece_after']:.4f} (T = {temperature:.3f})")  # fmt: skip
+        runtime.print(f"stage 2 done ({state.stopped}); calibrated model in {run / MODEL_DIR}")
+    runtime.barrier()
+    return run
+
+
+def ood_scores(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> np.ndarray:
+    """The model's OOD scores of the images at ``paths``."""
+    return ood_score(model.ood, *ood_inputs(model, paths, config, runtime))
+
+
+def ood_inputs(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled image features and capture statistics of the images at ``paths``, through the pipeline the
+    app uses (on a copy of the model: the pipeline switches gradients off and may change memory layout)."""
+    pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)
+    parts = [pipeline.ood_inputs(paths[i:i + config.eval_batch_size]) for i in range(0, len(paths), config.eval_batch_size)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def fit_ood_gate(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> dict:
+    """The OOD gate (``dermfuse.ood.fit_ood``) fitted on at most ``OOD_IMAGES`` of ``paths``, drawn with the run's seed."""
+    if len(paths) > OOD_IMAGES:
+        chosen = np.random.default_rng(config.seed).choice(len(paths), OOD_IMAGES, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    return fit_ood(*ood_inputs(model, paths, config, runtime))
+
+
+def default_name(config: ClassifierConfig, table: pd.DataFrame) -> str:
+    """``dermfuse-<preset>-<data>``, e.g. ``dermfuse-tiny-phantom`` or ``dermfuse-paper-ham10000``."""
+    data = "phantom" if describe_data(table).startswith("phantom") else "+".join(sorted(table["source"].dropna().unique()))
+    return f"dermfuse-{config.preset}-{data}"
+
+
+def write_metrics(run: Path, config: ClassifierConfig, table, classes, state, segmenter_run: Path | None,
+                  test: dict | None = None, calibration: dict | None = None, finished: bool = False) -> None:  # fmt: skip
+    """``metrics.json``: data, per-epoch history; at the end calibration, the test split, and stage 1's test scores."""
+    payload = {
+        "stage": "classifier",
+        "finished": finished,
+        "data": describe_data(table),
+        "splits": split_counts(table),
+        "classes": classes,
+        "balance": config.balance,
+        "monitor": MONITOR,
+        "best_epoch": state.best_epoch,
+        "best_val": state.best,
+        "stopped": state.stopped,
+        "steps": state.step,
+        "epochs": state.history,
+    }
+    if calibration is not None:
+        payload["calibration"] = calibration
+    if test is not None:
+        payload["test"] = test
+    if segmenter_run is not None and (segmenter_run / "metrics.json").is_file():
+        stage1 = json.loads((segmenter_run / "metrics.json").read_text(encoding="utf-8"))
+        payload["segmenter"] = {"run": str(segmenter_run), "test": stage1.get("test"), "best_epoch": stage1.get("best_epoch")}
+    if state.replicas:  # at the end: one weight digest per training process, all equal
+        payload["replica_digests"] = state.replicas
+    write_json(run / "metrics.json", payload)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(ClassifierConfig, sys.argv[1:] if argv is None else argv)
+    run_classifier(config)
+    return 0
