@@ -4,7 +4,8 @@
 - ``confusion_matrix_figure``: counts and row-normalised shares (scikit-learn's display);
 - ``roc_curves``: one-vs-rest ROC curve per class with its AUC (scikit-learn's ``roc_curve``);
 - ``reliability_diagram``: top-label accuracy against confidence before and after temperature
-  scaling, with the ECE of each (bins from :func:`dermfuse.metrics.reliability_bins`).
+  scaling, with the ECE of each (bins from :func:`dermfuse.metrics.reliability_bins`);
+- ``segmentation_cases``: images with the true (green) and the predicted (magenta) lesion outline.
 
 Each function writes one file and returns its path; figures are closed after saving, so a long
 run never accumulates open figures.
@@ -102,6 +103,23 @@ def reliability_diagram(labels, before, after, path, bins: int = 15, temperature
         axis.legend(loc="upper left", fontsize=8)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
+    return _save(figure, path)
+
+
+def segmentation_cases(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                       titles: Sequence[str], path, columns: int = 3, suptitle: str = "") -> Path:  # fmt: skip
+    """A grid of RGB images (H, W, 3) with the true mask's outline in green and the predicted one in magenta."""
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, truth, predicted, title in zip(axes.flat, images, truths, predictions, titles):
+        axis.imshow(image)
+        axis.contour(truth.astype(float), levels=[0.5], colors=["#22dd22"], linewidths=1.6)
+        axis.contour(predicted.astype(float), levels=[0.5], colors=["#ff22ff"], linewidths=1.6, linestyles="--")
+        axis.set_title(title, fontsize=10)
+    if suptitle:
+        figure.suptitle(suptitle, fontsize=11)
     return _save(figure, path)
 
 

@@ -202,6 +202,17 @@ def test_catalog_offers_every_shipped_model_and_loads_them_lazily(monkeypatch, m
         catalog.pipeline("nope")
 
 
+def test_the_shipped_real_model_is_offered_described_and_answers_with_its_two_classes(catalog, example_files):
+    real = "dermfuse-tiny-ph2-melanoma"
+    assert real in catalog.names and catalog.default == "dermfuse-tiny-phantom"
+    banner = catalog.describe(real)
+    assert "140 real dermoscopy images (PH2)" in banner and "melanoma vs. nevus only" in banner
+    assert "synthetic phantom" not in banner
+    answer = callbacks.predict(catalog, str(example_files[0].path), 60, "female", "back", real)
+    assert answer["classes"] == ["mel", "nv"] and answer["model"]["name"] == real
+    assert sum(answer["probabilities"]) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("source, message", [
     ("/no/such/folder", "model folder /no/such/folder does not exist"),
     ("{file}", "cannot load model"),

@@ -28,6 +28,7 @@ from dermfuse.ui.server import app_model, running_app
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
+REAL_MODEL = "dermfuse-tiny-ph2-melanoma"  # the second shipped checkpoint (python -m train real)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +197,17 @@ def test_browser_diagnoses_an_uploaded_example(server, client, bad_files, exampl
             expect(page.locator("#warnings")).to_contain_text("synthetic phantom")
             expect(page.locator("#download-pdf")).to_be_visible(timeout=30_000)
             page.screenshot(path=str(screenshot), full_page=True)
+
+            # Switch to the real-image melanoma-vs-nevus model: its banner says what it learned from,
+            # and its scores name its two classes only.
+            page.locator("#model input").fill(REAL_MODEL)
+            page.keyboard.press("Enter")
+            expect(page.locator("#banner")).to_contain_text("140 real dermoscopy images (PH2)", timeout=60_000)
+            page.locator("#diagnose").click()
+            expect(page.locator("#scores")).to_contain_text("Melanocytic nevus (nv)", timeout=30_000)
+            expect(page.locator("#scores")).to_contain_text("Melanoma (mel)")
+            expect(page.locator("#scores")).not_to_contain_text("Basal cell carcinoma")
+            expect(page.locator("#warnings")).not_to_contain_text("synthetic phantom")
 
             toasts = page.locator("[data-testid='toast-body']")
             page.locator("#upload input[type=file]").set_input_files(str(bad_files / "truncated.jpg"))

@@ -10,6 +10,7 @@ from dermfuse import DermFuse
 from dermfuse.cli import main
 from dermfuse.data.phantom import generate_dataset
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
+from train.demo import DemoConfig
 
 DEMO = CHECKPOINTS / DEMO_MODEL
 
@@ -40,11 +41,12 @@ def test_card_reports_the_held_out_phantom_numbers_and_they_meet_the_targets(met
 
 @pytest.mark.slow
 def test_dermfuse_evaluate_reproduces_the_cards_pipeline_numbers(metrics, tmp_path, capsys):
-    card = metrics["pipeline_test"]
-    phantoms = card["phantoms"]
+    card, settings = metrics["pipeline_test"], DemoConfig()  # the demo's phantom set: its default settings
+    assert (f"--n {settings.phantoms} --size {settings.phantom_size} --seed {settings.seed} "
+            f"--difficulty {settings.difficulty:g}") in card["command"]  # fmt: skip
     root = tmp_path / "phantoms"
-    generate_dataset(root, phantoms["n"], seed=phantoms["seed"], size=phantoms["size"], difficulty=phantoms["difficulty"],
-                     workers=2, progress=False)  # fmt: skip
+    generate_dataset(root, settings.phantoms, seed=settings.seed, size=settings.phantom_size,
+                     difficulty=settings.difficulty, workers=2, progress=False)  # fmt: skip
     out = tmp_path / "evaluation"
     assert main(["evaluate", str(root), "--model", str(DEMO), "--manifest", str(DEMO / "splits.csv"), "--split", "test",
                  "--out", str(out)]) == 0  # fmt: skip

@@ -51,6 +51,7 @@ def test_cross_validation_scores_every_image_once_per_recipe(result):
     cv = json.loads((runs / "cv.json").read_text())
     assert cv["segmenter_recipe"] in ("finetune", "joint") and 0 <= cv["classification"]["auc"] <= 1
     assert 0 <= cv["ood"]["real_flagged"] <= 1 and cv["classification"]["melanomas"] == 8
+    assert (runs / "real_cases.png").is_file()  # best and worst out-of-fold masks
 
 
 def test_the_final_model_is_two_class_calibrated_on_out_of_fold_logits_and_says_what_it_is(result):
@@ -61,7 +62,8 @@ def test_the_final_model_is_two_class_calibrated_on_out_of_fold_logits_and_says_
     assert model.temperature == pytest.approx(cv["classification"]["temperature_all_folds"])
     card = (out / "README.md").read_text()
     assert "Cross-validated on real images" in card and "PH² – A dermoscopic image database" in card
-    assert "Not a medical device" in card and "Research use only" in card and "20 out-of-fold predictions" not in card
+    assert "Not a medical device" in card and "Research use only" in card
+    assert "fitted on the 20 cross-validated out-of-fold predictions" in card
     assert f"{cv['classification']['auc']:.4f}" in card and "Trained on synthetic phantom images" not in card
 
 

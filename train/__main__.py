@@ -12,6 +12,8 @@ commands:
   push        save a run's model with its model card and upload it to the Hugging Face Hub
   demo        build the phantom demo checkpoint (tiny preset, CPU) in checkpoints/
   real        cross-validate on the real PH2 images, then build the melanoma-vs-nevus checkpoint
+  metadata-benchmark  age, sex and site alone on the real HAM10000 / ISIC 2019 tables, against
+              logistic regression and gradient boosting (5-fold, grouped by lesion)
 
 Settings are --key=value (--flag alone means true); `python -m train COMMAND --help` lists them.
 Multi-GPU / multi-node: torchrun --nproc_per_node=N -m train COMMAND ..."""
@@ -23,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "metadata-benchmark":  # its own argparse options (--help included)
+        from train.metadata_benchmark import main as benchmark
+
+        return benchmark(rest)
     if command == "segmenter":
         from train.segmenter import SegmenterConfig as config_class, main as run
     elif command == "classifier":

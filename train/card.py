@@ -216,7 +216,8 @@ phantom-only row is the phantom demo model's segmenter on the same folds (the ph
 | real images flagged by the out-of-distribution gate | {100 * gate['real_flagged']:.1f} % |
 | gate AUROC, real vs. {gate['negatives_per_fold']} generated non-dermoscopy images per fold (min over folds) | {_number(gate['non_dermoscopy_auroc_min'])} |
 
-Per-image and per-fold results: `segmentation_cv.csv`, `classification_cv.csv`, `cv.json` in the run folder.
+Per-image and per-fold results: `segmentation_cv.csv`, `classification_cv.csv`, `cv.json` in the run folder;
+the best and the worst out-of-fold masks beside the expert's: `real_cases.png`.
 """
 
 

@@ -79,7 +79,6 @@ def pipeline_evaluation(classifier_run: Path, config: DemoConfig) -> dict:
     pipeline = DermFusePipeline.from_pretrained(str(model_folder(classifier_run / MODEL_DIR)))
     metrics, _ = evaluate(pipeline, test, progress=config.progress)
     phantoms = Path(config.work) / "segmenter" / PHANTOM_DIR
-    metrics["phantoms"] = dict(n=config.phantoms, seed=config.seed, size=config.phantom_size, difficulty=config.difficulty)
     metrics["command"] = (
         f"python -m dermfuse.data.phantom --out {phantoms} --n {config.phantoms} --size {config.phantom_size} "
         f"--seed {config.seed} --difficulty {config.difficulty:g}   # only if the phantoms are gone\n"

@@ -1,6 +1,6 @@
 """Publish a stage-2 run's model: a self-contained folder (weights, config, card, metrics, split, figures), then the Hub.
 
-    python -m train push --run=runs/cls --repo-id=USER/NAME            # needs `huggingface-cli login`
+    python -m train push --run=runs/cls --repo-id=USER/NAME            # needs `hf auth login`
 
 ``export`` builds the folder (by default ``<run>/publish``) with ``DermFuse.save_pretrained``
 (``config.json`` + ``model.safetensors``), the model card ``README.md``, ``metrics.json``, the split
@@ -97,7 +97,7 @@ def push(run, repo_id: str, api=None, folder=None, private: bool = False, commit
         api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), commit_message=commit_message)
     except Exception as error:  # network, authentication, quota: the Hub client raises many kinds
         print(f"error: upload to {repo_id} failed ({type(error).__name__}: {error}).\n"
-              f"The exported model is intact in {folder}; fix the cause (e.g. `huggingface-cli login`) and run the "
+              f"The exported model is intact in {folder}; fix the cause (e.g. `hf auth login`) and run the "
               f"same command again.", file=sys.stderr)  # fmt: skip
         return 1
     print(f"uploaded {folder} to https://huggingface.co/{repo_id}")

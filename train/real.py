@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -46,6 +47,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from dermfuse import DermFuse
 from dermfuse.data import kfold, load_image_and_mask, read_dataset, write_manifest
 from dermfuse.data.phantom import generate_dataset
+from dermfuse.figures import segmentation_cases
 from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, mask_counts, segmentation_scores, softmax
 from dermfuse.ood import non_dermoscopy_images
 from dermfuse.pipeline import Case, DermFusePipeline
@@ -60,6 +62,7 @@ from train.segmenter import run_segmenter
 NAME = "dermfuse-tiny-ph2-melanoma"
 CLASSES = ("mel", "nv")
 RECIPES = ("finetune", "joint")
+CASES_FIGURE = "real_cases.png"
 SPECIFICITY = 0.80  # report the sensitivity at the threshold that keeps this specificity
 # The schedules, on top of the tiny preset's recipes (train/config.py); fixed (no validation split
 # inside a fold: 112 images are too few to spare some for early stopping).
@@ -259,6 +262,7 @@ def run_real(config: RealConfig) -> Path:
     mask_table.to_csv(work / "segmentation_cv.csv", index=False)
     segmentation = {recipe: summarise_masks(part) for recipe, part in mask_table.groupby("recipe", sort=False)}
     best = max(config.recipe_list, key=lambda r: segmentation[r]["dice"])
+    cases_figure(mask_table[mask_table["recipe"] == best], table, fold_segmenters[best], work / CASES_FIGURE)
 
     # 2. The classifier, cross-validated on the winning recipe's fold segmenters.
     oof_rows, ood = [], []
@@ -300,9 +304,25 @@ def run_real(config: RealConfig) -> Path:
                  "wall_time": f"{minutes:.1f} minutes in all, of which the final model (both stages) {final_minutes:.1f}",
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"}  # fmt: skip
     out = export(classifier_run, config.out, reproduce=reproduce, results={"cross_validation": cv})
+    shutil.copy2(work / CASES_FIGURE, out / CASES_FIGURE)
     print(f"real model in {out} ({minutes:.1f} minutes): CV Dice {segmentation[best]['dice']:.4f} ({best}), "
           f"AUC {classification['auc']:.4f}, balanced accuracy {classification['balanced_accuracy']:.4f}")
     return out
+
+
+def cases_figure(scores: pd.DataFrame, table: pd.DataFrame, fold_runs: list[Path], path: Path, per_side: int = 3) -> Path:
+    """The ``per_side`` best and worst out-of-fold masks of a recipe, each predicted by the fold model that never saw it."""
+    ranked = scores.sort_values("dice", ascending=False)
+    chosen = pd.concat([ranked.head(per_side), ranked.tail(per_side)])
+    images, truths, predictions, titles = [], [], [], []
+    for rank, score in enumerate(chosen.itertuples()):
+        row = table[table["image_id"] == score.image_id].iloc[0]
+        result = diagnose(model_folder(fold_runs[score.fold] / MODEL_DIR), table[table["image_id"] == score.image_id])[0]
+        image, truth = load_image_and_mask(row.image_path, row.mask_path)
+        images.append(np.asarray(image)), truths.append(truth), predictions.append(result.mask)
+        titles.append(f"{'best' if rank < per_side else 'worst'}: {score.image_id} ({row.label}), Dice {score.dice:.3f}")
+    return segmentation_cases(images, truths, predictions, titles, path, columns=per_side,
+                              suptitle="Real PH2 images: expert outline (green) and out-of-fold prediction (magenta, dashed)")
 
 
 def check_ood(model_dir: Path, results: list, config: RealConfig, fold: int) -> dict:
