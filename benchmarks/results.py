@@ -5,7 +5,7 @@
 Sources (each table names its own):
 - ``checkpoints/dermfuse-tiny-phantom/metrics.json``: the phantom demo model (``python -m train demo``);
 - ``checkpoints/dermfuse-tiny-ph2-melanoma/metrics.json``: cross-validation on the real PH2 images
-  (``python -m train real``), and its figure ``real_cases.png``;
+  (``python -m train real``); its figure ``real_cases.png`` beside it is linked, not copied;
 - ``docs/results/metadata_benchmark.json``: the real-metadata benchmark
   (``python -m train metadata-benchmark --out docs/results``), when it has been run.
 A source that is missing is named as missing, with the command that makes it.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,7 +84,7 @@ def real_section(metrics: dict | None, path: Path, docs: Path) -> str:
         text += (f"| {recipe}{chosen} | {number(r['dice'])} ± {number(r['dice_fold_std'])} | {number(r['iou'])} | "
                  f"{number(r['thresholded_jaccard'])} | {number(r['worst_decile_dice'])} |\n")  # fmt: skip
     gap = seg[cv["segmenter_recipe"]]["dice"] - seg["phantom-only"]["dice"]
-    text += (f"\nThe phantom-to-real gap of the segmenter: {number(gap)} Dice, closed by training on the real images.\n\n"
+    text += (f"\nThe phantom-to-real gap: training on the real images adds {number(gap)} Dice to the phantom-only segmenter.\n\n"
              f"Melanoma vs. nevus, out-of-fold ({cls['cases']} images, {cls['melanomas']} melanomas):\n\n"
              "| AUC (pooled) | AUC per fold | balanced accuracy | sensitivity at 80 % specificity | ECE before → after |\n"
              "| --- | --- | --- | --- | --- |\n"
@@ -98,8 +98,7 @@ def real_section(metrics: dict | None, path: Path, docs: Path) -> str:
              f"{cv['final_model_minutes']} minutes).\n")  # fmt: skip
     figure = ROOT / path.parent / CASES_FIGURE
     if figure.is_file():
-        shutil.copy2(figure, docs / CASES_FIGURE)
-        text += f"\n![best and worst out-of-fold masks]({CASES_FIGURE})\n"
+        text += f"\n![best and worst out-of-fold masks]({os.path.relpath(figure, docs)})\n"
     return text
 
 
