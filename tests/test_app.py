@@ -206,7 +206,8 @@ def test_the_shipped_real_model_is_offered_described_and_answers_with_its_two_cl
     real = "dermfuse-tiny-ph2-melanoma"
     assert real in catalog.names and catalog.default == "dermfuse-tiny-phantom"
     banner = catalog.describe(real)
-    assert "140 real dermoscopy images (PH2)" in banner and "melanoma vs. nevus only" in banner
+    assert "trained on real dermoscopy images (PH2)" in banner and "melanoma vs. nevus only" in banner
+    assert "PH2: 140 real dermoscopy images" in banner
     assert "synthetic phantom" not in banner
     answer = callbacks.predict(catalog, str(example_files[0].path), 60, "female", "back", real)
     assert answer["classes"] == ["mel", "nv"] and answer["model"]["name"] == real

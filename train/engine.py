@@ -464,8 +464,8 @@ def fit(
                 save_model(model, run / MODEL_DIR)
         else:
             state.bad_epochs += 1
-        runtime.print(f"epoch {state.epoch + 1}: train loss {row['train_loss']:.4f}, val {monitor} "
-                      f"{_fmt(score)} (best {_fmt(state.best)} at epoch {state.best_epoch})")  # fmt: skip
+        runtime.print(f"epoch {state.epoch + 1}: train loss {row['train_loss']:.4f}" + (
+            f", val {monitor} {_fmt(score)} (best {_fmt(state.best)} at epoch {state.best_epoch})" if evaluate else ""))
         if stop == "time_limit" and state.position < order.steps:
             state.stopped = stop
         else:

@@ -74,7 +74,7 @@ class ModelCatalog:
             lines.append("⚠️ **Demo weights trained on synthetic phantom images, not on patients: "
                          "their output is not a diagnosis.**")
         elif dataset.startswith("ph2"):
-            lines.append("🔬 **Research model trained on 140 real dermoscopy images (PH2): melanoma vs. nevus only, "
+            lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
                          "without patient metadata** (what you enter as age, sex and site changes little). Its "
                          "cross-validated numbers are in its model card. It gives no diagnosis.")
         elif dataset == "untrained":
