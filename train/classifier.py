@@ -292,7 +292,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     calibration.update(temperature=temperature, fitted_on=config.temperature_from if config.temperature else "val")
     model.update_config(temperature=temperature)
     # The out-of-distribution gate: fitted on (a sample of) the training images, stored in the config.
-    ood = fit_ood_gate(model, parts["train"]["image_path"].tolist(), config, runtime)
+    ood_pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)  # a copy: it switches gradients off
+    ood = fit_ood_gate(ood_pipeline, parts["train"]["image_path"].tolist(), config)
     model.update_config(ood=ood)
     ood_check = {"fitted_on": "train", "images": min(len(parts["train"]), OOD_IMAGES), "threshold": ood["threshold"],
                  "quantile": ood["quantile"]}  # fmt: skip
@@ -303,7 +304,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         test = classification_metrics(test_labels, after, classes, config.ece_bins)
         calibration["test_ece_before"] = expected_calibration_error(test_labels, before, config.ece_bins)
         calibration["test_ece_after"] = test["ece"]
-        test_scores = ood_scores(model, parts["test"]["image_path"].tolist(), config, runtime)
+        test_scores = ood_score(ood, *ood_inputs(ood_pipeline, parts["test"]["image_path"].tolist(), config))
         ood_check["test_flagged"] = float((test_scores > ood["threshold"]).mean())
     calibration["ood"] = ood_check
 
@@ -321,25 +322,18 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     return run
 
 
-def ood_scores(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> np.ndarray:
-    """The model's OOD scores of the images at ``paths``."""
-    return ood_score(model.ood, *ood_inputs(model, paths, config, runtime))
-
-
-def ood_inputs(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled image features and capture statistics of the images at ``paths``, through the pipeline the
-    app uses (on a copy of the model: the pipeline switches gradients off and may change memory layout)."""
-    pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)
+def ood_inputs(pipeline: DermFusePipeline, paths: list[str], config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled image features and capture statistics of the images at ``paths``, through the pipeline the app uses."""
     parts = [pipeline.ood_inputs(paths[i:i + config.eval_batch_size]) for i in range(0, len(paths), config.eval_batch_size)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def fit_ood_gate(model: DermFuse, paths: list[str], config: ClassifierConfig, runtime: Runtime) -> dict:
+def fit_ood_gate(pipeline: DermFusePipeline, paths: list[str], config: ClassifierConfig) -> dict:
     """The OOD gate (``dermfuse.ood.fit_ood``) fitted on at most ``OOD_IMAGES`` of ``paths``, drawn with the run's seed."""
     if len(paths) > OOD_IMAGES:
         chosen = np.random.default_rng(config.seed).choice(len(paths), OOD_IMAGES, replace=False)
         paths = [paths[i] for i in sorted(chosen)]
-    return fit_ood(*ood_inputs(model, paths, config, runtime))
+    return fit_ood(*ood_inputs(pipeline, paths, config))
 
 
 def default_name(config: ClassifierConfig, table: pd.DataFrame) -> str:

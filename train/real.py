@@ -165,9 +165,12 @@ def train_classifier(config: RealConfig, run: Path, segmenter_run: Path, tempera
 # --- scoring through the pipeline -------------------------------------------------------------
 
 
-def diagnose(model_dir: Path, rows: pd.DataFrame) -> list:
+def load_pipeline(model_dir: Path) -> DermFusePipeline:
+    return DermFusePipeline(DermFuse.from_pretrained(str(model_dir)))
+
+
+def diagnose(pipeline: DermFusePipeline, rows: pd.DataFrame) -> list:
     """Every row through ``DermFusePipeline`` (the app's path), no explanations."""
-    pipeline = DermFusePipeline(DermFuse.from_pretrained(str(model_dir)))
     cases = [Case(row.image_path, image_id=row.image_id) for row in rows.itertuples()]
     return predict_all(pipeline, cases, batch_size=8, progress=False)
 
@@ -255,7 +258,7 @@ def run_real(config: RealConfig) -> Path:
                 run = train_segmenter(config, fold / f"segmenter-{recipe}", manifest)
                 fold_segmenters[recipe].append(run)
                 model_dir = model_folder(run / MODEL_DIR)
-            scores = mask_scores(diagnose(model_dir, rows), rows).assign(fold=k, recipe=recipe)
+            scores = mask_scores(diagnose(load_pipeline(model_dir), rows), rows).assign(fold=k, recipe=recipe)
             mask_rows.append(scores)
             print(f"fold {k} {recipe}: Dice {scores['dice'].mean():.4f}")
     mask_table = pd.concat(mask_rows, ignore_index=True)
@@ -270,11 +273,12 @@ def run_real(config: RealConfig) -> Path:
         rows = table.iloc[test]
         run = train_classifier(config, work / f"fold{k}" / "classifier", fold_segmenters[best][k], 1.0,
                                "nothing (temperature 1 inside a cross-validation fold)")  # fmt: skip
-        results = diagnose(model_folder(run / MODEL_DIR), rows)
+        pipeline = load_pipeline(model_folder(run / MODEL_DIR))
+        results = diagnose(pipeline, rows)
         logits = np.log(np.clip([r.probabilities for r in results], 1e-12, 1.0))  # T = 1: log-probabilities are logits
         oof_rows.append(pd.DataFrame({"fold": k, "image_id": rows["image_id"].to_numpy(), "label": rows["label"].to_numpy(),
                                       **{f"logit_{c}": logits[:, i] for i, c in enumerate(CLASSES)}}))  # fmt: skip
-        ood.append(check_ood(model_folder(run / MODEL_DIR), results, config, k))
+        ood.append(check_ood(pipeline, results, config, k))
         print(f"fold {k} classifier: AUC {roc_auc_score(rows['label'] == 'mel', logits[:, 0] - logits[:, 1]):.4f}")
     oof = pd.concat(oof_rows, ignore_index=True)
     oof.to_csv(work / "classification_cv.csv", index=False)
@@ -317,7 +321,8 @@ def cases_figure(scores: pd.DataFrame, table: pd.DataFrame, fold_runs: list[Path
     images, truths, predictions, titles = [], [], [], []
     for rank, score in enumerate(chosen.itertuples()):
         row = table[table["image_id"] == score.image_id].iloc[0]
-        result = diagnose(model_folder(fold_runs[score.fold] / MODEL_DIR), table[table["image_id"] == score.image_id])[0]
+        pipeline = load_pipeline(model_folder(fold_runs[score.fold] / MODEL_DIR))
+        result = diagnose(pipeline, table[table["image_id"] == score.image_id])[0]
         image, truth = load_image_and_mask(row.image_path, row.mask_path)
         images.append(np.asarray(image)), truths.append(truth), predictions.append(result.mask)
         titles.append(f"{'best' if rank < per_side else 'worst'}: {score.image_id} ({row.label}), Dice {score.dice:.3f}")
@@ -325,9 +330,8 @@ def cases_figure(scores: pd.DataFrame, table: pd.DataFrame, fold_runs: list[Path
                               suptitle="Real PH2 images: expert outline (green) and out-of-fold prediction (magenta, dashed)")
 
 
-def check_ood(model_dir: Path, results: list, config: RealConfig, fold: int) -> dict:
+def check_ood(pipeline: DermFusePipeline, results: list, config: RealConfig, fold: int) -> dict:
     """A fold model's gate on its held-out real images (share flagged) and against non-dermoscopy images (AUROC)."""
-    pipeline = DermFusePipeline(DermFuse.from_pretrained(str(model_dir)))
     negatives = non_dermoscopy_images(config.ood_negatives, seed=fold)
     others = [r.ood_score for r in pipeline.predict([Case(image) for image in negatives])]
     real = [r.ood_score for r in results]
