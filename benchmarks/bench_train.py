@@ -14,6 +14,7 @@ Channels-last as in training. Prints a Markdown table; quote it with the machine
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -81,12 +82,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="write the numbers here too")
     args = parser.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"training throughput, batch {args.batch_size}, median of {args.steps} steps after {args.warmup} warm-up, {where}, "
           f"torch {torch.__version__}")  # fmt: skip
     print("| preset | stage | input | fp32 (img/s) | bf16 autocast (img/s) |\n|---|---|---|---|---|")
+    rows = []
     for preset in args.presets:
         for part in args.parts:
             results = {}
@@ -98,6 +101,10 @@ def main() -> None:
             size = model.segmentation_size if part == "segmenter" else model.image_size
             cells = " | ".join(f"{results[p]:.1f}" if p in results else "–" for p in ("fp32", "bf16"))
             print(f"| {preset} | {part} | {size[0]}×{size[1]} | {cells} |", flush=True)
+            rows.append({"preset": preset, "stage": part, "input": list(size), "images_per_s": results})
+    if args.json:
+        numbers = {"device": where, "torch": torch.__version__, "batch_size": args.batch_size, "steps": args.steps, "rows": rows}
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Write ``docs/RESULTS.md`` from the JSON files the runs wrote: no number in it is typed by hand.
+"""Re-run every experiment behind ``docs/RESULTS.md`` and write it from the JSON they leave: no number typed by hand.
 
-    .venv/bin/python benchmarks/results.py            # reads the files below, writes docs/RESULTS.md (+ figures)
+    .venv/bin/python benchmarks/results.py                  # only write docs/RESULTS.md from docs/results/*.json
+    .venv/bin/python benchmarks/results.py --run            # re-run everything (≈ 1.5 h on a 2-core CPU), then write
+    .venv/bin/python benchmarks/results.py --run --reuse    # keep finished runs and benchmark JSON; do only what is missing
+    .venv/bin/python benchmarks/results.py --run --quick    # one seed, short schedules (< 15 min): a smoke run, not evidence
 
-Sources (each table names its own):
-- ``checkpoints/dermfuse-tiny-phantom/metrics.json``: the phantom demo model (``python -m train demo``);
-- ``checkpoints/dermfuse-tiny-ph2-melanoma/metrics.json``: cross-validation on the real PH2 images
-  (``python -m train real``); its figure ``real_cases.png`` beside it is linked, not copied;
-- ``docs/results/metadata_benchmark.json``: the real-metadata benchmark
-  (``python -m train metadata-benchmark --out docs/results``), when it has been run.
-A source that is missing is named as missing, with the command that makes it.
+``--run`` runs, in this order (benchmarks first, while the machine is quiet), each as its own command:
+the inference and training benchmarks, the independent logistic-regression check, the real-metadata
+benchmark, the phantom ablation and the shortcut experiment. Their JSON and figures go to
+``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
+to ``runs/results/`` (``runs/results-quick/work/``). ``run.json`` records each step's command and time.
+
+The demo and PH2 sections read the committed checkpoints' ``metrics.json``: those models are made by
+``python -m train demo`` (≈ 15 min) and ``python -m train real`` (≈ 45 min), not re-trained here.
 """
 
 from __future__ import annotations
@@ -17,141 +21,137 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
-from train.real import CASES_FIGURE, NAME as REAL_MODEL  # noqa: E402
+from report_sections import (  # noqa: E402
+    LIMITS, ablation_section, claims_section, inference_section, load, metadata_section, phantom_section, real_section,
+    shortcut_section, training_section,
+)  # fmt: skip
+from train.real import NAME as REAL_MODEL  # noqa: E402
 
-METADATA_JSON = Path("docs/results/metadata_benchmark.json")
-
-
-def number(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def missing(path: Path, command: str) -> str:
-    return f"*Not measured yet: `{path}` is missing. Make it with `{command}`.*\n"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SHORTCUT = "mel:0.9"
+FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
+             metadata="metadata_benchmark.json", ablation="ablation.json", shortcut="shortcut.json", run="run.json")  # fmt: skip
 
 
-def phantom_section(metrics: dict | None, path: Path) -> str:
-    text = "## The phantom demo model (synthetic images, known truth)\n\n"
-    if metrics is None:
-        return text + missing(path, "python -m train demo")
-    seg, test, cal = metrics["segmenter"]["test"], metrics["test"], metrics["calibration"]
-    pipeline = metrics.get("pipeline_test") or {}
-    text += (f"`{DEMO_MODEL}`, `tiny` preset, trained on {metrics['data']}. Held-out phantom test split "
-             f"({test['cases']} images), source `{path}`:\n\n"
-             "| part | metric | value |\n| --- | --- | --- |\n"
-             f"| segmenter | Dice / IoU / thresholded Jaccard | {number(seg['dice'])} / {number(seg['iou'])} / "
-             f"{number(seg['thresholded_jaccard'])} |\n"
-             f"| classifier | balanced accuracy / macro AUC | {number(test['balanced_accuracy'])} / {number(test['macro_auc'])} |\n"
-             f"| calibration | ECE before → after (T = {cal['temperature']:.3f}) | {number(cal['test_ece_before'])} → "
-             f"{number(cal['test_ece_after'])} |\n")  # fmt: skip
-    if pipeline:
-        cls = pipeline["classification"]
-        text += (f"| through the pipeline | Dice / balanced accuracy / macro AUC | {number(pipeline['segmentation']['dice'])} / "
-                 f"{number(cls['balanced_accuracy'])} / {number(cls['macro_auc'])} |\n")  # fmt: skip
-    recalls = " · ".join(f"`{c}` {number(test['per_class'][c]['recall'], 2)}" for c in metrics["classes"])
-    reproduce = metrics.get("reproduce") or {}
-    text += f"\nPer-class recall: {recalls}.\n\nCommand: `{reproduce.get('command', 'python -m train demo')}`"
-    text += f" ({reproduce['wall_time']} on {reproduce.get('machine', 'this machine')}).\n" if reproduce.get("wall_time") else ".\n"
-    return text
+def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str, list[str]]]:
+    """(name, command) for each experiment, writing into ``results`` (JSON, figures) and ``work`` (runs)."""
+    python = sys.executable
+    results = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
+    ablation = [python, "-m", "train", "ablation", f"--report={results}", "--progress=false"]
+    ablation += ["--quick"] if quick else []
+    ablation += [] if reuse else ["--fresh"]
+    return [
+        ("inference", [python, "benchmarks/bench_inference.py", "--preset", "tiny" if quick else "paper", "--repeats", "2" if quick else "5",
+                       "--json", str(results / FILES["inference"])]),
+        ("training", [python, "benchmarks/bench_train.py", "--steps", "1" if quick else "3", "--warmup", "1" if quick else "2",
+                      "--presets", *(["tiny"] if quick else ["tiny", "paper"]), "--json", str(results / FILES["training"])]),
+        ("independent_lr", [python, "benchmarks/independent_lr.py", "--data", os.path.relpath(SHARED_DATA, ROOT),
+                            "--json", str(results / FILES["independent_lr"])]),
+        ("metadata", [python, "-m", "train", "metadata-benchmark", "--data", os.path.relpath(SHARED_DATA, ROOT), "--out", str(results),
+                      *(["--epochs", "3", "--no-isic2019"] if quick else [])]),
+        ("ablation", [*ablation, f"--out={work / 'ablation'}"]),
+        ("shortcut", [*ablation, f"--out={work / 'shortcut'}", f"--shortcut={SHORTCUT}"]),
+    ]  # fmt: skip
 
 
-def real_section(metrics: dict | None, path: Path, docs: Path) -> str:
-    text = "## Real dermoscopy: 140 PH2 images, cross-validated\n\n"
-    cv = (metrics or {}).get("cross_validation")
-    if cv is None:
-        return text + missing(path, "python -m train real")
-    seg, cls, gate = cv["segmentation"], cv["classification"], cv["ood"]
-    labels = ", ".join(f"{n} {label}" for label, n in cv["labels"].items())
-    text += (f"{cv['folds']}-fold cross-validation (stratified by label) on {cv['images']} real images ({labels}); every "
-             f"fold's models start from the phantom demo model and learn only from the other folds. Masks are scored "
-             f"through the pipeline at each image's resolution. Source `{path}` → `cross_validation`.\n\n"
-             "| segmenter | Dice (± std over folds) | IoU | thresholded Jaccard | worst-decile Dice |\n"
-             "| --- | --- | --- | --- | --- |\n")  # fmt: skip
-    for recipe, r in seg.items():
-        chosen = " (chosen)" if recipe == cv["segmenter_recipe"] else ""
-        text += (f"| {recipe}{chosen} | {number(r['dice'])} ± {number(r['dice_fold_std'])} | {number(r['iou'])} | "
-                 f"{number(r['thresholded_jaccard'])} | {number(r['worst_decile_dice'])} |\n")  # fmt: skip
-    gap = seg[cv["segmenter_recipe"]]["dice"] - seg["phantom-only"]["dice"]
-    text += (f"\nThe phantom-to-real gap: training on the real images adds {number(gap)} Dice to the phantom-only segmenter.\n\n"
-             f"Melanoma vs. nevus, out-of-fold ({cls['cases']} images, {cls['melanomas']} melanomas):\n\n"
-             "| AUC (pooled) | AUC per fold | balanced accuracy | sensitivity at 80 % specificity | ECE before → after |\n"
-             "| --- | --- | --- | --- | --- |\n"
-             f"| {number(cls['auc'])} | {number(cls['auc_fold_mean'])} ± {number(cls['auc_fold_std'])} | "
-             f"{number(cls['balanced_accuracy'])} | {number(cls['sensitivity_at_80_specificity'])} | "
-             f"{number(cls['ece_before'])} → {number(cls['ece_after'])} |\n\n"
-             f"Out-of-distribution gate: {100 * gate['real_flagged']:.1f} % of the real images flagged (each by the fold "
-             f"model that did not train on it); AUROC against generated non-dermoscopy images {number(gate['non_dermoscopy_auroc_min'])} "
-             f"(worst fold).\n\n"
-             f"Command: `{cv['command']}` ({cv['wall_time_minutes']} minutes in all, the final model "
-             f"{cv['final_model_minutes']} minutes).\n")  # fmt: skip
-    figure = ROOT / path.parent / CASES_FIGURE
-    if figure.is_file():
-        text += f"\n![best and worst out-of-fold masks]({os.path.relpath(figure, docs)})\n"
-    return text
-
-
-def metadata_section(report: dict | None, path: Path) -> str:
-    text = "## Real metadata: age, sex and site alone (HAM10000, ISIC 2019 tables)\n\n"
-    if report is None:
-        return text + missing(path, "python -m train metadata-benchmark --out docs/results")
-    for dataset, title in (("ham10000", "HAM10000 (7 classes)"), ("isic2019", "ISIC 2019 (8 classes), tested on HAM10000-disjoint rows")):
-        if dataset not in report:
+def run_all(results: Path, work: Path, quick: bool, reuse: bool) -> dict:
+    """Run each step (a benchmark whose JSON exists is skipped with ``--reuse``); return the run record."""
+    results.mkdir(parents=True, exist_ok=True)
+    record = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "reuse": reuse,
+              "machine": machine(), "steps": {}}  # fmt: skip
+    started = time.monotonic()
+    for name, command in steps(results, work, quick, reuse):
+        reusable = name not in ("ablation", "shortcut") and (results / FILES[name]).is_file()  # these reuse per run
+        shown = " ".join(Path(c).name if c == sys.executable else c for c in command)
+        if reuse and reusable:
+            print(f"== {name}: kept {results / FILES[name]}", flush=True)
+            record["steps"][name] = {"command": shown, "skipped": True}
             continue
-        text += f"{title}, 5 folds grouped by lesion, source `{path}` → `{dataset}`:\n\n"
-        text += "| model | balanced accuracy | macro AUC |\n| --- | --- | --- |\n"
-        for name, m in report[dataset]["models"].items():
-            text += (f"| {name} | {number(m['balanced_accuracy']['mean'])} ± {number(m['balanced_accuracy']['std'])} | "
-                     f"{number(m['macro_auc']['mean'])} ± {number(m['macro_auc']['std'])} |\n")  # fmt: skip
-        text += "\n"
-    return text
+        print(f"== {name}: {shown}", flush=True)
+        t0 = time.monotonic()
+        completed = subprocess.run(command, cwd=ROOT)
+        record["steps"][name] = {"command": shown, "seconds": round(time.monotonic() - t0, 1), "exit_code": completed.returncode}
+        if completed.returncode:
+            print(f"== {name} failed (exit code {completed.returncode}); the other steps go on", file=sys.stderr, flush=True)
+    record["total_minutes"] = round((time.monotonic() - started) / 60, 1)
+    (results / FILES["run"]).write_text(json.dumps(record, indent=1))
+    return record
 
 
-LIMITS = """## What this does not show
+def machine() -> str:
+    import torch
 
-- Phantoms are not patients. The phantom numbers prove the machinery (segmentation, two streams,
-  calibration, explanations) on images whose truth is known; they say nothing about real lesions.
-- The only real images here are PH2's 140 (one clinic, one dermatoscope, nevi and melanomas only,
-  28 melanomas): the cross-validated numbers carry wide uncertainty and do not cover other lesion
-  types, cameras or skin tones.
-- No HAM10000 / ISIC image could be downloaded where this was made: the paper-preset numbers on real
-  data remain to be produced on a GPU with the README's recipe.
-- The paper's ablation and background-shortcut claims are not measured in this file yet.
-"""
+    return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+def write_report(results: Path, out: Path) -> Path:
+    """RESULTS.md from the JSON in ``results`` and the committed checkpoints."""
+    def rel(path: Path) -> Path:
+        return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+    paths = {key: rel(results / name) for key, name in FILES.items()}
+    data = {key: load(ROOT / path) for key, path in paths.items()}
+    demo_path = rel(CHECKPOINTS / DEMO_MODEL / "metrics.json")
+    real_path = rel(CHECKPOINTS / REAL_MODEL / "metrics.json")
+    record = data["run"]
+    header = (f"Written by `python benchmarks/results.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the JSON files each "
+              "section names.")  # fmt: skip
+    if record:
+        mode = " --quick" if record["quick"] else ""
+        ran = [f"{name} {step['seconds'] / 60:.1f} min" for name, step in record["steps"].items() if "seconds" in step]
+        kept = [name for name, step in record["steps"].items() if step.get("skipped")]
+        header += (f" The experiments were re-run by `python benchmarks/results.py --run{mode}` (started {record['started']}) on "
+                   f"{record['machine']}, CPU only, in **{record['total_minutes']} minutes**: {', '.join(ran)}"
+                   + (f"; kept from an earlier run: {', '.join(kept)}" if kept else "") + f". Source `{paths['run']}`.")  # fmt: skip
+        if record["quick"]:
+            header += "\n\n**Quick mode: one seed and short schedules. These numbers check the machinery; they are not evidence.**"
+    docs = out.parent
+    sections = [
+        "# dermfuse results\n",
+        header + "\n",
+        claims_section(data["ablation"], data["shortcut"], data["metadata"]),
+        ablation_section(data["ablation"], paths["ablation"], docs),
+        shortcut_section(data["shortcut"], paths["shortcut"], docs),
+        phantom_section(load(ROOT / demo_path), demo_path),
+        real_section(load(ROOT / real_path), real_path, docs),
+        metadata_section(data["metadata"], paths["metadata"], data["independent_lr"], paths["independent_lr"]),
+        inference_section(data["inference"], paths["inference"]),
+        training_section(data["training"], paths["training"]),
+        LIMITS,
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(sections), encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "RESULTS.md"))
+    parser.add_argument("--run", action="store_true", help="re-run the experiments first (else only write the report)")
+    parser.add_argument("--quick", action="store_true", help="one seed, short schedules, into runs/results-quick/")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs and benchmark JSON; do what is missing")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    demo_path = (CHECKPOINTS / DEMO_MODEL / "metrics.json").relative_to(ROOT)
-    real_path = (CHECKPOINTS / REAL_MODEL / "metrics.json").relative_to(ROOT)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    sections = [
-        "# dermfuse results\n",
-        f"Generated by `python benchmarks/results.py` on {stamp} from the JSON files each section names; "
-        f"machine: {platform.machine()}, CPU only.\n",
-        phantom_section(load(ROOT / demo_path), demo_path),
-        real_section(load(ROOT / real_path), real_path, out.parent),
-        metadata_section(load(ROOT / METADATA_JSON), METADATA_JSON),
-        LIMITS,
-    ]
-    out.write_text("\n".join(sections), encoding="utf-8")
-    print(f"wrote {out}")
-    return 0
+    # Relative to the repository root, where every step runs: the JSON then names portable paths.
+    results, work = (Path("runs/results-quick"), Path("runs/results-quick/work")) if args.quick else (Path("docs/results"), Path("runs/results"))
+    failed = []
+    if args.run:
+        if not (SHARED_DATA / "HAM10000_metadata.csv").is_file():
+            raise SystemExit(f"{SHARED_DATA}/HAM10000_metadata.csv not found: the metadata steps need ../shared/data beside the repository")
+        record = run_all(ROOT / results, work, args.quick, args.reuse)
+        failed = [name for name, step in record["steps"].items() if step.get("exit_code")]
+        print(f"ran in {record['total_minutes']} minutes" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(f"wrote {write_report(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

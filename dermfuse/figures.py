@@ -5,7 +5,9 @@
 - ``roc_curves``: one-vs-rest ROC curve per class with its AUC (scikit-learn's ``roc_curve``);
 - ``reliability_diagram``: top-label accuracy against confidence before and after temperature
   scaling, with the ECE of each (bins from :func:`dermfuse.metrics.reliability_bins`);
-- ``segmentation_cases``: images with the true (green) and the predicted (magenta) lesion outline.
+- ``segmentation_cases``: images with the true (green) and the predicted (magenta) lesion outline;
+- ``grouped_bars``: mean ± std per model variant and test condition (the ablation's chart);
+- ``image_grid``: rows of titled pictures (the CAM gallery).
 
 Each function writes one file and returns its path; figures are closed after saving, so a long
 run never accumulates open figures.
@@ -120,6 +122,44 @@ def segmentation_cases(images: Sequence[np.ndarray], truths: Sequence[np.ndarray
         axis.set_title(title, fontsize=10)
     if suptitle:
         figure.suptitle(suptitle, fontsize=11)
+    return _save(figure, path)
+
+
+def grouped_bars(means: dict[str, dict[str, float]], stds: dict[str, dict[str, float]], path, ylabel: str,
+                 title: str = "", chance: float | None = None) -> Path:  # fmt: skip
+    """One group of bars per key of ``means`` ({group: {series: value}}), error bars from ``stds``."""
+    groups = list(means)
+    series = list(next(iter(means.values())))
+    width = 0.8 / len(series)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(groups) * max(1, len(series) / 2)), 4))
+    for i, name in enumerate(series):
+        x = np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width
+        values = [means[g][name] for g in groups]
+        bars = axis.bar(x, values, width, yerr=[stds[g][name] for g in groups], capsize=3, label=name)
+        axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    if chance is not None:
+        axis.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    axis.set_xticks(np.arange(len(groups)), groups)
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(0, 1.08)
+    if len(series) > 1 or chance is not None:
+        axis.legend(fontsize=8, loc="lower right")
+    axis.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def image_grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path, suptitle: str = "") -> Path:
+    """Rows of (RGB image (H, W, 3), title) panels; rows may differ in length."""
+    columns = max(len(row) for row in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 2.7 * len(rows)), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row_axes, row in zip(axes, rows):
+        for axis, (image, title) in zip(row_axes, row):
+            axis.imshow(image)
+            axis.set_title(title, fontsize=8)
+    if suptitle:
+        figure.suptitle(suptitle, fontsize=10)
     return _save(figure, path)
 
 

@@ -31,6 +31,7 @@ from .explain import head_gradcam, lesion_focus
 from .lesion import clean_mask, lesion_box, lesion_image_fn
 from .measure import measure_lesion
 from .models import DermFuse
+from .models.inference import inference_copy
 from .ood import capture_statistics, ood_score, pooled_features
 
 STREAMS = ("image", "lesion")
@@ -73,10 +74,11 @@ class DermFusePipeline:
         self.fast = bf16_supported(self.device) if fast is None else bool(fast)
         if self.fast and not bf16_supported(self.device):
             raise ValueError(f"fast=True needs bf16 support, which {self.device} lacks: use fast=False")
-        if self.fast:  # encoders and segmenter are convolutional: channels-last suits oneDNN / cuDNN
-            self.model.segmenter.to(memory_format=torch.channels_last)
-            for encoder in self.model.classifier.encoders().values():
-                encoder.to(memory_format=torch.channels_last)
+        # The networks that run without gradients (segmenter, encoders): on the fast path a copy with batch
+        # norms folded, bf16 weights and channels-last (models/inference.py); ``self.model`` stays as loaded
+        # (fp32: the head, which Grad-CAM back-propagates through, runs from it).
+        networks = {"segmenter": model.segmenter, **model.classifier.encoders()}
+        self._networks = {name: inference_copy(net) if self.fast else net for name, net in networks.items()}
         self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)
         self._lock = threading.Lock()
 
@@ -127,7 +129,7 @@ class DermFusePipeline:
     def segment(self, images: list[Image.Image], attention: bool = False):
         """Mask probabilities at each image's resolution (and the gates' α maps if asked)."""
         with torch.inference_mode(), self._autocast():
-            out = self.model.segmenter(self._batch(images, self.model.segmentation_size), return_attention=attention)
+            out = self._networks["segmenter"](self._batch(images, self.model.segmentation_size), return_attention=attention)
         logits, gates = out if attention else (out, None)
         probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, Hs, Ws)
         full = [cv2.resize(p, image.size, interpolation=cv2.INTER_LINEAR) for p, image in zip(probabilities, images)]
@@ -139,10 +141,11 @@ class DermFusePipeline:
     def encode(self, images: list[Image.Image], lesions: list[Image.Image] | None):
         """Both encoders once, no gradients: maps (B, C, h, w) as float32."""
         size = self.model.image_size
+        if lesions is None and "lesion" in self._networks:
+            raise ValueError("this classifier has a lesion stream: pass the lesion images as well")
         with torch.inference_mode(), self._autocast():
-            image_maps, lesion_maps = self.model.classifier.forward_features(
-                self._batch(images, size), self._batch(lesions, size) if lesions is not None else None
-            )
+            image_maps = self._networks["image"].forward_features(self._batch(images, size))  # (B, C, h, w)
+            lesion_maps = self._networks["lesion"].forward_features(self._batch(lesions, size)) if lesions is not None else None
         as_float = lambda maps: None if maps is None else maps.float().contiguous().clone()  # noqa: E731
         return as_float(image_maps), as_float(lesion_maps)
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import sys
+from pathlib import Path
+
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from dermfuse import vocab
 from dermfuse.data import kfold
 from train import metadata_benchmark as mb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from independent_lr import independent_logistic_regression  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +20,12 @@ def ham(shared_data):
     return mb.ham10000_table(shared_data)
 
 
-def independent_logistic_regression(shared_data) -> tuple[float, float]:
-    """Straight from the CSV with scikit-learn alone: same recipe, none of dermfuse's code."""
-    raw = pd.read_csv(shared_data / "HAM10000_metadata.csv")
-    site = raw["localization"].map(vocab.HAM10000_SITE_MAP)
-    frame = pd.DataFrame({"sex": raw["sex"].fillna("unknown"), "site": site, "age": raw["age"]})
-    age_features = FunctionTransformer(lambda a: np.column_stack([
-        a.fillna(0).to_numpy()[:, 0] / 100, (a.fillna(0).to_numpy()[:, 0] / 100) ** 2, a.isna().to_numpy()[:, 0]]))
-    model = make_pipeline(
-        ColumnTransformer([("cat", OneHotEncoder(categories=[list(vocab.SEXES), list(vocab.SITES)]), ["sex", "site"]),
-                           ("age", age_features, ["age"])]),
-        LogisticRegression(class_weight="balanced", max_iter=5000),
-    )
-    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
-    balanced, auc = [], []
-    for train, test in folds.split(frame, raw["dx"], raw["lesion_id"]):
-        model.fit(frame.iloc[train], raw["dx"].iloc[train])
-        probabilities = model.predict_proba(frame.iloc[test])
-        balanced.append(balanced_accuracy_score(raw["dx"].iloc[test], model.classes_[probabilities.argmax(1)]))
-        auc.append(roc_auc_score(raw["dx"].iloc[test], probabilities, multi_class="ovr", average="macro"))
-    return float(np.mean(balanced)), float(np.mean(auc))
-
-
 @pytest.mark.slow
 def test_logistic_regression_row_matches_independent_computation(ham, shared_data):
     ours = mb.cross_validate(ham, kfold(ham, 5, 0), list(vocab.HAM10000_CLASSES), 0, models=["logistic_regression"])
-    balanced, auc = independent_logistic_regression(shared_data)
-    assert abs(ours["logistic_regression"]["balanced_accuracy"]["mean"] - balanced) <= 0.005
-    assert abs(ours["logistic_regression"]["macro_auc"]["mean"] - auc) <= 0.005
+    independent = independent_logistic_regression(shared_data)
+    assert abs(ours["logistic_regression"]["balanced_accuracy"]["mean"] - independent["balanced_accuracy"]) <= 0.005
+    assert abs(ours["logistic_regression"]["macro_auc"]["mean"] - independent["macro_auc"]) <= 0.005
 
 
 def test_metadata_transformer_learns_something_on_one_fold(ham):

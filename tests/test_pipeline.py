@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import cv2
@@ -11,15 +12,17 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from dermfuse import create_model
+from dermfuse import DermFuse, create_model
 from dermfuse.data.io import ImageLoadError
 from dermfuse.data.metadata import encode_metadata
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.diagnosis import Diagnosis
 from dermfuse.explain import head_gradcam, standard_gradcam
 from dermfuse.lesion import lesion_box
+from dermfuse.models.inference import SignBitReLU, fold_batchnorm, inference_copy
 from dermfuse.ood import fit_ood, non_dermoscopy_images
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
+from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
 from dermfuse.vocab import HAM10000_CLASSES
 
 
@@ -135,16 +138,47 @@ def test_concurrent_calls_match_sequential(pipeline, phantoms):
 
 
 @pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="this CPU has no bf16 support")
-def test_fast_path_agrees_with_fp32(model, phantoms):
-    fp32 = DermFusePipeline(model, fast=False)
-    fast = DermFusePipeline(create_model("tiny"), fast=True)
-    fast.model.load_state_dict(model.state_dict())
+@pytest.mark.parametrize("known_mask", [True, False], ids=["known-mask", "segmented"])
+def test_fast_path_agrees_with_fp32(phantoms, known_mask):
+    # Trained weights (the demo model's): real batch-norm statistics for the fast path to fold.
+    fp32 = DermFusePipeline(DermFuse.from_pretrained(str(CHECKPOINTS / DEMO_MODEL)), fast=False)
+    fast = DermFusePipeline(DermFuse.from_pretrained(str(CHECKPOINTS / DEMO_MODEL)), fast=True)
     assert fast.fast
-    cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask) for p in phantoms]
+    cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask if known_mask else None) for p in phantoms]
     for a, b in zip(fp32.predict(cases), fast.predict(cases)):
         assert np.abs(np.array(a.probabilities) - np.array(b.probabilities)).max() <= 0.02
         margin = np.sort(a.probabilities)[-1] - np.sort(a.probabilities)[-2]
         assert a.top_class == b.top_class or margin < 0.02  # only a near-tie may flip
+
+
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_the_inference_copy_computes_what_the_networks_compute(preset):
+    torch.manual_seed(0)
+    model = create_model(preset).eval()
+    for module in model.modules():  # trained-looking batch-norm statistics, so folding has work to do
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    segmenter = inference_copy(model.segmenter, dtype=torch.float32)
+    encoder = inference_copy(model.classifier.image_encoder, dtype=torch.float32)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in encoder.modules())
+    assert fold_batchnorm(copy.deepcopy(model.segmenter)) > 10 and fold_batchnorm(copy.deepcopy(model.classifier.image_encoder)) > 3
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(segmenter(x.contiguous(memory_format=torch.channels_last)), model.segmenter(x), atol=1e-3, rtol=1e-3)
+        reference = model.classifier.image_encoder.forward_features(x)
+        assert torch.allclose(encoder.forward_features(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-3, rtol=1e-3)
+
+
+def test_sign_bit_relu_is_relu_bit_for_bit():
+    x = torch.randn(4, 8, 5, 5).bfloat16()
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("inf")])
+    assert torch.equal(SignBitReLU()(x), torch.relu(x)) and not torch.equal(x, torch.relu(x))  # not in place
+    y = x.clone()
+    SignBitReLU(inplace=True)(y)
+    assert torch.equal(y, torch.relu(x))
 
 
 def test_metadata_and_image_errors(pipeline, phantoms, tmp_path):

@@ -11,6 +11,8 @@ commands:
   classifier  stage 2: fit the classifier on lesion images made by a stage-1 model, then calibrate
   push        save a run's model with its model card and upload it to the Hugging Face Hub
   demo        build the phantom demo checkpoint (tiny preset, CPU) in checkpoints/
+  ablation    the paper's ablation on phantoms (baseline, +lesion, +metadata, full, concat; several seeds);
+              with --shortcut=mel:0.9 the shortcut experiment
   real        cross-validate on the real PH2 images, then build the melanoma-vs-nevus checkpoint
   metadata-benchmark  age, sex and site alone on the real HAM10000 / ISIC 2019 tables, against
               logistic regression and gradient boosting (5-fold, grouped by lesion)
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         from train.push import PushConfig as config_class, main as run
     elif command == "demo":
         from train.demo import DemoConfig as config_class, main as run
+    elif command == "ablation":
+        from train.ablation import AblationConfig as config_class, main as run
     elif command == "real":
         from train.real import RealConfig as config_class, main as run
     else:

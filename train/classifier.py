@@ -45,6 +45,7 @@ from dermfuse.data import Augment, ClassificationDataset, load_image, to_tensor
 from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
 from dermfuse.lesion import clean_mask, lesion_image_fn
 from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
 from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, save_model, write_json
@@ -55,7 +56,6 @@ from train.engine import Runtime, Shard, fit, gather, make_loader, open_run, rep
 MONITOR = "balanced_accuracy"
 CURVE_METRICS = ("balanced_accuracy", "accuracy", "macro_auc")
 MASK_DIR = "masks"
-OOD_IMAGES = 1000  # training images the OOD gate is fitted on: plenty for per-feature means, variances and a 99 % quantile
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -74,18 +74,22 @@ def find_segmenter(path: str) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"--segmenter={path}: neither a stage-1 run folder (with model/) nor a saved DermFuse folder")
 
 
-def build_model(source: DermFuse, classes: list[str], image_size: int = 0) -> tuple[DermFuse, list[str]]:
+def build_model(source: DermFuse, classes: list[str], image_size: int = 0, variant: str = "") -> tuple[DermFuse, list[str]]:
     """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``), holding every
     ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
 
+    With ``variant`` (a name in ``VARIANTS``: the ablation), the classifier takes that variant's
+    switches and starts fresh: only the segmenter's weights come from ``source``, so every variant
+    and seed of an ablation starts from its own seeded initialisation, not from another's weights.
     Uncalibrated (temperature 1, no OOD threshold): the classifier is about to change.
     """
-    config = {**source.config, "classes": list(classes), "temperature": 1.0, "ood": None}
+    config = {**source.config, **VARIANTS.get(variant, {}), "classes": list(classes), "temperature": 1.0, "ood": None}
     if image_size:
         config["image_size"] = [image_size, image_size]
     model = DermFuse(**config)
     own, theirs = model.state_dict(), source.state_dict()
-    kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape}
+    kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape
+            and (not variant or name.startswith("segmenter."))}  # fmt: skip
     model.load_state_dict(kept, strict=False)
     return model, sorted(set(own) - set(kept))
 
@@ -243,8 +247,12 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         model = DermFuse(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
     else:
-        model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size)
-        runtime.print(f"model from {segmenter_model}; freshly initialised: {', '.join(fresh) or 'nothing'}")
+        model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size, config.variant)
+        if config.pretrained:
+            model.load_imagenet_weights(segmenter=False)
+        fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
+        runtime.print(f"model from {segmenter_model}; freshly initialised: {fresh_text}"
+                      + (" (classifier encoders from ImageNet)" if config.pretrained else ""))
         model.update_config(name=config.name or default_name(config, table), dataset=describe_data(table))
     if list(model.classes) != classes:
         raise ValueError(f"the run's model has classes {model.classes} but the data gives {classes}: pass --classes")
@@ -293,10 +301,10 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     model.update_config(temperature=temperature)
     # The out-of-distribution gate: fitted on (a sample of) the training images, stored in the config.
     ood_pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)  # a copy: it switches gradients off
-    ood = fit_ood_gate(ood_pipeline, parts["train"]["image_path"].tolist(), config)
+    ood = fit_ood_gate(ood_pipeline, parts["train"]["image_path"].tolist(), config) if config.ood_images else None
     model.update_config(ood=ood)
-    ood_check = {"fitted_on": "train", "images": min(len(parts["train"]), OOD_IMAGES), "threshold": ood["threshold"],
-                 "quantile": ood["quantile"]}  # fmt: skip
+    ood_check = {"fitted_on": "train", "images": min(len(parts["train"]), config.ood_images),
+                 "threshold": ood["threshold"], "quantile": ood["quantile"]} if ood else {"fitted_on": None}  # fmt: skip
     test = None
     if len(parts["test"]):
         test_logits, test_labels = predict(model, dataset("test"), config, runtime)
@@ -304,8 +312,9 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         test = classification_metrics(test_labels, after, classes, config.ece_bins)
         calibration["test_ece_before"] = expected_calibration_error(test_labels, before, config.ece_bins)
         calibration["test_ece_after"] = test["ece"]
-        test_scores = ood_score(ood, *ood_inputs(ood_pipeline, parts["test"]["image_path"].tolist(), config))
-        ood_check["test_flagged"] = float((test_scores > ood["threshold"]).mean())
+        if ood:
+            test_scores = ood_score(ood, *ood_inputs(ood_pipeline, parts["test"]["image_path"].tolist(), config))
+            ood_check["test_flagged"] = float((test_scores > ood["threshold"]).mean())
     calibration["ood"] = ood_check
 
     if runtime.is_main:
@@ -329,9 +338,9 @@ def ood_inputs(pipeline: DermFusePipeline, paths: list[str], config: ClassifierC
 
 
 def fit_ood_gate(pipeline: DermFusePipeline, paths: list[str], config: ClassifierConfig) -> dict:
-    """The OOD gate (``dermfuse.ood.fit_ood``) fitted on at most ``OOD_IMAGES`` of ``paths``, drawn with the run's seed."""
-    if len(paths) > OOD_IMAGES:
-        chosen = np.random.default_rng(config.seed).choice(len(paths), OOD_IMAGES, replace=False)
+    """The OOD gate (``dermfuse.ood.fit_ood``) fitted on at most ``--ood_images`` of ``paths``, drawn with the run's seed."""
+    if len(paths) > config.ood_images:
+        chosen = np.random.default_rng(config.seed).choice(len(paths), config.ood_images, replace=False)
         paths = [paths[i] for i in sorted(chosen)]
     return fit_ood(*ood_inputs(pipeline, paths, config))
 

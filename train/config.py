@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from dermfuse.models.presets import VARIANTS
+
 CONFIG_FILE = "train_config.json"
 PRECISIONS = ("auto", "bf16", "fp32")
 BALANCING = ("sampler", "weighted", "focal", "none")
@@ -92,6 +94,9 @@ class ClassifierConfig(TrainConfig):
     ece_bins: int = 15
     temperature: float = 0.0  # calibration temperature to use as given (0: fit it on the validation split)
     temperature_from: str = "given"  # where a given --temperature was fitted (for the model card)
+    variant: str = ""  # ablation: a fresh classifier of this variant (baseline, lesion, metadata, full, concat)
+    pretrained: bool = False  # with --variant: ImageNet classifier encoders from timm (needs network)
+    ood_images: int = 1000  # training images the OOD gate is fitted on: plenty for its means, variances, 99 % quantile (0: no gate)
 
 
 # Recipe presets: defaults each preset replaces, per stage. The model preset of the same name
@@ -229,6 +234,13 @@ def check_config(config: TrainConfig) -> None:
             raise ValueError(f"--image_size={config.image_size}: must be a multiple of 32")
         if config.temperature < 0:
             raise ValueError(f"--temperature={config.temperature}: must be positive (or 0 to fit it on the validation split)")
+        if config.variant and config.variant not in VARIANTS:
+            raise ValueError(f"--variant={config.variant}: expected one of {', '.join(VARIANTS)}")
+        if config.pretrained and not config.variant:
+            raise ValueError("--pretrained applies to a fresh --variant classifier; otherwise the encoders come from "
+                             "the stage-1 model (train it with --pretrained)")  # fmt: skip
+        if config.ood_images < 0:
+            raise ValueError(f"--ood_images={config.ood_images}: must not be negative")
         if config.ece_bins < 2:
             raise ValueError(f"--ece_bins={config.ece_bins}: need at least 2 bins")
     if isinstance(config, SegmenterConfig):

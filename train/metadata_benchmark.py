@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "HAM10000_metadata.csv").is_file():
         raise SystemExit(f"{data}/HAM10000_metadata.csv not found: pass --data with the HAM10000 metadata table")
     report = run(data, args.seed, args.epochs, isic2019=not args.no_isic2019)
+    report["command"] = "python -m train metadata-benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metadata_benchmark.json").write_text(json.dumps(report, indent=1))

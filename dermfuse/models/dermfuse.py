@@ -139,9 +139,11 @@ class DermFuse(
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
 
-    def load_imagenet_weights(self) -> None:
-        """Initialise every encoder from timm's ImageNet weights (needs network; fails loudly offline)."""
-        load_imagenet_weights(self.segmenter.encoder, self.segmenter.encoder_name, **ENCODER_KWARGS)
+    def load_imagenet_weights(self, segmenter: bool = True) -> None:
+        """Initialise every encoder (the classifier's only, with ``segmenter=False``) from timm's ImageNet
+        weights (needs network; fails loudly offline)."""
+        if segmenter:
+            load_imagenet_weights(self.segmenter.encoder, self.segmenter.encoder_name, **ENCODER_KWARGS)
         for encoder in self.classifier.encoders().values():
             load_imagenet_weights(encoder, self.classifier.encoder_name, **self.classifier.encoder_kwargs)
 

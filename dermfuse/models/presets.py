@@ -41,6 +41,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# The paper's ablation, as switches on the same model (design.md): each name → the options it sets.
+VARIANTS: dict[str, dict] = {
+    "baseline": dict(use_lesion_stream=False, use_metadata=False),  # one DenseNet on the image
+    "lesion": dict(use_lesion_stream=True, use_metadata=False, fusion="cross_attention"),  # + lesion stream
+    "metadata": dict(use_lesion_stream=False, use_metadata=True),  # + metadata, no lesion stream
+    "full": dict(use_lesion_stream=True, use_metadata=True, fusion="cross_attention"),  # the paper's model
+    "concat": dict(use_lesion_stream=True, use_metadata=True, fusion="concat"),  # full, pooled concatenation
+}
+
+
 def create_model(name: str, pretrained_backbones: bool = False, **overrides) -> DermFuse:
     """Build a ``DermFuse`` from a preset; keyword overrides replace preset values.
 

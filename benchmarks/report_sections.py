@@ -1,0 +1,287 @@
+"""The sections of ``docs/RESULTS.md``, each rendered from the JSON file it names (no number typed by hand).
+
+Each function takes the loaded JSON (``None`` when the file is missing: the section then says so,
+with the command that makes it) and returns Markdown. ``benchmarks/results.py`` runs the commands
+and puts the sections together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dermfuse.sources import DEMO_MODEL  # noqa: E402
+from train.real import CASES_FIGURE  # noqa: E402
+
+
+def number(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def missing(path: Path, command: str) -> str:
+    return f"*Not measured yet: `{path}` is missing. Make it with `{command}`.*\n"
+
+
+def phantom_section(metrics: dict | None, path: Path) -> str:
+    text = "## The phantom demo model (synthetic images, known truth)\n\n"
+    if metrics is None:
+        return text + missing(path, "python -m train demo")
+    seg, test, cal = metrics["segmenter"]["test"], metrics["test"], metrics["calibration"]
+    pipeline = metrics.get("pipeline_test") or {}
+    text += (f"`{DEMO_MODEL}`, `tiny` preset, trained on {metrics['data']}. Held-out phantom test split "
+             f"({test['cases']} images), source `{path}`:\n\n"
+             "| part | metric | value |\n| --- | --- | --- |\n"
+             f"| segmenter | Dice / IoU / thresholded Jaccard | {number(seg['dice'])} / {number(seg['iou'])} / "
+             f"{number(seg['thresholded_jaccard'])} |\n"
+             f"| classifier | balanced accuracy / macro AUC | {number(test['balanced_accuracy'])} / {number(test['macro_auc'])} |\n"
+             f"| calibration | ECE before → after (T = {cal['temperature']:.3f}) | {number(cal['test_ece_before'])} → "
+             f"{number(cal['test_ece_after'])} |\n")  # fmt: skip
+    if pipeline:
+        cls = pipeline["classification"]
+        text += (f"| through the pipeline | Dice / balanced accuracy / macro AUC | {number(pipeline['segmentation']['dice'])} / "
+                 f"{number(cls['balanced_accuracy'])} / {number(cls['macro_auc'])} |\n")  # fmt: skip
+    recalls = " · ".join(f"`{c}` {number(test['per_class'][c]['recall'], 2)}" for c in metrics["classes"])
+    reproduce = metrics.get("reproduce") or {}
+    text += f"\nPer-class recall: {recalls}.\n\nCommand: `{reproduce.get('command', 'python -m train demo')}`"
+    text += f" ({reproduce['wall_time']} on {reproduce.get('machine', 'this machine')}).\n" if reproduce.get("wall_time") else ".\n"
+    return text
+
+
+def real_section(metrics: dict | None, path: Path, docs: Path) -> str:
+    text = "## Real dermoscopy: 140 PH2 images, cross-validated\n\n"
+    cv = (metrics or {}).get("cross_validation")
+    if cv is None:
+        return text + missing(path, "python -m train real")
+    seg, cls, gate = cv["segmentation"], cv["classification"], cv["ood"]
+    labels = ", ".join(f"{n} {label}" for label, n in cv["labels"].items())
+    text += (f"{cv['folds']}-fold cross-validation (stratified by label) on {cv['images']} real images ({labels}); every "
+             f"fold's models start from the phantom demo model and learn only from the other folds. Masks are scored "
+             f"through the pipeline at each image's resolution. Source `{path}` → `cross_validation`.\n\n"
+             "| segmenter | Dice (± std over folds) | IoU | thresholded Jaccard | worst-decile Dice |\n"
+             "| --- | --- | --- | --- | --- |\n")  # fmt: skip
+    for recipe, r in seg.items():
+        chosen = " (chosen)" if recipe == cv["segmenter_recipe"] else ""
+        text += (f"| {recipe}{chosen} | {number(r['dice'])} ± {number(r['dice_fold_std'])} | {number(r['iou'])} | "
+                 f"{number(r['thresholded_jaccard'])} | {number(r['worst_decile_dice'])} |\n")  # fmt: skip
+    gap = seg[cv["segmenter_recipe"]]["dice"] - seg["phantom-only"]["dice"]
+    text += (f"\nThe phantom-to-real gap: training on the real images adds {number(gap)} Dice to the phantom-only segmenter.\n\n"
+             f"Melanoma vs. nevus, out-of-fold ({cls['cases']} images, {cls['melanomas']} melanomas):\n\n"
+             "| AUC (pooled) | AUC per fold | balanced accuracy | sensitivity at 80 % specificity | ECE before → after |\n"
+             "| --- | --- | --- | --- | --- |\n"
+             f"| {number(cls['auc'])} | {number(cls['auc_fold_mean'])} ± {number(cls['auc_fold_std'])} | "
+             f"{number(cls['balanced_accuracy'])} | {number(cls['sensitivity_at_80_specificity'])} | "
+             f"{number(cls['ece_before'])} → {number(cls['ece_after'])} |\n\n"
+             f"Out-of-distribution gate: {100 * gate['real_flagged']:.1f} % of the real images flagged (each by the fold "
+             f"model that did not train on it); AUROC against generated non-dermoscopy images {number(gate['non_dermoscopy_auroc_min'])} "
+             f"(worst fold).\n\n"
+             f"Command: `{cv['command']}` ({cv['wall_time_minutes']} minutes in all, the final model "
+             f"{cv['final_model_minutes']} minutes).\n")  # fmt: skip
+    figure = ROOT / path.parent / CASES_FIGURE
+    if figure.is_file():
+        text += f"\n![best and worst out-of-fold masks]({os.path.relpath(figure, docs)})\n"
+    return text
+
+
+def metadata_section(report: dict | None, path: Path, check: dict | None, check_path: Path) -> str:
+    text = "## Real metadata: age, sex and site alone (HAM10000, ISIC 2019 tables)\n\n"
+    if report is None:
+        return text + missing(path, "python -m train metadata-benchmark --out docs/results")
+    for dataset, title in (("ham10000", "HAM10000 (7 classes)"), ("isic2019", "ISIC 2019 (8 classes), tested on HAM10000-disjoint rows")):
+        if dataset not in report:
+            continue
+        text += f"{title}, 5 folds grouped by lesion, source `{path}` → `{dataset}`:\n\n"
+        text += "| model | balanced accuracy | macro AUC |\n| --- | --- | --- |\n"
+        for name, m in report[dataset]["models"].items():
+            text += (f"| {name} | {number(m['balanced_accuracy']['mean'])} ± {number(m['balanced_accuracy']['std'])} | "
+                     f"{number(m['macro_auc']['mean'])} ± {number(m['macro_auc']['std'])} |\n")  # fmt: skip
+        text += "\n"
+    if check is not None and "ham10000" in report:
+        ours = report["ham10000"]["models"]["logistic_regression"]
+        gaps = {k: abs(ours[k]["mean"] - check[k]) for k in ("balanced_accuracy", "macro_auc")}
+        verdict = "within" if max(gaps.values()) <= 0.005 else "**outside**"
+        text += (f"Check: the logistic-regression row against an independent computation on the same folds "
+                 f"(`benchmarks/independent_lr.py`: scikit-learn alone, straight from the CSV; source `{check_path}`): "
+                 f"balanced accuracy {number(check['balanced_accuracy'], 4)} (difference {number(gaps['balanced_accuracy'], 4)}), "
+                 f"macro AUC {number(check['macro_auc'], 4)} (difference {number(gaps['macro_auc'], 4)}): {verdict} 0.005.\n\n")  # fmt: skip
+    seconds = report.get("wall_seconds")
+    text += f"Command: `{report.get('command', 'python -m train metadata-benchmark')}`"
+    text += f" ({seconds / 60:.1f} minutes).\n" if seconds else ".\n"
+    return text
+
+
+def pm(stat: dict | None, digits: int = 3) -> str:
+    """``mean ± std`` of a summary statistic (``–`` when absent)."""
+    return "–" if not stat else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def ablation_section(report: dict | None, path: Path, docs: Path) -> str:
+    text = "## Ablation on phantoms: which parts earn their place\n\n"
+    if report is None:
+        return text + missing(path, "python -m train ablation --report docs/results")
+    seeds = report["settings"]["seeds"] if not report["settings"]["quick"] else "0 (quick)"
+    text += (f"Preset `{report['settings']['preset']}`, {report['data']['n']} phantoms (difficulty {report['data']['difficulty']}; "
+             f"split {report['splits']['train']} / {report['splits']['val']} / {report['splits']['test']}), one stage-1 segmenter "
+             f"(test Dice {number((report['segmenter'] or {}).get('dice'))}) for all runs, the same recipe and budget for every "
+             f"variant, seeds {seeds}. Test split through the pipeline; mean ± std over seeds. Source `{path}`.\n\n"
+             "| variant | lesion stream | metadata | fusion | balanced accuracy | macro AUC | ECE (calibrated) |\n"
+             "| --- | --- | --- | --- | --- | --- | --- |\n")  # fmt: skip
+    for variant, switches in report["variants"].items():
+        m = report["summary"][variant]["clean"]
+        fusion = switches.get("fusion", "–") if switches["use_lesion_stream"] else "–"
+        text += (f"| {variant} | {'yes' if switches['use_lesion_stream'] else 'no'} | {'yes' if switches['use_metadata'] else 'no'} "
+                 f"| {fusion} | {pm(m['balanced_accuracy'])} | {pm(m['macro_auc'])} | {pm(m['ece'])} |\n")  # fmt: skip
+    classes = report["classes"]
+    text += "\nRecall per class (mean over seeds):\n\n| variant | " + " | ".join(classes) + " |\n"
+    text += "| --- " * (len(classes) + 1) + "|\n"
+    for variant in report["variants"]:
+        recall = report["summary"][variant]["clean"]["recall"]
+        text += f"| {variant} | " + " | ".join(number((recall[c] or {}).get("mean"), 2) for c in classes) + " |\n"
+    text += figure_links(report, path, docs)
+    return text + f"\nCommand: `{report['command']}` ({report['wall_minutes']} minutes).\n"
+
+
+def shortcut_section(report: dict | None, path: Path, docs: Path) -> str:
+    text = "## The shortcut experiment: lesion or background?\n\n"
+    if report is None:
+        return text + missing(path, "python -m train ablation --shortcut=mel:0.9 --report docs/results")
+    spec = report["data"]["shortcut"]
+    text += (f"Trained on phantoms with violet marker ink beside the lesion in {spec['strength']:.0%} of `{spec['target']}` "
+             f"images and {1 - spec['strength']:.0%} of the others. The same test phantoms are then re-rendered from their "
+             f"seeds with the training bias (*present*), with no ink (*absent*), and with the bias reversed (ink on every "
+             f"other-class phantom, on no `{spec['target']}`). Balanced accuracy, and lesion focus: the share of each "
+             f"stream's Grad-CAM mass inside the predicted lesion mask (the image stream sees the whole picture; the lesion "
+             f"stream sees only the lesion crop, so its focus is high by construction). Mean ± std over seeds; source `{path}`.\n\n"
+             "| variant | BA present | BA absent | BA reversed | drop present → reversed | image-stream focus present → reversed "
+             f"| `{spec['target']}` recall present → reversed |\n| --- | --- | --- | --- | --- | --- | --- |\n")  # fmt: skip
+    for variant in report["variants"]:
+        m = report["summary"][variant]
+        drop = m["present"]["balanced_accuracy"]["mean"] - m["reversed"]["balanced_accuracy"]["mean"]
+        focus = [m[c]["lesion_focus"].get("image") for c in ("present", "reversed")]
+        recall = [m[c]["recall"][spec["target"]] for c in ("present", "reversed")]
+        text += (f"| {variant} | {pm(m['present']['balanced_accuracy'])} | {pm(m['absent']['balanced_accuracy'])} | "
+                 f"{pm(m['reversed']['balanced_accuracy'])} | {drop:+.3f} | {pm(focus[0], 2)} → {pm(focus[1], 2)} | "
+                 f"{pm(recall[0], 2)} → {pm(recall[1], 2)} |\n")  # fmt: skip
+    text += figure_links(report, path, docs)
+    return text + f"\nCommand: `{report['command']}` ({report['wall_minutes']} minutes).\n"
+
+
+def figure_links(report: dict, path: Path, docs: Path) -> str:
+    text = ""
+    for figure in report.get("figures", []):
+        target = ROOT / path.parent / figure
+        if target.is_file():
+            text += f"\n![{Path(figure).stem.replace('_', ' ')}]({os.path.relpath(target, docs)})\n"
+    return text
+
+
+def difference(report: dict, better: str, worse: str, condition: str = "clean", metric: str = "balanced_accuracy") -> tuple[float, float | None]:
+    """Mean difference of two variants and the noise it must exceed: the root sum of squares of their
+    standard deviations over seeds (``None`` with one seed: no spread, no verdict)."""
+    a, b = report["summary"][better][condition][metric], report["summary"][worse][condition][metric]
+    return compare(a, b)
+
+
+def compare(a: dict, b: dict) -> tuple[float, float | None]:
+    noise = (a["std"] ** 2 + b["std"] ** 2) ** 0.5 if min(a.get("n", 2), b.get("n", 2)) > 1 else None
+    return a["mean"] - b["mean"], noise
+
+
+def verdict(delta: float, noise: float | None) -> str:
+    if noise is None:
+        return "no verdict (one seed)"
+    if delta > noise:
+        return "supported"
+    return "contradicted (worse)" if delta < -noise else "not shown (within noise)"
+
+
+def claims_section(ablation: dict | None, shortcut: dict | None, metadata: dict | None) -> str:
+    """The paper's three claims against the numbers above, with the rule that decides each verdict."""
+    text = ("## The paper's claims, measured\n\n"
+            "Rule: a difference counts when it exceeds the noise, the root sum of squares of the two sides' standard "
+            "deviations over seeds (over folds for the real-metadata row). One seed gives no verdict.\n\n"
+            "| claim | comparison | difference | noise | verdict |\n| --- | --- | --- | --- | --- |\n")  # fmt: skip
+    rows = []
+    if ablation:
+        for metric in ("balanced_accuracy", "macro_auc"):
+            for better, worse in (("lesion", "baseline"), ("full", "metadata")):
+                rows.append(("1. the lesion stream helps", f"{better} − {worse}, {metric.replace('_', ' ')}", *difference(ablation, better, worse, metric=metric)))
+        for better, worse in (("metadata", "baseline"), ("full", "lesion")):
+            rows.append(("2. metadata helps (phantoms)", f"{better} − {worse}, balanced accuracy", *difference(ablation, better, worse)))
+        rows.append(("cross-attention beats concatenation", "full − concat, balanced accuracy", *difference(ablation, "full", "concat")))
+    if metadata and "ham10000" in metadata:
+        models = metadata["ham10000"]["models"]
+        for metric in ("balanced_accuracy", "macro_auc"):
+            rows.append(("2. metadata transformer ≥ logistic regression (real HAM10000; noise over folds)",
+                         f"transformer − logistic regression, {metric.replace('_', ' ')}",
+                         *compare(models["metadata_transformer"][metric], models["logistic_regression"][metric])))
+    if shortcut:
+        for variant in ("full", "lesion"):
+            if variant in shortcut["summary"] and "baseline" in shortcut["summary"]:
+                rows.append(("3. the dual model holds when the shortcut reverses", f"{variant} − baseline, balanced accuracy (reversed)",
+                             *difference(shortcut, variant, "baseline", "reversed")))
+                rows.append(("3. the dual model looks at the lesion", f"{variant} − baseline, image-stream lesion focus (reversed)",
+                             *focus_difference(shortcut, variant, "baseline", "reversed")))
+    for claim, comparison, delta, noise in rows:
+        text += f"| {claim} | {comparison} | {delta:+.3f} | {number(noise)} | {verdict(delta, noise)} |\n"
+    return text if rows else text + "\n*No experiment has been run yet.*\n"
+
+
+def focus_difference(report: dict, better: str, worse: str, condition: str) -> tuple[float, float | None]:
+    focus = [report["summary"][variant][condition]["lesion_focus"]["image"] for variant in (better, worse)]
+    return compare(*focus)
+
+
+def inference_section(numbers: dict | None, path: Path) -> str:
+    text = "## Inference cost (batch 1 and batch 16, this CPU)\n\n"
+    if numbers is None:
+        return text + missing(path, "python benchmarks/bench_inference.py --preset paper --repeats 5 --json " + str(path))
+    return text + (f"`{numbers['preset']}` preset, {numbers['image']}, {numbers['threads']} threads, medians of {numbers['repeats']} "
+                   f"(random weights: speed does not depend on them). Source `{path}`.\n\n"
+                   "| measurement | value | target |\n| --- | --- | --- |\n"
+                   f"| (a) plain diagnosis (segment + classify) | {numbers['plain_s'] * 1e3:.0f} ms | |\n"
+                   f"| (b) explained diagnosis (+ both streams' Grad-CAM through the head) | {numbers['explained_s'] * 1e3:.0f} ms | |\n"
+                   f"| (c) typical: eager fp32, one full pytorch-grad-cam call per stream | {numbers['typical_explained_s'] * 1e3:.0f} ms | |\n"
+                   f"| (b) / (a) | {numbers['explained_over_plain']:.2f} | ≤ 1.15 |\n"
+                   f"| (b) / (c) | {numbers['explained_over_typical']:.2f} | ≤ 0.35 |\n"
+                   f"| batch-{numbers['batch']} throughput, fast path / eager fp32 | {numbers['fast_images_per_s']:.1f} / "
+                   f"{numbers['eager_images_per_s']:.1f} images/s = {numbers['batch_speedup']:.2f}× | ≥ 2.5× |\n")  # fmt: skip
+
+
+def training_section(numbers: dict | None, path: Path) -> str:
+    text = "## Training throughput (one optimisation step, this CPU)\n\n"
+    if numbers is None:
+        return text + missing(path, "python benchmarks/bench_train.py --json " + str(path))
+    text += (f"Batch {numbers['batch_size']}, median of {numbers['steps']} steps, {numbers['device']}, torch {numbers['torch']}; "
+             f"random inputs at the preset's sizes (data loading runs beside the step). Source `{path}`.\n\n"
+             "| preset | stage | input | fp32 (images/s) | bf16 autocast (images/s) |\n| --- | --- | --- | --- | --- |\n")  # fmt: skip
+    for row in numbers["rows"]:
+        speed = row["images_per_s"]
+        text += (f"| {row['preset']} | {row['stage']} | {row['input'][0]}×{row['input'][1]} | {number(speed.get('fp32'), 1)} | "
+                 f"{number(speed.get('bf16'), 1)} |\n")  # fmt: skip
+    return text
+
+
+LIMITS = """## What this does not show
+
+- Phantoms are not patients. The phantom numbers prove the machinery (segmentation, two streams,
+  calibration, explanations) on images whose truth is known; they say nothing about real lesions.
+- The only real images here are PH2's 140 (one clinic, one dermatoscope, nevi and melanomas only,
+  28 melanomas): the cross-validated numbers carry wide uncertainty and do not cover other lesion
+  types, cameras or skin tones.
+- No HAM10000 / ISIC image could be downloaded where this was made: the paper-preset numbers on real
+  data remain to be produced on a GPU with the README's recipe.
+- The ablation and the shortcut experiment use the `tiny` preset (narrow DenseNets trained from scratch,
+  a few epochs on about a thousand phantoms) so that they run on a CPU; the paper's DenseNet201 with
+  ImageNet weights may rank the variants differently. The same command takes `--preset=paper` on a GPU.
+- The planted shortcut is one simple bias (violet ink beside the lesion). Real datasets carry others
+  (rulers, hair, vignettes, skin tone, camera) that this experiment does not model.
+"""
