@@ -1,7 +1,7 @@
 """Re-run every experiment behind ``docs/RESULTS.md`` and write it from the JSON they leave: no number typed by hand.
 
     .venv/bin/python benchmarks/results.py                  # only write docs/RESULTS.md from docs/results/*.json
-    .venv/bin/python benchmarks/results.py --run            # re-run everything (≈ 1.5 h on a 2-core CPU), then write
+    .venv/bin/python benchmarks/results.py --run            # re-run everything (67 min on a 2-core CPU), then write
     .venv/bin/python benchmarks/results.py --run --reuse    # keep finished runs and benchmark JSON; do only what is missing
     .venv/bin/python benchmarks/results.py --run --quick    # one seed, short schedules (< 15 min): a smoke run, not evidence
 
@@ -33,12 +33,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from report_sections import (  # noqa: E402
-    LIMITS, ablation_section, claims_section, inference_section, load, metadata_section, phantom_section, real_section,
-    shortcut_section, training_section,
+    LIMITS, ablation_section, claims_section, gpu_section, inference_section, load, metadata_section, phantom_section,
+    real_section, shortcut_section, training_section,
 )  # fmt: skip
 from train.real import NAME as REAL_MODEL  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
              metadata="metadata_benchmark.json", ablation="ablation.json", shortcut="shortcut.json", run="run.json")  # fmt: skip
@@ -128,6 +129,8 @@ def write_report(results: Path, out: Path) -> Path:
         metadata_section(data["metadata"], paths["metadata"], data["independent_lr"], paths["independent_lr"]),
         inference_section(data["inference"], paths["inference"]),
         training_section(data["training"], paths["training"]),
+        gpu_section(load(ROOT / GPU_RESULTS / "training_batch32.json"), load(ROOT / GPU_RESULTS / "training_batch128.json"),
+                    load(ROOT / GPU_RESULTS / "ablation_paper_quick.json"), GPU_RESULTS),
         LIMITS,
     ]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,9 @@ class DermFusePipeline:
         if self.fast and not bf16_supported(self.device):
             raise ValueError(f"fast=True needs bf16 support, which {self.device} lacks: use fast=False")
         # The networks that run without gradients (segmenter, encoders): on the fast path a copy with batch
-        # norms folded, bf16 weights and channels-last (models/inference.py); ``self.model`` stays as loaded
-        # (fp32: the head, which Grad-CAM back-propagates through, runs from it).
+        # norms folded, bf16 convolutions and channels-last (models/inference.py), made here: build a new
+        # pipeline after changing the model's weights. ``self.model`` stays as loaded (fp32: the head, which
+        # Grad-CAM back-propagates through, runs from it).
         networks = {"segmenter": model.segmenter, **model.classifier.encoders()}
         self._networks = {name: inference_copy(net) if self.fast else net for name, net in networks.items()}
         self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)

@@ -65,8 +65,8 @@ RECIPES = {
 QUICK = dict(phantoms=700, seeds="0", segmenter=dict(epochs=2, time_limit=1.5), classifier=dict(epochs=2))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the test split is scored
 CONDITIONS = ("present", "absent", "reversed")  # the shortcut experiment's test renderings
-GALLERY_VARIANTS = ("baseline", "full")  # compared in the shortcut experiment's CAM gallery
 DIGEST = "segmenter.sha256"  # written by the classifier's mask cache
+GALLERY_VARIANTS = ("baseline", "full")  # compared in the shortcut experiment's CAM gallery
 GALLERY_IMAGES = 2  # of the target class and of other classes each
 
 
@@ -97,9 +97,11 @@ class AblationConfig:
         if unknown or not self.variant_list:
             raise ValueError(f"--variants={self.variants}: expected names from {', '.join(VARIANTS)}")
         try:
-            self.seed_list
+            seeds = self.seed_list
         except ValueError:
-            raise ValueError(f"--seeds={self.seeds}: expected comma-separated integers, e.g. 0,1,2") from None
+            seeds = []
+        if not seeds:
+            raise ValueError(f"--seeds={self.seeds}: expected comma-separated integers, e.g. 0,1,2")
         if self.shortcut:
             self.shortcut_spec  # raises ValueError naming the problem
         if self.phantoms < 0 or (self.phantoms and self.phantoms < 140):
@@ -221,11 +223,12 @@ def run_ablation(config: AblationConfig) -> Path:
     manifest = read_manifest(segmenter_run / MANIFEST)
     conditions = CONDITIONS if config.shortcut else ("clean",)
 
-    runs = []
+    runs, reused = [], 0
     for variant in config.variant_list:
         for seed in config.seed_list:
             run = work / variant / f"seed{seed}"
             state = stage_state(run)
+            reused += state == "done"
             if state != "done":
                 share_masks(work, run)
                 run_classifier(make_config(ClassifierConfig, config.preset, out=str(run), resume=state == "resume",
@@ -273,6 +276,7 @@ def run_ablation(config: AblationConfig) -> Path:
         "command": "python -m train ablation " + " ".join(f"--{k}={v}" for k, v in settings.items()
                                                           if v != getattr(AblationConfig, k)),  # fmt: skip
         "wall_minutes": round((time.monotonic() - started) / 60, 1),
+        "runs_reused": reused,  # finished runs kept from an earlier call (not in wall_minutes)
     }
     path = report / f"{config.experiment}.json"
     write_json(path, payload)
