@@ -300,11 +300,13 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     calibration.update(temperature=temperature, fitted_on=config.temperature_from if config.temperature else "val")
     model.update_config(temperature=temperature)
     # The out-of-distribution gate: fitted on (a sample of) the training images, stored in the config.
-    ood_pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)  # a copy: it switches gradients off
-    ood = fit_ood_gate(ood_pipeline, parts["train"]["image_path"].tolist(), config) if config.ood_images else None
+    ood = None
+    if config.ood_images:
+        ood_pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)  # a copy: it switches gradients off
+        ood = fit_ood_gate(ood_pipeline, parts["train"]["image_path"].tolist(), config)
     model.update_config(ood=ood)
     ood_check = {"fitted_on": "train", "images": min(len(parts["train"]), config.ood_images),
-                 "threshold": ood["threshold"], "quantile": ood["quantile"]} if ood else {"fitted_on": None}  # fmt: skip
+                 "threshold": ood["threshold"], "quantile": ood["quantile"]} if ood else None  # fmt: skip
     test = None
     if len(parts["test"]):
         test_logits, test_labels = predict(model, dataset("test"), config, runtime)
