@@ -46,9 +46,9 @@ FILES = dict(inference="inference.json", training="training.json", independent_l
 
 
 def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str, list[str]]]:
-    """(name, command) for each experiment, writing into ``results`` (JSON, figures) and ``work`` (runs)."""
+    """(name, command) for each experiment, writing into ``results`` (JSON, figures) and ``work`` (runs),
+    both relative to the repository root, where every step runs."""
     python = sys.executable
-    results = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
     ablation = [python, "-m", "train", "ablation", f"--report={results}", "--progress=false"]
     ablation += ["--quick"] if quick else []
     ablation += [] if reuse else ["--fresh"]
@@ -68,12 +68,12 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
 
 def run_all(results: Path, work: Path, quick: bool, reuse: bool) -> dict:
     """Run each step (a benchmark whose JSON exists is skipped with ``--reuse``); return the run record."""
-    results.mkdir(parents=True, exist_ok=True)
+    (ROOT / results).mkdir(parents=True, exist_ok=True)
     record = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "reuse": reuse,
               "machine": machine(), "steps": {}}  # fmt: skip
     started = time.monotonic()
     for name, command in steps(results, work, quick, reuse):
-        reusable = name not in ("ablation", "shortcut") and (results / FILES[name]).is_file()  # these reuse per run
+        reusable = name not in ("ablation", "shortcut") and (ROOT / results / FILES[name]).is_file()  # these reuse per run
         shown = " ".join(Path(c).name if c == sys.executable else c for c in command)
         if reuse and reusable:
             print(f"== {name}: kept {results / FILES[name]}", flush=True)
@@ -86,7 +86,7 @@ def run_all(results: Path, work: Path, quick: bool, reuse: bool) -> dict:
         if completed.returncode:
             print(f"== {name} failed (exit code {completed.returncode}); the other steps go on", file=sys.stderr, flush=True)
     record["total_minutes"] = round((time.monotonic() - started) / 60, 1)
-    (results / FILES["run"]).write_text(json.dumps(record, indent=1))
+    (ROOT / results / FILES["run"]).write_text(json.dumps(record, indent=1))
     return record
 
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         if not (SHARED_DATA / "HAM10000_metadata.csv").is_file():
             raise SystemExit(f"{SHARED_DATA}/HAM10000_metadata.csv not found: the metadata steps need ../shared/data beside the repository")
-        record = run_all(ROOT / results, work, args.quick, args.reuse)
+        record = run_all(results, work, args.quick, args.reuse)
         failed = [name for name, step in record["steps"].items() if step.get("exit_code")]
         print(f"ran in {record['total_minutes']} minutes" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     print(f"wrote {write_report(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")

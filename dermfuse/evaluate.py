@@ -20,16 +20,18 @@ from .pipeline import Case, DermFusePipeline
 from .predict import predict_all
 
 
-def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 16, progress: bool = True) -> tuple[dict, dict]:
+def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 16, progress: bool = True,
+             explain: bool = False) -> tuple[dict, dict]:  # fmt: skip
     """Run the pipeline on every row; return (metrics, arrays for figures).
 
     Segmentation is scored where the row has a ``mask_path`` (at the image's resolution),
-    classification where its label is one of the model's classes.
+    classification where its label is one of the model's classes. ``explain`` adds Grad-CAM and
+    ``lesion_focus``: the mean share of each stream's CAM mass inside the predicted mask.
     """
     if table.empty:
         raise ValueError("the evaluation table is empty: check the dataset path and the split")
     cases = [Case(row.image_path, row.age, row.sex, row.site, image_id=row.image_id) for row in table.itertuples()]
-    results = predict_all(pipeline, cases, batch_size=batch_size, progress=progress)
+    results = predict_all(pipeline, cases, batch_size=batch_size, explain=explain, progress=progress)
     classes = list(pipeline.model.classes)
     metrics: dict = {"model": pipeline.model_info(), "images": len(results)}
     arrays: dict = {}
@@ -59,6 +61,10 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
             if k in ("accuracy", "balanced_accuracy", "macro_auc", "ece")
         }
         arrays.update(labels=np.array(labels), calibrated=calibrated, uncalibrated=uncalibrated)
+    if explain:
+        focus = pd.DataFrame([r.lesion_focus for r in results if r.lesion_focus])
+        metrics["lesion_focus"] = {stream: float(focus[stream].mean()) for stream in focus.columns}
+        metrics["no_lesion_found"] = float(np.mean([not r.lesion_found for r in results]))
     flagged = [r.ood_score > r.ood_threshold for r in results if r.ood_score is not None]
     if flagged:
         metrics["ood_flagged_share"] = float(np.mean(flagged))

@@ -39,11 +39,11 @@ import torch
 
 from dermfuse.data import load_image, read_manifest
 from dermfuse.data.phantom import Shortcut, generate_dataset
+from dermfuse.data.phantom.dataset import IMAGES_DIR
+from dermfuse.evaluate import evaluate
 from dermfuse.figures import grouped_bars, image_grid
-from dermfuse.metrics import classification_metrics
 from dermfuse.models.presets import VARIANTS
 from dermfuse.pipeline import DermFusePipeline
-from dermfuse.predict import Case, predict_all
 from dermfuse.render import heat_overlay
 from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.classifier import MASK_DIR, run_classifier
@@ -158,24 +158,24 @@ def share_masks(work: Path, run: Path) -> None:
         shutil.copytree(cached[0].parent, run / MASK_DIR, copy_function=os.link)
 
 
-def test_cases(manifest: pd.DataFrame, root: Path) -> tuple[list[Case], list[str]]:
-    """The test split's cases, their images taken from ``root`` (the same phantoms, another rendering)."""
+def test_split(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """The test split, its images taken from ``root`` (the same phantoms, another rendering; the masks are the same)."""
     test = manifest[manifest["split"] == "test"]
-    images = root / "HAM10000_images"
-    cases = [Case(str(images / Path(r.image_path).name), r.age, r.sex, r.site, image_id=r.image_id) for r in test.itertuples()]
-    return cases, test["label"].tolist()
+    return test.assign(image_path=[str(root / IMAGES_DIR / Path(p).name) for p in test["image_path"]])
 
 
-def score(pipeline: DermFusePipeline, cases: list[Case], labels: list[str], progress: bool) -> dict:
-    """Test metrics and mean lesion focus per stream, through the pipeline with Grad-CAM."""
-    results = predict_all(pipeline, cases, batch_size=16, explain=True, progress=progress)
-    classes = list(pipeline.model.classes)
-    probabilities = np.array([r.probabilities for r in results])
-    metrics = classification_metrics([classes.index(label) for label in labels], probabilities, classes)
-    focus = pd.DataFrame([r.lesion_focus for r in results if r.lesion_focus])
-    metrics["lesion_focus"] = {stream: float(focus[stream].mean()) for stream in focus.columns}
-    metrics["no_lesion_found"] = float(np.mean([not r.lesion_found for r in results]))
-    return metrics
+def score(pipeline: DermFusePipeline, test: pd.DataFrame, progress: bool) -> dict:
+    """Test metrics and mean lesion focus per stream: ``dermfuse evaluate``'s path, with Grad-CAM."""
+    metrics, _ = evaluate(pipeline, test, progress=progress, explain=True)
+    return {**metrics["classification"], "lesion_focus": metrics["lesion_focus"], "no_lesion_found": metrics["no_lesion_found"]}
+
+
+def stat(values: list) -> dict | None:
+    """Mean, standard deviation (n − 1) and count of the values that are not ``None``."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values)}
 
 
 def summarise(runs: list[dict], variants: list[str], conditions: tuple[str, ...], classes: list[str]) -> dict:
@@ -186,12 +186,6 @@ def summarise(runs: list[dict], variants: list[str], conditions: tuple[str, ...]
         summary[variant] = {}
         for condition in conditions:
             tests = [r["test"][condition] for r in mine]
-
-            def stat(values):
-                values = [v for v in values if v is not None]
-                return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                        "n": len(values)} if values else None  # fmt: skip
-
             streams = sorted({s for t in tests for s in t["lesion_focus"]})
             summary[variant][condition] = {
                 "balanced_accuracy": stat([t["balanced_accuracy"] for t in tests]),
@@ -241,7 +235,7 @@ def run_ablation(config: AblationConfig) -> Path:
                 pipeline = DermFusePipeline.from_pretrained(str(model_folder(run / MODEL_DIR)), device=DEVICE)
                 tests = {}
                 for condition in conditions:
-                    tests[condition] = score(pipeline, *test_cases(manifest, roots[condition]), config.progress)
+                    tests[condition] = score(pipeline, test_split(manifest, roots[condition]), config.progress)
                 write_json(scores, tests)
             trained = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
             runs.append({"variant": variant, "seed": seed, "run": str(run), "best_epoch": trained["best_epoch"],
@@ -297,11 +291,11 @@ def cam_gallery(work: Path, manifest: pd.DataFrame, roots: dict[str, Path], conf
     for row in chosen.itertuples():
         panels = []
         for condition in ("present", "reversed"):
-            case = test_cases(manifest[manifest["image_id"] == row.image_id], roots[condition])[0][0]
-            image = np.asarray(load_image(case.image))
+            case = next(test_split(manifest[manifest["image_id"] == row.image_id], roots[condition]).itertuples())
+            image = np.asarray(load_image(case.image_path))
             panels.append((image, f"{row.label}, ink {condition}"))
             for variant, pipeline in pipelines.items():
-                result = pipeline(case.image, case.age, case.sex, case.site, explain=True)
+                result = pipeline(case.image_path, case.age, case.sex, case.site, explain=True)
                 p_true = result.probabilities[result.classes.index(row.label)]
                 focus = (result.lesion_focus or {}).get("image")
                 panels.append((heat_overlay(image, result.heatmaps["image"], mask=result.mask),
