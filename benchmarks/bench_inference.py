@@ -55,10 +55,8 @@ def test_image():
 
 def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
     """Eager fp32: segment, lesion image, a forward for the scores, then one GradCAM call per stream."""
-    probability, _ = pipeline.segment([image])
-    from dermfuse.lesion import clean_mask
-
-    lesion = pipeline.make_lesion_image(image, clean_mask(probability[0]))
+    _, masks, _ = pipeline.segment([image])
+    lesion = pipeline.make_lesion_image(image, masks[0])
     size = pipeline.model.image_size
     x, les = pipeline._batch([image], size), pipeline._batch([lesion], size)
     with torch.no_grad():

@@ -1,6 +1,8 @@
 """From segmenter output to the lesion image the second encoder sees.
 
-``clean_mask`` turns a probability map into one solid lesion (threshold, largest connected
+``masks_from_logits`` is the one way segmenter logits become masks at each image's own size: the
+pipeline (app, CLI, evaluation) and stage 2's mask cache both call it, so the classifier trains
+on exactly the lesion images it is later shown. ``clean_mask`` turns a probability map into one solid lesion (threshold, largest connected
 component, holes filled). ``lesion_image`` crops the mask's bounding box with a margin, made
 square, and blanks the surrounding skin to the normalisation mean (zero after normalisation), so
 the lesion encoder sees the lesion and nothing of the background. Training (stage 2), evaluation
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
-LESION_MODES = ("crop_mask", "mask", "crop")
+from .constants import IMAGENET_MEAN, LESION_MODES
 
 
 def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -30,6 +33,18 @@ def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     cv2.floodFill(flood, None, (0, 0), 1)
     holes = flood[1:-1, 1:-1] == 0
     return component.astype(bool) | holes
+
+
+def masks_from_logits(logits: torch.Tensor, sizes) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Segmenter logits (B, 1, h, w) → each image's probability map (H, W) float32 and its cleaned mask
+    (H, W) bool, at the image's size; ``sizes`` are (width, height) pairs, as PIL's ``image.size``.
+
+    Sigmoid at the segmenter's resolution, bilinear resize to the image (half-pixel centres), then
+    :func:`clean_mask`.
+    """
+    probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, h, w)
+    maps = [cv2.resize(p, (int(w), int(h)), interpolation=cv2.INTER_LINEAR) for p, (w, h) in zip(probabilities, sizes)]
+    return maps, [clean_mask(p) for p in maps]
 
 
 def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:
@@ -85,7 +100,7 @@ def lesion_image(
     return np.ascontiguousarray(out)
 
 
-def lesion_image_fn(mode: str = "crop_mask", margin: float = 0.15, mean=(0.485, 0.456, 0.406)):
+def lesion_image_fn(mode: str = "crop_mask", margin: float = 0.15, mean=IMAGENET_MEAN):
     """``(PIL image, bool mask or None) → PIL lesion image`` with a model's settings.
 
     The one way training and inference turn an image and its mask into the lesion stream's input.

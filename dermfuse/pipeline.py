@@ -28,7 +28,7 @@ from .data.metadata import encode_metadata
 from .data.transforms import to_tensor
 from .diagnosis import Diagnosis
 from .explain import head_gradcam, lesion_focus
-from .lesion import clean_mask, lesion_box, lesion_image_fn
+from .lesion import lesion_box, lesion_image_fn, masks_from_logits
 from .measure import measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
@@ -128,16 +128,16 @@ class DermFusePipeline:
         return batch.contiguous(memory_format=torch.channels_last) if self.fast else batch
 
     def segment(self, images: list[Image.Image], attention: bool = False):
-        """Mask probabilities at each image's resolution (and the gates' α maps if asked)."""
+        """Mask probabilities and cleaned masks at each image's resolution (``masks_from_logits``, as
+        stage 2's mask cache), and the gates' α maps if asked."""
         with torch.inference_mode(), self._autocast():
             out = self._networks["segmenter"](self._batch(images, self.model.segmentation_size), return_attention=attention)
         logits, gates = out if attention else (out, None)
-        probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, Hs, Ws)
-        full = [cv2.resize(p, image.size, interpolation=cv2.INTER_LINEAR) for p, image in zip(probabilities, images)]
+        probability_maps, masks = masks_from_logits(logits, [image.size for image in images])
         if gates is not None:
             gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), image.size, interpolation=cv2.INTER_LINEAR) for g in gates]
                      for i, image in enumerate(images)]
-        return full, gates
+        return probability_maps, masks, gates
 
     def encode(self, images: list[Image.Image], lesions: list[Image.Image] | None):
         """Both encoders once, no gradients: maps (B, C, h, w) as float32."""
@@ -164,8 +164,8 @@ class DermFusePipeline:
 
     def _predict(self, cases, images, known_masks, metadata, explain, attention, lesion_stream) -> list[Diagnosis]:
         model = self.model
-        probability_maps, gates = self.segment(images, attention)
-        masks = [clean_mask(p) if known is None else known for p, known in zip(probability_maps, known_masks)]
+        probability_maps, predicted, gates = self.segment(images, attention)
+        masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
         if lesion_stream:
             lesions = [self.make_lesion_image(image, mask) for image, mask in zip(images, masks)]
         else:

