@@ -33,6 +33,7 @@ from sklearn.metrics import (
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 JACCARD_THRESHOLD = 0.65
@@ -104,12 +105,14 @@ def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, cla
         labels, predicted, labels=indices, zero_division=0
     )
     aucs = one_vs_rest_auc(labels, probabilities)
+    sensitivities = [sensitivity_at_specificity(labels == k, probabilities[:, k]) for k in indices]
     with warnings.catch_warnings():  # a class predicted but absent from the labels: sklearn warns, result is right
         warnings.simplefilter("ignore", UserWarning)
         balanced = balanced_accuracy_score(labels, predicted)
     per_class = {
         name: {"precision": float(precision[k]), "recall": float(recall[k]) if support[k] else None,
-               "f1": float(f1[k]), "auc": aucs[k], "support": int(support[k])}  # fmt: skip
+               "f1": float(f1[k]), "auc": aucs[k], "support": int(support[k]),
+               "sensitivity_at_80_specificity": sensitivities[k]}  # fmt: skip
         for k, name in enumerate(classes)
     }
     defined = [auc for auc in aucs if auc is not None]
@@ -132,6 +135,16 @@ def one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray) -> list[float
         positive = labels == k
         aucs.append(float(roc_auc_score(positive, probabilities[:, k])) if 0 < positive.sum() < len(labels) else None)
     return aucs
+
+
+def sensitivity_at_specificity(positive: np.ndarray, scores: np.ndarray, specificity: float = 0.8) -> float | None:
+    """The highest sensitivity at which a score threshold keeps at least ``specificity`` on the
+    negatives (one-vs-rest ROC, e.g. melanoma at 80 % specificity); ``None`` without both kinds."""
+    positive = np.asarray(positive, dtype=bool)
+    if not 0 < positive.sum() < len(positive):
+        return None
+    false_positive_rate, true_positive_rate, _ = roc_curve(positive, scores)
+    return float(true_positive_rate[false_positive_rate <= 1.0 - specificity + 1e-12].max())
 
 
 def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray) -> float:

@@ -13,7 +13,7 @@ from dermfuse import vocab
 from dermfuse.models import PRESETS, DermFuse, DualAttentionGate, LesionSegmenter, UnsafeCheckpointError, create_model
 
 # Small inputs keep the paper preset affordable on a 2-core CPU.
-SMALL = {"paper": dict(segmentation_size=[64, 96], image_size=[64, 64]), "tiny": dict(segmentation_size=[64, 96], image_size=[64, 64])}
+SMALL = {name: dict(segmentation_size=[64, 96], image_size=[64, 64]) for name in PRESETS}
 
 
 def metadata(batch: int, missing: bool = False):

@@ -151,7 +151,7 @@ def test_fast_path_agrees_with_fp32(phantoms, known_mask):
         assert a.top_class == b.top_class or margin < 0.02  # only a near-tie may flip
 
 
-@pytest.mark.parametrize("preset", ["tiny", "paper"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
 def test_the_inference_copy_computes_what_the_networks_compute(preset):
     torch.manual_seed(0)
     model = create_model(preset).eval()

@@ -11,6 +11,12 @@ from __future__ import annotations
 from dermfuse import vocab
 
 PAPER = "https://arxiv.org/abs/2510.17773"
+HAM10000_CITATION = ("Philipp Tschandl, Cliff Rosendahl, Harald Kittler. \"The HAM10000 dataset, a large collection of "
+                     "multi-source dermatoscopic images of common pigmented skin lesions\", Scientific Data 5, 180161 "
+                     "(2018), https://doi.org/10.1038/sdata.2018.161. Lesion masks: Tschandl et al., \"Human–computer "
+                     "collaboration for skin cancer recognition\", Nature Medicine 26, 1229–1234 (2020).")  # fmt: skip
+ISIC2018_CITATION = ("Noel Codella et al. \"Skin Lesion Analysis Toward Melanoma Detection 2018: A Challenge Hosted by the "
+                     "International Skin Imaging Collaboration (ISIC)\", arXiv:1902.03368 (2019).")  # fmt: skip
 PH2_CITATION = ("Teresa Mendonça, Pedro M. Ferreira, Jorge Marques, André R. S. Marçal, Jorge Rozeira. \"PH² – A dermoscopic "
                 "image database for research and benchmarking\", 35th Annual International Conference of the IEEE EMBS, "
                 "Osaka, 2013.")  # fmt: skip
@@ -35,16 +41,22 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         _training(model_config, metrics, train_config),
         _results(metrics, classes),
         _pipeline_results(metrics.get("pipeline_test")),
+        _real_results(metrics),
         _cross_validation(metrics.get("cross_validation")),
         _calibration(metrics, model_config),
         _usage(repo_id or name),
         _intended_use(phantom),
-        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2")),
+        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"),
+                     str(model_config.get("dataset", "")).lower().startswith("ham10000")),
     ]
     if reproduce:
         sections.append(_reproduce(reproduce))
     if str(model_config.get("dataset", "")).startswith("PH2"):
         sections.append(f"## Data citation\n\nTrained on images of the PH² database (research use):\n\n> {PH2_CITATION}\n")
+    if str(model_config.get("dataset", "")).lower().startswith("ham10000"):
+        sections.append("## Data citation and licence\n\nTrained on HAM10000 (classifier and segmenter) and ISIC 2018 "
+                        "Task 1 (segmenter), both released under **CC BY-NC 4.0**: these weights are derived from them, "
+                        f"so use them non-commercially and cite:\n\n> {HAM10000_CITATION}\n\n> {ISIC2018_CITATION}\n")
     sections.append(f"## Citation\n\nArchitecture after Atiq & Fattah, *Towards Explainable Skin Cancer Classification: "
                     f"A Dual-Network Attention Model with Lesion Segmentation and Clinical Metadata Fusion*, "
                     f"arXiv:2510.17773 (2025), {PAPER}.\n")  # fmt: skip
@@ -177,12 +189,51 @@ image's own resolution, lesion images cut from the predicted masks, calibrated s
 |---|---|---|---|---|---|---|---|
 | {evaluation['images']} | {_number(seg.get('dice'))} | {_number(seg.get('iou'))} | {_number(seg.get('thresholded_jaccard'))} | {_number(cls.get('balanced_accuracy'))} | {_number(cls.get('macro_auc'))} | {_number(evaluation.get('classification_uncalibrated_ece'))} → {_number(cls.get('ece'))} | {"not measured" if flagged is None else f"{100 * flagged:.1f} %"} |
 
-Reproduce these numbers (phantoms are deterministic per seed):
+Reproduce these numbers:
 
 ```bash
 {evaluation.get('command', 'dermfuse evaluate DATA --model MODEL --manifest splits.csv --split test')}
 ```
 """
+
+
+def _real_results(metrics: dict) -> str:
+    """What ``python -m train ham10000`` measures beside the test split: metadata off, melanoma at a fixed
+    specificity, segmentation per source and on PH2 (never trained on), fp16 storage."""
+    evaluation = metrics.get("pipeline_test") or {}
+    by_source = metrics.get("segmentation_by_source")
+    if not by_source:
+        return ""
+    cls, without = evaluation.get("classification") or {}, evaluation.get("classification_without_metadata") or {}
+    melanoma = (cls.get("per_class") or {}).get("mel") or {}
+    names = {"ham10000_test": "HAM10000 test split", "isic2018_task1_test": "ISIC 2018 Task 1 test split",
+             "ph2_all_cross_dataset": "PH2, all 140 images (another clinic; never trained on)"}
+    rows = "\n".join(f"| {names.get(source, source)} | {seg['images']} | {_number(seg['dice'])} | {_number(seg['iou'])} | "
+                     f"{_number(seg['thresholded_jaccard'])} |" for source, seg in by_source.items() if seg)
+    text = f"""### Without metadata, melanoma, and segmentation by source
+
+Most users, and the ISIC test sets, give no age, sex or site. The same test images with every field unknown:
+balanced accuracy {_number(without.get('balanced_accuracy'))}, macro AUC {_number(without.get('macro_auc'))}
+(with metadata: {_number(cls.get('balanced_accuracy'))}, {_number(cls.get('macro_auc'))}).
+Melanoma one-vs-rest: AUC {_number(melanoma.get('auc'))}, sensitivity at 80 % specificity
+{_number(melanoma.get('sensitivity_at_80_specificity'))}.
+
+Segmenter through the pipeline (each image at its own resolution; per-image scores averaged; thresholded
+Jaccard sets images under 0.65 to 0, as ISIC scores):
+
+| images | count | Dice | IoU | thresholded Jaccard |
+|---|---|---|---|---|
+{rows}
+"""
+    ph2 = metrics.get("ph2_melanoma_vs_nevus")
+    if ph2:
+        text += (f"\nOn PH2 (melanoma vs nevus, {ph2['images']} images from another clinic): melanoma-score AUC "
+                 f"{_number(ph2['auc'])}, sensitivity at 80 % specificity {_number(ph2['sensitivity_at_80_specificity'])}.\n")
+    storage = metrics.get("storage")
+    if storage:
+        text += (f"\nWeights are stored in {storage['dtype']} (loaded as fp32); on test images no calibrated probability "
+                 f"moved by more than {storage['max_probability_change']:.4f} against the fp32 weights.\n")
+    return text
 
 
 def _cross_validation(cv: dict | None) -> str:
@@ -278,7 +329,7 @@ def _intended_use(phantom: bool) -> str:
             "classification, calibration and explanations. Not for diagnosis, triage or any clinical decision.\n")  # fmt: skip
 
 
-def _limitations(phantom: bool, ph2: bool = False) -> str:
+def _limitations(phantom: bool, ph2: bool = False, ham10000: bool = False) -> str:
     items = [
         "Dermoscopy only: clinical (non-dermoscopic) photographs are outside what the model saw.",
         "Closed label set: a lesion of any other kind is forced into one of the labels above.",
@@ -288,6 +339,10 @@ def _limitations(phantom: bool, ph2: bool = False) -> str:
     ]
     if phantom:
         items.insert(0, "Trained and tested on synthetic phantoms only: no number here transfers to real lesions.")
+    if ham10000:
+        items.insert(0, "Trained on HAM10000 (two centres, Vienna and Queensland; mostly fair skin) at reduced resolution "
+                        "(256 px copies): seven labels only, and the test split comes from the same two centres, so the "
+                        "numbers above are an upper bound for images from other clinics and devices.")  # fmt: skip
     if ph2:
         items.insert(0, "Trained on 140 PH2 images from one clinic and one dermatoscope (28 melanomas): the cross-validated "
                         "numbers carry wide uncertainty, and two labels only (melanoma, nevus) — any other lesion is forced "

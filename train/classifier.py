@@ -235,7 +235,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
         runtime.print(f"model from {segmenter_model}; freshly initialised: {fresh_text}"
                       + (" (classifier encoders from ImageNet)" if config.pretrained else ""))
-        model.update_config(name=config.name or default_name(config, table), dataset=describe_data(table))
+        model.update_config(name=config.name or default_name(config, table), dataset=describe_data(labelled))  # what it learned from
     if list(model.classes) != classes:
         raise ValueError(f"the run's model has classes {model.classes} but the data gives {classes}: pass --classes")
 

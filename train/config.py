@@ -112,7 +112,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "classifier": {
         "tiny": dict(epochs=15, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=50, patience=6),
-        "small": dict(epochs=10, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=150, balance="weighted",
+        "small": dict(epochs=8, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=150, balance="weighted",
                       checkpoint_every=50),
         "paper": dict(epochs=50, batch_size=32, lr=1e-4, weight_decay=0.05, warmup_steps=500, patience=10,
                       workers=8, checkpoint_every=500, eval_batch_size=64),

@@ -1,0 +1,87 @@
+"""The shipped real-data model (``checkpoints/dermfuse-small-ham10000``): its card's numbers, its ISIC files.
+
+Needs ``../shared/data`` (HAM10000 images); skipped with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermfuse import DermFuse, vocab
+from dermfuse.cli import main
+from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
+from dermfuse.sources import CHECKPOINTS
+
+from conftest import SHARED_DATA
+
+REAL = CHECKPOINTS / "dermfuse-small-ham10000"
+HAM10000 = SHARED_DATA / "HAM10000"
+
+pytestmark = [
+    pytest.mark.skipif(not (REAL / "config.json").is_file(), reason=f"{REAL} is not in this copy"),
+    pytest.mark.skipif(not (HAM10000 / "HAM10000_metadata.csv").is_file(),
+                       reason=f"the real HAM10000 images are not at {HAM10000} (they live beside the repository)"),
+]
+
+
+@pytest.fixture(scope="module")
+def test_split() -> pd.DataFrame:
+    table = pd.read_csv(REAL / "splits.csv")
+    return table[(table["split"] == "test") & (table["source"] == "ham10000")]
+
+
+def test_model_says_what_it_learned_from():
+    model = DermFuse.from_pretrained(str(REAL))
+    assert model.classes == list(vocab.HAM10000_CLASSES)
+    assert model.dataset.startswith("ham10000")
+    card = (REAL / "README.md").read_text(encoding="utf-8")
+    assert "not a medical device" in card.lower() and "HAM10000" in card and "CC BY-NC 4.0" in card
+    assert (REAL / "model.safetensors").stat().st_size <= 25 * 2**20
+
+
+def test_split_is_by_lesion_and_test_images_were_never_trained_on():
+    table = pd.read_csv(REAL / "splits.csv")
+    ham = table[table["source"] == "ham10000"]
+    splits_per_lesion = ham.groupby("lesion_id")["split"].nunique()
+    assert (splits_per_lesion == 1).all()
+    assert set(table["split"]) == {"train", "val", "test"}
+
+
+def test_isic_submission_is_accepted_by_the_official_scorer(tmp_path, test_split):
+    scoring = pytest.importorskip("isic_challenge_scoring", reason="the official scorer (requirements-dev.txt)")
+    chosen = pd.concat([rows.head(4) for _, rows in test_split.groupby("label")])  # every class present
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image_id in chosen["image_id"]:
+        (folder / f"{image_id}.jpg").symlink_to(HAM10000 / "HAM10000_images" / f"{image_id}.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--model", str(REAL), "--out", str(out), "--isic-submission"]) == 0
+    truth = pd.DataFrame({"image": chosen["image_id"]})
+    for label in vocab.HAM10000_CLASSES:
+        truth[vocab.CSV_COLUMN[label]] = (chosen["label"] == label).astype(float).to_numpy()
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    score = scoring.ClassificationScore.from_file(tmp_path / "truth.csv", out / "isic_submission" / "classification.csv",
+                                                  scoring.ClassificationMetric.BALANCED_ACCURACY)
+    ours = pd.read_csv(out / "predictions.csv")
+    predicted = ours[[f"p_{c}" for c in vocab.HAM10000_CLASSES]].to_numpy().argmax(1)
+    truth_index = [vocab.HAM10000_CLASSES.index(label) for label in chosen["label"]]
+    recall = [np.mean(predicted[np.array(truth_index) == k] == k) for k in range(len(vocab.HAM10000_CLASSES))]
+    assert score.overall == pytest.approx(np.mean(recall), abs=1e-9)
+
+
+def test_fast_path_agrees_with_fp32_on_real_images(test_split):
+    if not bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has no bf16 support: the pipeline runs fp32 only")
+    fp32 = DermFusePipeline(DermFuse.from_pretrained(str(REAL)), fast=False)
+    fast = DermFusePipeline(DermFuse.from_pretrained(str(REAL)), fast=True)
+    rows = test_split.head(12)
+    cases = [Case(str(HAM10000 / "HAM10000_images" / f"{i}.jpg"), age, sex, site)
+             for i, age, sex, site in zip(rows["image_id"], rows["age"], rows["sex"], rows["site"])]
+    for a, b in zip(fp32.predict(cases), fast.predict(cases)):
+        assert np.abs(np.array(a.probabilities) - np.array(b.probabilities)).max() <= 0.02
+        assert (a.mask != b.mask).mean() < 0.01
