@@ -25,7 +25,7 @@ from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import MODEL_ENV
 from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, callbacks, examples, report, views
 from dermfuse.ui.layout import PIPELINE_CONCURRENCY
-from dermfuse.ui.server import APP, app_model
+from app_harness import APP, app_model
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_examples_cover_every_class_and_are_cached(tmp_path):
 def test_catalog_offers_every_shipped_model_and_loads_them_lazily(monkeypatch, model_source, tmp_path):
     second = shutil.copytree(model_source, tmp_path / "dermfuse-tiny-ph2")
     shipped = {"dermfuse-tiny-ph2": str(second), "dermfuse-tiny-phantom": str(Path(model_source).resolve())}
-    monkeypatch.setattr("dermfuse.ui.models.shipped_models", lambda: shipped)
+    monkeypatch.setattr("dermfuse.ui.catalog.shipped_models", lambda: shipped)
     catalog = ModelCatalog.open(model_source)
     assert catalog.names == ["dermfuse-tiny-phantom", "dermfuse-tiny-ph2"]  # the chosen one first, no duplicate
     assert list(catalog._pipelines) == ["dermfuse-tiny-phantom"]  # the other waits until it is picked

@@ -24,7 +24,7 @@ from ..data.io import load_image
 from ..diagnosis import Diagnosis
 from . import report, views
 from .examples import gallery_examples
-from .models import ModelCatalog
+from .catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
 REPORTS = Path(tempfile.gettempdir()) / "dermfuse-app" / "reports"

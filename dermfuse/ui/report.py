@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from .. import vocab
 from ..diagnosis import Diagnosis
 from . import views
-from .models import DISCLAIMER
+from .catalog import DISCLAIMER
 
 PAGE_INCHES = (8.27, 11.69)  # A4 portrait
 PNG_DPI = 110

@@ -55,8 +55,8 @@ from dermfuse.predict import predict_all
 from train.checkpoint import MODEL_DIR, model_folder, save_model, write_json
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
-from train.demo import stage_state
-from train.push import export
+from experiments.demo import stage_state
+from publish.push import export
 from train.segmenter import run_segmenter
 
 NAME = "dermfuse-tiny-ph2-melanoma"

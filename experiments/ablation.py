@@ -49,7 +49,7 @@ from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.classifier import MASK_DIR, run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
 from train.data import MANIFEST
-from train.demo import stage_state
+from experiments.demo import stage_state
 from train.segmenter import run_segmenter
 
 # Recipes per preset, on top of train/config.py's; "quick" replaces some of them (one seed, short).
