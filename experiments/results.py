@@ -95,7 +95,7 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
-def write_report(results: Path, out: Path) -> Path:
+def write_results_page(results: Path, out: Path) -> Path:
     """RESULTS.md from the JSON in ``results`` and the committed checkpoints."""
     def rel(path: Path) -> Path:
         return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_all(results, work, args.quick, args.reuse)
         failed = [name for name, step in record["steps"].items() if step.get("exit_code")]
         print(f"ran in {record['total_minutes']} minutes" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    print(f"wrote {write_report(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")
+    print(f"wrote {write_results_page(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")
     return 1 if failed else 0
 
 

@@ -105,7 +105,7 @@ def _words(figure: Figure, diagnosis: Diagnosis) -> None:
                 color=MALIGNANT_COLOUR, parse_math=False)
 
 
-def write_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
+def write_case_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
                  ) -> dict[str, Path]:
     """Write ``dermfuse-case.{png,pdf,json}`` into ``folder``; return {format: path}."""
     folder = Path(folder)
