@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -28,9 +29,11 @@ from pathlib import Path
 import numpy as np
 from gradio_client import Client, handle_file
 
-from dermfuse.pipeline import DermFusePipeline
-from dermfuse.ui import examples
-from dermfuse.ui.server import app_model, running_app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dermfuse.pipeline import DermFusePipeline  # noqa: E402
+from dermfuse.ui import examples  # noqa: E402
+from tests.app_harness import app_model, running_app  # noqa: E402
 
 
 def predict(client: Client, example) -> list[float]:

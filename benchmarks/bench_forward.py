@@ -9,24 +9,12 @@ and on what else runs, so quote the medians with the machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from dermfuse import create_model
 from dermfuse.models import PRESETS
-
-
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def main() -> None:
@@ -40,8 +28,8 @@ def main() -> None:
     image = torch.randn(1, 3, *model.image_size)
     metadata = torch.tensor([55.0]), torch.tensor([1]), torch.tensor([0])
     with torch.inference_mode():
-        segmenter = median_seconds(lambda: model.segmenter(seg_in), args.repeats)
-        classifier = median_seconds(lambda: model(image, image, *metadata), args.repeats)
+        segmenter = median_seconds(lambda: model.segmenter(seg_in), args.repeats, warmup=2)
+        classifier = median_seconds(lambda: model(image, image, *metadata), args.repeats, warmup=2)
     print(f"preset {args.preset}, batch 1, {torch.get_num_threads()} threads, eager fp32, median of {args.repeats}")
     print(f"| part | input | median forward (ms) |\n|---|---|---|")
     print(f"| segmenter ({model.segmenter.encoder_name}) | {model.segmentation_size} | {segmenter * 1e3:.1f} |")

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dermfuse import create_model
@@ -29,19 +26,9 @@ from dermfuse.data.io import load_image
 from dermfuse.explain import standard_gradcam
 from dermfuse.models import PRESETS
 from dermfuse.pipeline import Case, DermFusePipeline
+from timing import median_seconds
 
 REAL_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "images" / "IMD002.jpg"
-
-
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def test_image():

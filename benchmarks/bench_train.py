@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_train.py --presets tiny --batch-size 32 --steps 5
     .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 32    # a GPU
 
-One optimisation step is what ``train.engine.fit`` does: forward under autocast, the stage's loss
+One optimisation step is what ``train.loop.fit`` does: forward under autocast, the stage's loss
 (BCE + soft Dice for the segmenter, cross-entropy for the classifier), backward, gradient clipping,
 fused AdamW. Inputs are random tensors at the preset's sizes, so data loading (JPEG decoding,
 augmentation, the lesion crop) is not counted: it runs in DataLoader workers beside the step.
@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dermfuse import create_model  # noqa: E402
 from dermfuse.models import PRESETS  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from train.segmenter import segmentation_loss  # noqa: E402
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -63,14 +62,7 @@ def step_function(model, part: str, batch: int, device: torch.device, dtype):
 
 
 def images_per_second(step, batch: int, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return batch / median_seconds(step, steps, warmup)
 
 
 def main() -> None:

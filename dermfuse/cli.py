@@ -42,7 +42,7 @@ def predict(args: argparse.Namespace) -> int:
     pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
     explain = args.overlays or args.explain
     results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1)
-    written = write_outputs(results, cases, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission)
+    written = write_outputs(results, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission)
     for r in results[:20]:
         print(f"{r.image_id}: {r.top_class} {r.top_probability:.2f}" + "".join(f"\n  ! {w}" for w in r.warnings))
     if len(results) > 20:
@@ -56,7 +56,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from .data.readers import read_dataset
     from .data.splits import read_manifest
     from .evaluate import evaluate as run_evaluation
-    from .evaluate import write_report
+    from .evaluate import write_evaluation_report
     from .pipeline import DermFusePipeline
 
     table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
@@ -73,7 +73,7 @@ def evaluate(args: argparse.Namespace) -> int:
     pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
     metrics, arrays = run_evaluation(pipeline, table.reset_index(drop=True), batch_size=args.batch_size)
     metrics["data"] = {"root": str(args.data), "manifest": args.manifest, "split": args.split if args.manifest else "all"}
-    write_report(metrics, arrays, list(pipeline.model.classes), pipeline.model.temperature, Path(args.out))
+    write_evaluation_report(metrics, arrays, list(pipeline.model.classes), pipeline.model.temperature, Path(args.out))
     seg, cls = metrics.get("segmentation"), metrics.get("classification")
     if seg:
         print(f"segmentation ({seg['images']} images): Dice {seg['dice']:.3f}, IoU {seg['iou']:.3f}, "

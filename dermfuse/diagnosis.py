@@ -11,7 +11,7 @@ import numpy as np
 
 from . import vocab
 
-ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention")
+ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention", "image")
 
 
 @dataclass
@@ -20,8 +20,10 @@ class Diagnosis:
 
     Arrays are at the input image's resolution (H, W) unless noted: ``mask`` (bool),
     ``mask_probability`` (float32), ``heatmaps`` (stream → float32 in [0, 1]), ``attention``
-    (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw.
-    ``probabilities`` are temperature-calibrated, in the order of ``classes``.
+    (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw;
+    ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
+    shows it does not decode it again. ``probabilities`` are temperature-calibrated, in the order of
+    ``classes``; ``metadata`` holds the checked values the model saw (age in years or ``None``, sex, site).
     """
 
     classes: list[str]
@@ -41,6 +43,7 @@ class Diagnosis:
     ood_score: float | None = None
     ood_threshold: float | None = None
     image_id: str | None = None
+    image: np.ndarray | None = None
 
     @property
     def top_class(self) -> str:

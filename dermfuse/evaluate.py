@@ -71,7 +71,7 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
     return metrics, arrays
 
 
-def write_report(metrics: dict, arrays: dict, classes: list[str], temperature: float, out_dir: Path) -> list[Path]:
+def write_evaluation_report(metrics: dict, arrays: dict, classes: list[str], temperature: float, out_dir: Path) -> list[Path]:
     """metrics.json plus confusion matrix, ROC curves and reliability diagram PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"

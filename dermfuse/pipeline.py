@@ -1,8 +1,9 @@
 """``DermFusePipeline``: image + metadata → mask, lesion image, calibrated scores, heatmaps, numbers.
 
 The one function the app, the CLI and the evaluation call. Steps (``design.md``'s flow):
-load (EXIF, RGB, size guard) → segment → clean mask → lesion image → both encoders once →
-head with and without metadata → temperature-calibrated probabilities → optional Grad-CAM of both
+check the metadata and load the image (EXIF, RGB, size guard), each once, here and nowhere else
+(callers pass raw values; a bad one raises ``ValueError``) → segment → clean mask → lesion image →
+both encoders once → head with and without metadata → temperature-calibrated probabilities → optional Grad-CAM of both
 streams through the head alone → lesion focus, measurements, OOD score, warnings.
 
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
@@ -24,7 +25,7 @@ from PIL import Image
 
 from . import vocab
 from .data.io import load_image, load_image_and_mask
-from .data.metadata import encode_metadata
+from .data.metadata import encode_normalized, normalize_metadata
 from .data.transforms import to_tensor
 from .diagnosis import Diagnosis
 from .explain import head_gradcam, lesion_focus
@@ -90,21 +91,29 @@ class DermFusePipeline:
 
     # ----------------------------------------------------------------------------------------
     def __call__(self, image, age=None, sex=None, site=None, explain: bool = True, attention: bool = False,
-                 mask=None, lesion_stream: bool = True) -> Diagnosis:
+                 mask=None, lesion_stream: bool = True, use_metadata: bool = True) -> Diagnosis:
         """Diagnose one image. ``explain`` adds Grad-CAM of both streams; ``attention`` the segmenter's
         gate maps; ``mask`` replaces the segmenter's mask with a known one; ``lesion_stream=False``
-        blinds the lesion stream (see :meth:`predict`)."""
+        blinds the lesion stream and ``use_metadata=False`` withholds the metadata (see :meth:`predict`)."""
         cases = [Case(image, age, sex, site, mask=mask)]
-        return self.predict(cases, explain=explain, attention=attention, lesion_stream=lesion_stream)[0]
+        return self.predict(cases, explain=explain, attention=attention, lesion_stream=lesion_stream,
+                            use_metadata=use_metadata)[0]  # fmt: skip
 
     def predict(self, cases: list[Case], explain: bool = False, attention: bool = False,
-                lesion_stream: bool = True) -> list[Diagnosis]:
+                lesion_stream: bool = True, use_metadata: bool = True) -> list[Diagnosis]:
         """Diagnose a batch of cases in one pass of each network (the evaluation path).
 
+        Each case's metadata are checked first (cheap: a bad value fails before any image is read),
+        then its image is decoded, once; the result carries both (``Diagnosis.image``, ``.metadata``).
         ``lesion_stream=False`` is the teaching switch: the lesion encoder is shown a blank image
         (the normalisation mean, all zeros after normalisation) instead of the lesion, so a user
-        can see how much the prediction leans on it. The model itself is unchanged.
+        can see how much the prediction leans on it. ``use_metadata=False`` is the other one: the
+        metadata are still checked, then the model sees them as unknown. The model itself is unchanged.
         """
+        ages, sexes, sites = normalize_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
+        if not use_metadata:
+            ages, sexes, sites = [None] * len(cases), [vocab.UNKNOWN] * len(cases), [vocab.UNKNOWN] * len(cases)
+        described = [{"age": age, "sex": sex, "site": site} for age, sex, site in zip(ages, sexes, sites)]
         images, known_masks = [], []
         for case in cases:
             if case.mask is None:
@@ -114,9 +123,9 @@ class DermFusePipeline:
                 image, mask = load_image_and_mask(case.image, case.mask)
                 images.append(image)
                 known_masks.append(mask)
-        metadata = encode_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
+        metadata = encode_normalized(ages, sexes, sites)
         with self._lock:
-            return self._predict(cases, images, known_masks, metadata, explain, attention, lesion_stream)
+            return self._predict(cases, images, known_masks, metadata, described, explain, attention, lesion_stream)
 
     def _autocast(self):
         if not self.fast:
@@ -162,7 +171,7 @@ class DermFusePipeline:
     def _metadata(self, metadata: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(metadata[k].to(self.device) for k in ("age", "sex", "site"))
 
-    def _predict(self, cases, images, known_masks, metadata, explain, attention, lesion_stream) -> list[Diagnosis]:
+    def _predict(self, cases, images, known_masks, metadata, described, explain, attention, lesion_stream) -> list[Diagnosis]:
         model = self.model
         probability_maps, predicted, gates = self.segment(images, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
@@ -174,7 +183,7 @@ class DermFusePipeline:
         use_lesion = model.classifier.use_lesion_stream
         image_maps, lesion_maps = self.encode(images, lesions if use_lesion else None)
         n = len(cases)
-        unknown = encode_metadata([None] * n, [None] * n, [None] * n)
+        unknown = encode_normalized([None] * n, [vocab.UNKNOWN] * n, [vocab.UNKNOWN] * n)
         cams = None
         if explain:  # one forward + one backward through the head: the scores and both streams' CAMs
             cams, logits = head_gradcam(model.classifier, image_maps, lesion_maps, self._metadata(metadata),
@@ -207,7 +216,8 @@ class DermFusePipeline:
                 classes=list(model.classes),
                 probabilities=probabilities[i].tolist(),
                 probabilities_without_metadata=without_metadata[i].tolist(),
-                metadata=_describe_metadata(metadata, i),
+                metadata=described[i],
+                image=pixels,
                 mask=mask,
                 mask_probability=probability_maps[i].astype(np.float32),
                 lesion_image=np.asarray(lesions[i]),
@@ -272,12 +282,3 @@ class DermFusePipeline:
         with self._lock:
             image_maps, _ = self.encode(images, images if self.model.classifier.use_lesion_stream else None)
         return pooled_features(image_maps), np.stack([capture_statistics(np.asarray(image)) for image in images])
-
-
-def _describe_metadata(metadata: dict, i: int) -> dict:
-    age = float(metadata["age"][i])
-    return {
-        "age": None if np.isnan(age) else age,
-        "sex": vocab.SEXES[int(metadata["sex"][i])],
-        "site": vocab.SITES[int(metadata["site"][i])],
-    }

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .data.io import load_image
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
 from .render import heat_overlay, outline
@@ -87,7 +86,7 @@ def results_table(results: list[Diagnosis]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(results: list[Diagnosis], cases: list[Case], out_dir: Path, overlays: bool = False,
+def write_outputs(results: list[Diagnosis], out_dir: Path, overlays: bool = False,
                   isic_submission: bool = False) -> list[Path]:
     """Write predictions.csv and predictions.json (and overlays / ISIC files if asked); returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,10 +94,9 @@ def write_outputs(results: list[Diagnosis], cases: list[Case], out_dir: Path, ov
     results_table(results).to_csv(written[0], index=False)
     written[1].write_text(json.dumps([r.to_dict() for r in results], indent=1))
     if overlays:
-        for r, case in zip(results, cases):
-            pixels = np.asarray(load_image(case.image))
-            panels = [outline(pixels, r.mask)]
-            panels += [heat_overlay(pixels, heat, mask=r.mask) for heat in (r.heatmaps or {}).values()]
+        for r in results:  # the image as the pipeline decoded it: not read again
+            panels = [outline(r.image, r.mask)]
+            panels += [heat_overlay(r.image, heat, mask=r.mask) for heat in (r.heatmaps or {}).values()]
             path = out_dir / "overlays" / f"{r.image_id}.png"
             path.parent.mkdir(exist_ok=True)
             cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))

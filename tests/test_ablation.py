@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from dermfuse import DermFuse
-from train import ablation
-from train.ablation import AblationConfig, run_ablation
+from experiments import ablation
+from experiments.ablation import AblationConfig, run_ablation
 
 pytestmark = pytest.mark.slow
 

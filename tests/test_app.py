@@ -25,7 +25,7 @@ from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import MODEL_ENV
 from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, callbacks, examples, report, views
 from dermfuse.ui.layout import PIPELINE_CONCURRENCY
-from dermfuse.ui.server import APP, app_model
+from app_harness import APP, app_model
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,35 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
     assert not blind[8].visible
 
 
+def test_one_diagnosis_decodes_the_upload_once_and_checks_each_field_once(catalog, example_files, monkeypatch):
+    from dermfuse.data import io, metadata
+
+    example = next(e for e in example_files if e.site not in (None, "", "unknown"))
+    shown = {"age": vocab.normalize_age(example.age), "sex": vocab.normalize_sex(example.sex),
+             "site": vocab.normalize_site(example.site)}  # fmt: skip
+    calls = dict.fromkeys(("decode", "age", "sex", "site"), 0)
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(io, "_open", counted("decode", io._open))  # every image load starts here
+    for field in ("age", "sex", "site"):
+        check = counted(field, getattr(vocab, f"normalize_{field}"))
+        monkeypatch.setattr(vocab, f"normalize_{field}", check)
+        monkeypatch.setattr(metadata, f"normalize_{field}", check)
+    outputs = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, False)
+    assert calls == {"decode": 1, "age": 1, "sex": 1, "site": 1}
+    assert outputs[7]["metadata"] == shown and outputs[9].diagnosis.metadata == shown
+
+    calls.update(dict.fromkeys(calls, 0))
+    callbacks.predict(catalog, example.path, example.age, example.sex, example.site)
+    assert calls == {"decode": 1, "age": 1, "sex": 1, "site": 1}
+
+
 def test_words_for_a_known_lesion(catalog):
     phantom = generate_phantom("mel", seed=3, size=256)
     diagnosis = catalog.pipeline(catalog.default)(phantom.image, 60, "male", "back", mask=phantom.mask)
@@ -169,7 +198,7 @@ def test_words_for_a_known_lesion(catalog):
 def test_case_sheet_png_pdf_json(catalog, tmp_path):
     phantom = generate_phantom("bcc", seed=1, size=256)
     diagnosis = catalog.pipeline(catalog.default)(phantom.image, None, "female", None, mask=phantom.mask)
-    paths = report.write_report(phantom.image, diagnosis, tmp_path, "bcc.png")
+    paths = report.write_case_report(phantom.image, diagnosis, tmp_path, "bcc.png")
     with Image.open(paths["png"]) as sheet:
         assert sheet.size == (int(8.27 * report.PNG_DPI), int(11.69 * report.PNG_DPI))
         pixels = np.asarray(sheet.convert("RGB"))
@@ -192,7 +221,7 @@ def test_examples_cover_every_class_and_are_cached(tmp_path):
 def test_catalog_offers_every_shipped_model_and_loads_them_lazily(monkeypatch, model_source, tmp_path):
     second = shutil.copytree(model_source, tmp_path / "dermfuse-tiny-ph2")
     shipped = {"dermfuse-tiny-ph2": str(second), "dermfuse-tiny-phantom": str(Path(model_source).resolve())}
-    monkeypatch.setattr("dermfuse.ui.models.shipped_models", lambda: shipped)
+    monkeypatch.setattr("dermfuse.ui.catalog.shipped_models", lambda: shipped)
     catalog = ModelCatalog.open(model_source)
     assert catalog.names == ["dermfuse-tiny-phantom", "dermfuse-tiny-ph2"]  # the chosen one first, no duplicate
     assert list(catalog._pipelines) == ["dermfuse-tiny-phantom"]  # the other waits until it is picked

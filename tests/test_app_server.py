@@ -24,7 +24,7 @@ from PIL import Image
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.ui import examples
-from dermfuse.ui.server import app_model, running_app
+from app_harness import app_model, running_app
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

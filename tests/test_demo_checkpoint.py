@@ -10,7 +10,7 @@ from dermfuse import DermFuse
 from dermfuse.cli import main
 from dermfuse.data.phantom import generate_dataset
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
-from train.demo import DemoConfig
+from experiments.demo import DemoConfig
 
 DEMO = CHECKPOINTS / DEMO_MODEL
 

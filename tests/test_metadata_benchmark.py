@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from dermfuse import vocab
 from dermfuse.data import kfold
-from train import metadata_benchmark as mb
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from independent_lr import independent_logistic_regression  # noqa: E402
+from experiments import metadata_benchmark as mb
+from experiments.independent_lr import independent_logistic_regression
 
 
 @pytest.fixture(scope="module")

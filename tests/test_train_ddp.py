@@ -13,7 +13,7 @@ from train_support import classifier_args, make_phantoms, segmenter_args
 
 from dermfuse import DermFuse
 from train.checkpoint import load_checkpoint
-from train.engine import replica_digest
+from train.runtime import replica_digest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

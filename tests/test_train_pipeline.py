@@ -15,7 +15,7 @@ from dermfuse.data import read_manifest
 from train.__main__ import main as train_cli
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, parse_config
-from train.push import export, push
+from publish.push import export, push
 from train.segmenter import run_segmenter
 
 pytestmark = pytest.mark.slow

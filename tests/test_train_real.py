@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dermfuse import DermFuse, create_model
-from train.real import RealConfig, run_real, sensitivity_at_specificity
+from experiments.real import RealConfig, run_real, sensitivity_at_specificity
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command == "metadata-benchmark":  # its own argparse options (--help included)
-        from train.metadata_benchmark import main as benchmark
+        from experiments.metadata_benchmark import main as benchmark
 
         return benchmark(rest)
     if command == "segmenter":
@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "classifier":
         from train.classifier import ClassifierConfig as config_class, main as run
     elif command == "push":
-        from train.push import PushConfig as config_class, main as run
+        from publish.push import PushConfig as config_class, main as run
     elif command == "demo":
-        from train.demo import DemoConfig as config_class, main as run
+        from experiments.demo import DemoConfig as config_class, main as run
     elif command == "ablation":
-        from train.ablation import AblationConfig as config_class, main as run
+        from experiments.ablation import AblationConfig as config_class, main as run
     elif command == "real":
-        from train.real import RealConfig as config_class, main as run
+        from experiments.real import RealConfig as config_class, main as run
     else:
         print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

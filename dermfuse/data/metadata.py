@@ -7,7 +7,9 @@ One encoder for the dataset, the pipeline and the app, so that "unknown" means t
 - ``site``: (B,) int64, index into :data:`dermfuse.vocab.SITES` (HAM10000 localizations accepted).
 
 Values outside the vocabularies raise ``ValueError`` (from :mod:`dermfuse.vocab`) rather than being
-guessed: a typo must not silently become ``unknown``.
+guessed: a typo must not silently become ``unknown``. :func:`normalize_metadata` does that check
+(once per value) and :func:`encode_normalized` turns checked values into tensors, so a caller that
+also shows the values (the pipeline) checks each field once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ def encode_metadata(age=None, sex=None, site=None) -> dict[str, torch.Tensor]:
     ``None``, NaN and blank strings mean missing. Example: ``encode_metadata(55, "female", "back")``
     → ``{"age": tensor([55.]), "sex": tensor([0]), "site": tensor([1])}``.
     """
+    return encode_normalized(*normalize_metadata(age, sex, site))
+
+
+def normalize_metadata(age=None, sex=None, site=None) -> tuple[list, list[str], list[str]]:
+    """Check every value against the vocabularies, once: (ages in years or ``None``, sexes, sites), one per case.
+
+    Takes what :func:`encode_metadata` takes (a scalar applies to the whole batch); raises ``ValueError``
+    for an impossible age, an unknown sex or site, or columns of different lengths.
+    """
     ages, sexes, sites = (_as_list(value) for value in (age, sex, site))
     size = max(len(ages), len(sexes), len(sites))
     columns = []
@@ -35,10 +46,15 @@ def encode_metadata(age=None, sex=None, site=None) -> dict[str, torch.Tensor]:
             raise ValueError(f"metadata {name} has {len(values)} values for a batch of {size}: give one per image")
         columns.append(values)
     ages, sexes, sites = columns
+    return [normalize_age(a) for a in ages], [normalize_sex(s) for s in sexes], [normalize_site(s) for s in sites]
+
+
+def encode_normalized(ages: list, sexes: list[str], sites: list[str]) -> dict[str, torch.Tensor]:
+    """Tensors of values :func:`normalize_metadata` has checked (``None`` age = missing): no second check."""
     return {
-        "age": torch.tensor([_age(a) for a in ages], dtype=torch.float32),
-        "sex": torch.tensor([SEXES.index(normalize_sex(s)) for s in sexes], dtype=torch.long),
-        "site": torch.tensor([SITES.index(normalize_site(s)) for s in sites], dtype=torch.long),
+        "age": torch.tensor([math.nan if a is None else a for a in ages], dtype=torch.float32),
+        "sex": torch.tensor([SEXES.index(s) for s in sexes], dtype=torch.long),
+        "site": torch.tensor([SITES.index(s) for s in sites], dtype=torch.long),
     }
 
 
@@ -49,8 +65,3 @@ def _as_list(value) -> list:
     if value is None or isinstance(value, (str, int, float)):
         return [value]
     return list(value)
-
-
-def _age(value) -> float:
-    age = normalize_age(value)
-    return math.nan if age is None else age

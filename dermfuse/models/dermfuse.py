@@ -171,7 +171,7 @@ class DermFuse(
                             local_files_only=local_files_only, token=token)
             config_file = Path(hf_hub_download(filename=CONFIG_FILE, **download))
             weights_file = Path(hf_hub_download(filename=WEIGHTS_FILE, **download))
-        check_config(json.loads(config_file.read_text(encoding="utf-8")), source=str(config_file))
+        check_saved_config(json.loads(config_file.read_text(encoding="utf-8")), source=str(config_file))
         model = cls(**model_kwargs)
         model = cls._load_as_safetensor(model, str(weights_file), map_location, strict)
         model.source = {"id": model_id, "revision": revision or file_digest(weights_file)}
@@ -195,7 +195,7 @@ class DermFuse(
             ) from error
 
 
-def check_config(config: dict, source: str) -> None:
+def check_saved_config(config: dict, source: str) -> None:
     """Refuse a config with keys ``DermFuse`` does not take (a tampered or foreign file)."""
     if not isinstance(config, dict):
         raise UnsafeCheckpointError(f"{source} is not a JSON object")

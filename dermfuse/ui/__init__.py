@@ -9,6 +9,6 @@
 """
 
 from .layout import LAUNCH_OPTIONS, build_demo
-from .models import ModelCatalog, ModelSourceError
+from .catalog import ModelCatalog, ModelSourceError
 
 __all__ = ["LAUNCH_OPTIONS", "ModelCatalog", "ModelSourceError", "build_demo"]

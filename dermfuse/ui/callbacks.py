@@ -1,10 +1,12 @@
 """The app's event functions: each a pure function of its inputs (plus the catalog of loaded models).
 
-Uploads arrive as files (gradio's file dict, unopened) and are read by dermfuse's own loader (EXIF,
-size guard, clear errors); the other inputs arrive as sent and are checked here, by ``vocab``.
-Every failure reaches the user as a ``gr.Error`` with a message that says what to do — bad input
-(``ValueError``: unreadable image, impossible age, unknown site) word for word, anything unexpected
-as one plain sentence, with the traceback only in the server log.
+Uploads arrive as files (gradio's file dict, unopened) and go, with the other inputs as sent, to the
+pipeline, which decodes the image once (EXIF, size guard, clear errors) and checks each metadata
+field once; the diagnosis carries the decoded image and the checked values back for display. Here
+errors only become words: every failure reaches the user as a ``gr.Error`` with a message that says
+what to do — bad input (``ValueError``: unreadable image, impossible age, unknown site) word for
+word, naming the user's file rather than the server's copy; anything unexpected as one plain
+sentence, with the traceback only in the server log.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from .. import vocab
-from ..data.io import load_image
 from ..diagnosis import Diagnosis
 from . import report, views
 from .examples import gallery_examples
-from .models import ModelCatalog
+from .catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
 REPORTS = Path(tempfile.gettempdir()) / "dermfuse-app" / "reports"
@@ -76,18 +76,15 @@ def uploaded_file(image: dict | str | None) -> tuple[str, str]:
 
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
         use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False) -> tuple[np.ndarray, Diagnosis]:
-    """Check the inputs, load the image once, diagnose: (upright RGB image, Diagnosis)."""
+    """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis)."""
     path, name = uploaded_file(image)
-    age, sex, site = vocab.normalize_age(age), vocab.normalize_sex(sex), vocab.normalize_site(site)
     pipeline = catalog.pipeline(model or catalog.default)
     try:
-        picture = load_image(path)
+        diagnosis = pipeline(path, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream,
+                             use_metadata=use_metadata)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
-    if not use_metadata:
-        age = sex = site = None
-    diagnosis = pipeline(picture, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream)
-    return np.asarray(picture), diagnosis
+    return diagnosis.image, diagnosis
 
 
 @user_errors
@@ -121,7 +118,7 @@ def make_report(case: ShownCase | None):
         raise ValueError("No case yet: diagnose an image first.")
     REPORTS.mkdir(parents=True, exist_ok=True)
     report.tidy(REPORTS)
-    paths = report.write_report(case.image, case.diagnosis, REPORTS / uuid.uuid4().hex, case.name)
+    paths = report.write_case_report(case.image, case.diagnosis, REPORTS / uuid.uuid4().hex, case.name)
     return tuple(gr.DownloadButton(value=str(paths[key]), visible=True) for key in ("png", "pdf", "json"))
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 
 from .. import vocab
 from . import callbacks
-from .models import ModelCatalog
+from .catalog import ModelCatalog
 
 PIPELINE_CONCURRENCY = 2
 QUEUE_SIZE = 64

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from .. import vocab
 from ..diagnosis import Diagnosis
 from . import views
-from .models import DISCLAIMER
+from .catalog import DISCLAIMER
 
 PAGE_INCHES = (8.27, 11.69)  # A4 portrait
 PNG_DPI = 110
@@ -105,7 +105,7 @@ def _words(figure: Figure, diagnosis: Diagnosis) -> None:
                 color=MALIGNANT_COLOUR, parse_math=False)
 
 
-def write_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
+def write_case_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
                  ) -> dict[str, Path]:
     """Write ``dermfuse-case.{png,pdf,json}`` into ``folder``; return {format: path}."""
     folder = Path(folder)

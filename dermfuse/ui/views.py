@@ -35,6 +35,7 @@ def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE
 
     small = replace(
         diagnosis,
+        image=None if diagnosis.image is None else resize(diagnosis.image, cv2.INTER_AREA),
         mask=resize(diagnosis.mask.astype(np.uint8), cv2.INTER_NEAREST).astype(bool),
         mask_probability=resize(diagnosis.mask_probability),
         heatmaps=None if diagnosis.heatmaps is None else {k: resize(v) for k, v in diagnosis.heatmaps.items()},

@@ -1,9 +1,9 @@
 """Re-run every experiment behind ``docs/RESULTS.md`` and write it from the JSON they leave: no number typed by hand.
 
-    .venv/bin/python benchmarks/results.py                  # only write docs/RESULTS.md from docs/results/*.json
-    .venv/bin/python benchmarks/results.py --run            # re-run everything (67 min on a 2-core CPU), then write
-    .venv/bin/python benchmarks/results.py --run --reuse    # keep finished runs and benchmark JSON; do only what is missing
-    .venv/bin/python benchmarks/results.py --run --quick    # one seed, short schedules (< 15 min): a smoke run, not evidence
+    .venv/bin/python experiments/results.py                  # only write docs/RESULTS.md from docs/results/*.json
+    .venv/bin/python experiments/results.py --run            # re-run everything (67 min on a 2-core CPU), then write
+    .venv/bin/python experiments/results.py --run --reuse    # keep finished runs and benchmark JSON; do only what is missing
+    .venv/bin/python experiments/results.py --run --quick    # one seed, short schedules (< 15 min): a smoke run, not evidence
 
 ``--run`` runs, in this order (benchmarks first, while the machine is quiet), each as its own command:
 the inference and training benchmarks, the independent logistic-regression check, the real-metadata
@@ -29,14 +29,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
-from report_sections import (  # noqa: E402
+from experiments.report_sections import (  # noqa: E402
     LIMITS, ablation_section, claims_section, gpu_section, inference_section, load, metadata_section, phantom_section,
     real_section, shortcut_section, training_section,
 )  # fmt: skip
-from train.real import NAME as REAL_MODEL  # noqa: E402
+from experiments.real import NAME as REAL_MODEL  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
@@ -57,7 +56,7 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
                        "--json", str(results / FILES["inference"])]),
         ("training", [python, "benchmarks/bench_train.py", "--steps", "1" if quick else "3", "--warmup", "1" if quick else "2",
                       "--presets", *(["tiny"] if quick else ["tiny", "paper"]), "--json", str(results / FILES["training"])]),
-        ("independent_lr", [python, "benchmarks/independent_lr.py", "--data", os.path.relpath(SHARED_DATA, ROOT),
+        ("independent_lr", [python, "experiments/independent_lr.py", "--data", os.path.relpath(SHARED_DATA, ROOT),
                             "--json", str(results / FILES["independent_lr"])]),
         ("metadata", [python, "-m", "train", "metadata-benchmark", "--data", os.path.relpath(SHARED_DATA, ROOT), "--out", str(results),
                       *(["--epochs", "3", "--no-isic2019"] if quick else [])]),
@@ -96,7 +95,7 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
-def write_report(results: Path, out: Path) -> Path:
+def write_results_page(results: Path, out: Path) -> Path:
     """RESULTS.md from the JSON in ``results`` and the committed checkpoints."""
     def rel(path: Path) -> Path:
         return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -106,13 +105,13 @@ def write_report(results: Path, out: Path) -> Path:
     demo_path = rel(CHECKPOINTS / DEMO_MODEL / "metrics.json")
     real_path = rel(CHECKPOINTS / REAL_MODEL / "metrics.json")
     record = data["run"]
-    header = (f"Written by `python benchmarks/results.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the JSON files each "
+    header = (f"Written by `python experiments/results.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the JSON files each "
               "section names.")  # fmt: skip
     if record:
         mode = " --quick" if record["quick"] else ""
         ran = [f"{name} {step['seconds'] / 60:.1f} min" for name, step in record["steps"].items() if "seconds" in step]
         kept = [name for name, step in record["steps"].items() if step.get("skipped")]
-        header += (f" The experiments were re-run by `python benchmarks/results.py --run{mode}` (started {record['started']}) on "
+        header += (f" The experiments were re-run by `python experiments/results.py --run{mode}` (started {record['started']}) on "
                    f"{record['machine']}, CPU only, in **{record['total_minutes']} minutes**: {', '.join(ran)}"
                    + (f"; kept from an earlier run: {', '.join(kept)}" if kept else "") + f". Source `{paths['run']}`.")  # fmt: skip
         if record["quick"]:
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_all(results, work, args.quick, args.reuse)
         failed = [name for name, step in record["steps"].items() if step.get("exit_code")]
         print(f"ran in {record['total_minutes']} minutes" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    print(f"wrote {write_report(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")
+    print(f"wrote {write_results_page(ROOT / results, ROOT / (results / 'RESULTS.md' if args.quick else 'docs/RESULTS.md'))}")
     return 1 if failed else 0
 
 

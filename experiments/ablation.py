@@ -49,10 +49,10 @@ from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.classifier import MASK_DIR, run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
 from train.data import MANIFEST
-from train.demo import stage_state
+from experiments.demo import stage_state
 from train.segmenter import run_segmenter
 
-# Recipes per preset, on top of train/config.py's; "quick" replaces some of them (one seed, short).
+# Recipes per preset, on top of train/config.py's TRAINING_RECIPES; "quick" replaces some of them (one seed, short).
 # tiny: about 2 minutes per run on a 2-core CPU, 30 runs for both experiments.
 RECIPES = {
     "tiny": dict(phantoms=1400, phantom_size=192,

@@ -5,7 +5,7 @@ encoders or fold code): the same recipe (one-hot sex and unified site, age/100, 
 missing flag; class-balanced logistic regression; ``StratifiedGroupKFold(5, shuffle, seed 0)``
 grouped by lesion). The benchmark's row must match it to within 0.005.
 
-    .venv/bin/python benchmarks/independent_lr.py --data ../shared/data --json docs/results/independent_lr.json
+    .venv/bin/python experiments/independent_lr.py --data ../shared/data --json docs/results/independent_lr.json
 """
 
 from __future__ import annotations

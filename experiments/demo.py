@@ -5,7 +5,7 @@
 One command: generate a phantom set (balanced classes, default difficulty) into the work folder,
 train stage 1 (segmenter) and stage 2 (classifier, calibrated) on it with the recipes below,
 evaluate both on the held-out phantom test split, and export the model with its card
-(``train.push.export``) to ``--out``: ``config.json``, ``model.safetensors``, ``README.md`` (which
+(``publish.push.export``) to ``--out``: ``config.json``, ``model.safetensors``, ``README.md`` (which
 says, at the top, that it was trained on synthetic phantoms and is not for diagnosis),
 ``metrics.json``, ``splits.csv`` and the figures. This is the app's default model.
 
@@ -33,7 +33,7 @@ from train.checkpoint import CHECKPOINT, MODEL_DIR, model_folder
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
 from train.data import MANIFEST, PHANTOM_DIR
-from train.push import export
+from publish.push import export
 from train.segmenter import run_segmenter
 
 NAME = "dermfuse-tiny-phantom"

@@ -1,7 +1,7 @@
 """The sections of ``docs/RESULTS.md``, each rendered from the JSON file it names (no number typed by hand).
 
 Each function takes the loaded JSON (``None`` when the file is missing: the section then says so,
-with the command that makes it) and returns Markdown. ``benchmarks/results.py`` runs the commands
+with the command that makes it) and returns Markdown. ``experiments/results.py`` runs the commands
 and puts the sections together.
 """
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dermfuse.sources import DEMO_MODEL  # noqa: E402
-from train.real import CASES_FIGURE  # noqa: E402
+from experiments.real import CASES_FIGURE  # noqa: E402
 
 
 def number(value, digits: int = 3) -> str:
@@ -110,7 +110,7 @@ def metadata_section(report: dict | None, path: Path, check: dict | None, check_
         gaps = {k: abs(ours[k]["mean"] - check[k]) for k in ("balanced_accuracy", "macro_auc")}
         verdict = "within" if max(gaps.values()) <= 0.005 else "**outside**"
         text += (f"Check: the logistic-regression row against an independent computation on the same folds "
-                 f"(`benchmarks/independent_lr.py`: scikit-learn alone, straight from the CSV; source `{check_path}`): "
+                 f"(`experiments/independent_lr.py`: scikit-learn alone, straight from the CSV; source `{check_path}`): "
                  f"balanced accuracy {number(check['balanced_accuracy'], 4)} (difference {number(gaps['balanced_accuracy'], 4)}), "
                  f"macro AUC {number(check['macro_auc'], 4)} (difference {number(gaps['macro_auc'], 4)}): {verdict} 0.005.\n\n")  # fmt: skip
     seconds = report.get("wall_seconds")

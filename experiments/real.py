@@ -31,7 +31,6 @@ the run folders), and a finished step is reused when the command runs again.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -55,8 +54,8 @@ from dermfuse.predict import predict_all
 from train.checkpoint import MODEL_DIR, model_folder, save_model, write_json
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
-from train.demo import stage_state
-from train.push import export
+from experiments.demo import stage_state
+from publish.push import export
 from train.segmenter import run_segmenter
 
 NAME = "dermfuse-tiny-ph2-melanoma"
@@ -165,10 +164,6 @@ def train_classifier(config: RealConfig, run: Path, segmenter_run: Path, tempera
 # --- scoring through the pipeline -------------------------------------------------------------
 
 
-def load_pipeline(model_dir: Path) -> DermFusePipeline:
-    return DermFusePipeline(DermFuse.from_pretrained(str(model_dir)))
-
-
 def diagnose(pipeline: DermFusePipeline, rows: pd.DataFrame) -> list:
     """Every row through ``DermFusePipeline`` (the app's path), no explanations."""
     cases = [Case(row.image_path, image_id=row.image_id) for row in rows.itertuples()]
@@ -258,7 +253,7 @@ def run_real(config: RealConfig) -> Path:
                 run = train_segmenter(config, fold / f"segmenter-{recipe}", manifest)
                 fold_segmenters[recipe].append(run)
                 model_dir = model_folder(run / MODEL_DIR)
-            scores = mask_scores(diagnose(load_pipeline(model_dir), rows), rows).assign(fold=k, recipe=recipe)
+            scores = mask_scores(diagnose(DermFusePipeline.from_pretrained(str(model_dir)), rows), rows).assign(fold=k, recipe=recipe)
             mask_rows.append(scores)
             print(f"fold {k} {recipe}: Dice {scores['dice'].mean():.4f}")
     mask_table = pd.concat(mask_rows, ignore_index=True)
@@ -273,7 +268,7 @@ def run_real(config: RealConfig) -> Path:
         rows = table.iloc[test]
         run = train_classifier(config, work / f"fold{k}" / "classifier", fold_segmenters[best][k], 1.0,
                                "nothing (temperature 1 inside a cross-validation fold)")  # fmt: skip
-        pipeline = load_pipeline(model_folder(run / MODEL_DIR))
+        pipeline = DermFusePipeline.from_pretrained(str(model_folder(run / MODEL_DIR)))
         results = diagnose(pipeline, rows)
         logits = np.log(np.clip([r.probabilities for r in results], 1e-12, 1.0))  # T = 1: log-probabilities are logits
         oof_rows.append(pd.DataFrame({"fold": k, "image_id": rows["image_id"].to_numpy(), "label": rows["label"].to_numpy(),
@@ -321,7 +316,7 @@ def cases_figure(scores: pd.DataFrame, table: pd.DataFrame, fold_runs: list[Path
     images, truths, predictions, titles = [], [], [], []
     for rank, score in enumerate(chosen.itertuples()):
         row = table[table["image_id"] == score.image_id].iloc[0]
-        pipeline = load_pipeline(model_folder(fold_runs[score.fold] / MODEL_DIR))
+        pipeline = DermFusePipeline.from_pretrained(str(model_folder(fold_runs[score.fold] / MODEL_DIR)))
         result = diagnose(pipeline, table[table["image_id"] == score.image_id])[0]
         image, truth = load_image_and_mask(row.image_path, row.mask_path)
         images.append(np.asarray(image)), truths.append(truth), predictions.append(result.mask)

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sources import CHECKPOINTS, DEMO_MODEL, MODEL_ENV
+from dermfuse.sources import CHECKPOINTS, DEMO_MODEL, MODEL_ENV
 
-APP = Path(__file__).resolve().parents[2] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 def app_model(folder: str | os.PathLike) -> str:

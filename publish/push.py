@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dermfuse import DermFuse
 from dermfuse.data import read_manifest
-from train.card import model_card
+from publish.card import model_card
 from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.config import CONFIG_FILE, parse_settings
 from train.data import MANIFEST, public_manifest
