@@ -2,7 +2,7 @@
 
 A thin shell over :mod:`dermfuse.ui`. The model is loaded once, here at import (so tests can
 ``import app`` and use ``app.demo``); a source that cannot be loaded stops the app at start-up.
-Model source: ``--model``, else ``$DERMFUSE_MODEL``, else ``checkpoints/dermfuse-tiny-phantom``: a
+Model source: ``--model``, else ``$DERMFUSE_MODEL``, else ``checkpoints/dermfuse-small-ham10000``: a
 local folder or a Hugging Face Hub repo id. Host and port default to Gradio's (127.0.0.1:7860, or
 ``$GRADIO_SERVER_NAME`` / ``$GRADIO_SERVER_PORT``, which Hugging Face Spaces set).
 """
@@ -21,7 +21,7 @@ from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, build_de
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start the dermfuse app.")
-    parser.add_argument("--model", help=f"model folder or Hub repo id (default: ${MODEL_ENV} or the shipped demo)")
+    parser.add_argument("--model", help=f"model folder or Hub repo id (default: ${MODEL_ENV} or the shipped HAM10000 model)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, help="port (default 7860, or the next free one)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")

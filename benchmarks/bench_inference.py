@@ -1,6 +1,7 @@
 """Inference cost of a diagnosis, with and without explanations, against the usual way of doing it.
 
     .venv/bin/python benchmarks/bench_inference.py --preset paper --repeats 5
+    .venv/bin/python benchmarks/bench_inference.py --model checkpoints/dermfuse-small-ham10000 --repeats 7
 
 Batch 1, one dermoscopy-sized image (a real PH2 image from ../shared/data/real if present, else a
 generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in one run:
@@ -10,7 +11,8 @@ generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in
 (c) the same networks the way a typical project runs them: eager fp32, a forward for the scores,
     then one standard pytorch-grad-cam ``GradCAM`` call per stream (full backward each).
 Then batch-16 evaluation throughput (segment + classify, no CAM): fast path vs eager fp32.
-Weights are random (speed does not depend on them). Prints a markdown table and writes JSON.
+With ``--preset`` the weights are random (speed does not depend on them); ``--model`` times a saved
+model (its own weights, so the masks and lesion crops are the real ones). Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from dermfuse import create_model
+from dermfuse import DermFuse, create_model
 from dermfuse.data.io import load_image
 from dermfuse.explain import standard_gradcam
 from dermfuse.models import PRESETS
 from dermfuse.pipeline import Case, DermFusePipeline
 from timing import median_seconds
 
+PEER_PLAIN_S = 0.34  # the peer's plain (unexplained) prediction per image on this CPU, quoted from issue 13
 REAL_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "images" / "IMD002.jpg"
 
 
@@ -54,17 +57,18 @@ def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--model", default=None, help="a saved model folder instead of a random --preset")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", default=None, help="write the numbers here too")
     args = parser.parse_args()
     torch.manual_seed(0)
     image, description = test_image()
-    model = create_model(args.preset)
+    model = DermFuse.from_pretrained(args.model) if args.model else create_model(args.preset)
     fast = DermFusePipeline(model)
     if not fast.fast:
         print("note: this CPU has no bf16 support; the fast path is fp32")
-    eager = DermFusePipeline(create_model(args.preset), fast=False)
+    eager = DermFusePipeline(DermFuse(**model.config), fast=False)
     eager.model.load_state_dict(model.state_dict())
     metadata = (torch.tensor([55.0]), torch.tensor([1]), torch.tensor([1]))
     case = dict(age=55, sex="male", site="posterior torso")
@@ -77,19 +81,21 @@ def main() -> None:
     eager_batch = median_seconds(lambda: eager.predict(batch), max(3, args.repeats // 2))
 
     numbers = {
-        "preset": args.preset, "image": description, "threads": torch.get_num_threads(), "fast_path_bf16": fast.fast,
+        "preset": args.model or args.preset, "image": description, "threads": torch.get_num_threads(), "fast_path_bf16": fast.fast,
         "plain_s": plain, "explained_s": explained, "typical_explained_s": typical,
         "explained_over_plain": explained / plain, "explained_over_typical": explained / typical,
         "batch": args.batch, "fast_images_per_s": args.batch / fast_batch, "eager_images_per_s": args.batch / eager_batch,
         "batch_speedup": eager_batch / fast_batch, "repeats": args.repeats,
     }
-    print(f"preset {args.preset}, {description}, {numbers['threads']} threads, medians of {args.repeats}")
+    print(f"{'model ' + args.model if args.model else 'preset ' + args.preset}, {description}, {numbers['threads']} threads, medians of {args.repeats}")
     print("| measurement | value | target |\n|---|---|---|")
     print(f"| (a) plain diagnosis, batch 1 | {plain * 1e3:.0f} ms | |")
     print(f"| (b) explained diagnosis (+ both CAMs through the head) | {explained * 1e3:.0f} ms | |")
     print(f"| (c) typical: eager fp32 + one full GradCAM per stream | {typical * 1e3:.0f} ms | |")
     print(f"| (b) / (a) | {numbers['explained_over_plain']:.2f} | ≤ 1.15 |")
     print(f"| (b) / (c) | {numbers['explained_over_typical']:.2f} | ≤ 0.35 |")
+    print(f"| (b) explained diagnosis, seconds | {explained:.3f} s | < {PEER_PLAIN_S} s (a published Keras HAM10000 "
+          "classifier's plain prediction on this CPU, as measured in issue 13) |")
     print(f"| batch-{args.batch} evaluation, fast path | {numbers['fast_images_per_s']:.1f} images/s | |")
     print(f"| batch-{args.batch} evaluation, eager fp32 | {numbers['eager_images_per_s']:.1f} images/s | |")
     print(f"| fast / eager throughput | {numbers['batch_speedup']:.2f}× | ≥ 2.5× |")

@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-DEMO_MODEL = "dermfuse-tiny-phantom"
+DEFAULT_MODEL = "dermfuse-small-ham10000"  # learned from real HAM10000 / ISIC 2018 images: the app's and CLI's default
+DEMO_MODEL = "dermfuse-tiny-phantom"  # learned from synthetic phantoms: the teaching model
 MODEL_ENV = "DERMFUSE_MODEL"
 
 
 def default_model_source() -> str:
-    """``$DERMFUSE_MODEL`` if set, else the phantom demo checkpoint shipped in ``checkpoints/``."""
-    return os.environ.get(MODEL_ENV) or str(CHECKPOINTS / DEMO_MODEL)
+    """``$DERMFUSE_MODEL`` if set, else the real-data checkpoint shipped in ``checkpoints/``."""
+    return os.environ.get(MODEL_ENV) or str(CHECKPOINTS / DEFAULT_MODEL)
 
 
 def shipped_models() -> dict[str, str]:

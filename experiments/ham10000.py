@@ -42,12 +42,12 @@ from dermfuse.data import read_dataset, read_manifest
 from dermfuse.evaluate import evaluate
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import Case, DermFusePipeline
+from experiments.demo import stage_state
+from publish.push import export
 from train.checkpoint import MODEL_DIR, model_folder
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
 from train.data import MANIFEST
-from train.demo import stage_state
-from train.push import export
 from train.segmenter import run_segmenter
 
 NAME = "dermfuse-small-ham10000"

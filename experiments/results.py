@@ -11,8 +11,9 @@ benchmark, the phantom ablation and the shortcut experiment. Their JSON and figu
 ``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
 to ``runs/results/`` (``runs/results-quick/work/``). ``run.json`` records each step's command and time.
 
-The demo and PH2 sections read the committed checkpoints' ``metrics.json``: those models are made by
-``python -m train demo`` (≈ 15 min) and ``python -m train real`` (≈ 45 min), not re-trained here.
+The real-data (HAM10000), demo and PH2 sections read the committed checkpoints' ``metrics.json``: those
+models are made by ``python -m train ham10000``, ``python -m train demo`` (≈ 15 min) and
+``python -m train real`` (≈ 45 min), not re-trained here.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
-    LIMITS, ablation_section, claims_section, gpu_section, inference_section, load, metadata_section, phantom_section,
-    real_section, shortcut_section, training_section,
+    LIMITS, ablation_section, claims_section, gpu_section, ham10000_section, inference_section, load, metadata_section,
+    phantom_section, real_section, shortcut_section, training_section,
 )  # fmt: skip
+from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
 from experiments.real import NAME as REAL_MODEL  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -104,6 +106,7 @@ def write_results_page(results: Path, out: Path) -> Path:
     data = {key: load(ROOT / path) for key, path in paths.items()}
     demo_path = rel(CHECKPOINTS / DEMO_MODEL / "metrics.json")
     real_path = rel(CHECKPOINTS / REAL_MODEL / "metrics.json")
+    ham10000_path = rel(CHECKPOINTS / HAM10000_MODEL / "metrics.json")
     record = data["run"]
     header = (f"Written by `python experiments/results.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the JSON files each "
               "section names.")  # fmt: skip
@@ -120,6 +123,7 @@ def write_results_page(results: Path, out: Path) -> Path:
     sections = [
         "# dermfuse results\n",
         header + "\n",
+        ham10000_section(load(ROOT / ham10000_path), ham10000_path),
         claims_section(data["ablation"], data["shortcut"], data["metadata"]),
         ablation_section(data["ablation"], paths["ablation"], docs),
         shortcut_section(data["shortcut"], paths["shortcut"], docs),

@@ -36,7 +36,7 @@ def app_model(folder: str | os.PathLike) -> str:
         return str(demo)
     import torch
 
-    from ..models import create_model
+    from dermfuse.models import create_model
 
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file():

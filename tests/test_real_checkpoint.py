@@ -15,7 +15,7 @@ import torch
 from dermfuse import DermFuse, vocab
 from dermfuse.cli import main
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
-from dermfuse.sources import CHECKPOINTS
+from dermfuse.sources import CHECKPOINTS, MODEL_ENV, default_model_source
 
 from conftest import SHARED_DATA
 
@@ -85,3 +85,8 @@ def test_fast_path_agrees_with_fp32_on_real_images(test_split):
     for a, b in zip(fp32.predict(cases), fast.predict(cases)):
         assert np.abs(np.array(a.probabilities) - np.array(b.probabilities)).max() <= 0.02
         assert (a.mask != b.mask).mean() < 0.01
+
+
+def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert default_model_source() == str(REAL)

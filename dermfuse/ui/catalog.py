@@ -1,6 +1,6 @@
 """Which models the app offers, loaded once: the chosen source at start-up, the other shipped ones on first use.
 
-The chosen source (``--model``, else ``$DERMFUSE_MODEL``, else ``checkpoints/dermfuse-tiny-phantom``)
+The chosen source (``--model``, else ``$DERMFUSE_MODEL``, else ``checkpoints/dermfuse-small-ham10000``)
 is loaded — and warmed up with one prediction — when the catalog opens, so a bad source stops the
 app at start-up with a message that says how to fix it, and the first user does not pay for the
 one-off kernel set-up (about 2 s on a CPU). Every other checkpoint in ``checkpoints/`` is offered in
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data.phantom import generate_phantom
 from ..pipeline import DermFusePipeline
-from ..sources import CHECKPOINTS, DEMO_MODEL, MODEL_ENV, default_model_source, shipped_models
+from ..sources import CHECKPOINTS, DEFAULT_MODEL, MODEL_ENV, default_model_source, shipped_models
 
 DISCLAIMER = "Research and teaching software, not a medical device: it gives no diagnosis."
 
@@ -73,6 +73,11 @@ class ModelCatalog:
         if "phantom" in dataset:
             lines.append("⚠️ **Demo weights trained on synthetic phantom images, not on patients: "
                          "their output is not a diagnosis.**")
+        elif dataset.startswith("ham10000"):
+            lines.append("🔬 **Research model trained on real dermoscopy images: HAM10000 (7 diagnoses; segmenter also "
+                         "on ISIC 2018 Task 1).** Its test-split numbers, measured on held-out lesions from the same two "
+                         "clinics, are in its model card; images from other clinics, devices or skin tones can do worse. "
+                         "It gives no diagnosis.")
         elif dataset.startswith("ph2"):
             lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
                          "without patient metadata** (what you enter as age, sex and site changes little). Its "
@@ -89,8 +94,8 @@ def load_pipeline(source: str) -> DermFusePipeline:
     looks_local = source.startswith(("/", ".", "~")) or source.count("/") > 1 or (os.sep != "/" and os.sep in source)
     if looks_local and not os.path.isdir(os.path.expanduser(source)):
         hint = ""
-        if Path(source).resolve() == (CHECKPOINTS / DEMO_MODEL).resolve():
-            hint = (f" The demo checkpoint is not in this copy yet: train it (see README) or point "
+        if Path(source).resolve() == (CHECKPOINTS / DEFAULT_MODEL).resolve():
+            hint = (f" The default checkpoint is not in this copy yet: train it (`python -m train ham10000`) or point "
                     f"${MODEL_ENV} / --model at another model folder or Hub repo id.")
         raise ModelSourceError(f"model folder {source} does not exist.{hint}")
     try:
