@@ -62,9 +62,11 @@ def evaluate(args: argparse.Namespace) -> int:
     table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
     if args.manifest:
         manifest = read_manifest(args.manifest, paths=False)  # a run's or a published one
-        keep = set(manifest.loc[manifest["split"] == args.split, "image_id"])
+        # A manifest can span several datasets (e.g. HAM10000 + ISIC 2018 Task 1): take the rows of this one.
+        sources = set(table["source"])
+        keep = set(manifest.loc[(manifest["split"] == args.split) & manifest["source"].isin(sources), "image_id"])
         if not keep:
-            raise ValueError(f"{args.manifest} has no rows in split {args.split!r}")
+            raise ValueError(f"{args.manifest} has no rows of {', '.join(sorted(sources))} in split {args.split!r}")
         table = table[table["image_id"].isin(keep)]
         if len(table) != len(keep):
             raise ValueError(f"{len(keep) - len(table)} images of split {args.split!r} in {args.manifest} are not in {args.data}")

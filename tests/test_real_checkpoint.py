@@ -90,3 +90,18 @@ def test_fast_path_agrees_with_fp32_on_real_images(test_split):
 def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert default_model_source() == str(REAL)
+
+
+@pytest.mark.slow
+def test_dermfuse_evaluate_reproduces_the_cards_test_numbers(tmp_path):
+    card = json.loads((REAL / "metrics.json").read_text())["pipeline_test"]
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", str(HAM10000), "--model", str(REAL), "--manifest", str(REAL / "splits.csv"), "--split", "test",
+                 "--out", str(out)]) == 0  # fmt: skip
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["images"] == card["images"]
+    for part, keys in (("segmentation", ("dice", "iou", "thresholded_jaccard")),
+                       ("classification", ("accuracy", "balanced_accuracy", "macro_auc", "ece")),
+                       ("classification_without_metadata", ("balanced_accuracy", "macro_auc"))):  # fmt: skip
+        for key in keys:
+            assert again[part][key] == pytest.approx(card[part][key], abs=2e-3), (part, key)
