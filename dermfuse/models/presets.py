@@ -41,8 +41,9 @@ PRESETS: dict[str, dict] = {
     ),
     # Real data on a CPU: the same architecture with ImageNet-initialised EfficientNet-Lite0 encoders
     # (offline, from the PyPI weight package: models/backbones.py), which take inputs in [-1, 1].
-    # Three Lite0s (segmenter at 192, both streams at 160: 5×5 tokens) train at about 41 and 23
-    # images/s on this 2-core CPU in bf16 (batch 32); 12 M parameters.
+    # Three Lite0s (segmenter at 192, both streams at 160: 5×5 tokens); 12 M parameters. One training
+    # step at batch 32 on this 2-core CPU (no AMX): segmenter 29 images/s fp32 (32 bf16), classifier
+    # 24 fp32 (19 bf16), random inputs, one measurement each.
     "small": dict(
         segmenter_encoder="tf_efficientnet_lite0",
         segmenter_decoder_channels=[96, 48, 32, 16],
