@@ -14,8 +14,10 @@ resumes from its checkpoint; ``--fresh`` starts over):
 3. Scoring through the pipeline (``dermfuse evaluate``'s path, the app's masks): the HAM10000 test
    split (classification with and without metadata, segmentation), the ISIC 2018 Task 1 test split
    (segmentation), and the 140 PH2 images as a cross-dataset segmentation check (never trained on).
-4. Export with its model card to ``--out``; the weights are stored in fp16 (``--half``) to stay under
-   25 MB, after checking that the probabilities agree with fp32 within 0.01 on test images.
+4. Export with its model card to ``--out``, weights in fp32. ``--half`` stores them in fp16 (half the
+   size) only after checking that no probability on 64 test images moves by more than 0.01; for the
+   shipped model it failed that check (fp16 rounding of the segmenter moved 0.24 % of one mask's
+   pixels, and that lesion crop moved a probability by 0.29), so it ships in fp32.
 
 A user with the full-size datasets points ``--ham10000`` and ``--isic2018_task1`` at them: the
 readers take any image size. ``--ph2=''`` skips the cross-dataset check.
@@ -68,7 +70,7 @@ class HAM10000Config:
     preset: str = "small"
     seed: int = 0
     workers: int = 2  # DataLoader workers
-    half: bool = True  # store the weights in fp16 (checked against fp32)
+    half: bool = False  # store the weights in fp16 (refused if a probability moves by more than 0.01)
     fresh: bool = False  # delete the work folder first
     progress: bool = True
 
