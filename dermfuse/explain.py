@@ -107,13 +107,21 @@ def standard_gradcam(classifier, image, lesion, metadata, target_class: int) -> 
     classifier.requires_grad_(True)  # as in a typical project: every parameter gets its gradient too
     try:
         for stream, encoder in classifier.encoders().items():
-            with GradCAM(model=Wrapped(), target_layers=[encoder.features.norm5]) as cam:
+            with GradCAM(model=Wrapped(), target_layers=[forward_features_output(encoder)]) as cam:
                 inputs = image if stream == "image" else lesion
                 out[stream] = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(target_class)])[0].astype(np.float32)
     finally:
         for parameter, flag in zip(classifier.parameters(), flags):
             parameter.requires_grad_(flag)
     return out
+
+
+def forward_features_output(encoder: nn.Module) -> nn.Module:
+    """The layer whose output a timm encoder's ``forward_features`` returns: DenseNet's ``features.norm5``,
+    EfficientNet's ``bn2`` (after ``conv_head``); the standard Grad-CAM target."""
+    if hasattr(encoder, "bn2") and hasattr(encoder, "conv_head"):
+        return encoder.bn2
+    return encoder.features.norm5
 
 
 def lesion_focus(cam: np.ndarray, mask: np.ndarray) -> float:

@@ -57,7 +57,7 @@ def phantom_section(metrics: dict | None, path: Path) -> str:
     return text
 
 
-def ham10000_section(metrics: dict | None, path: Path) -> str:
+def ham10000_section(metrics: dict | None, path: Path, speed: dict | None = None, speed_path: Path | None = None) -> str:
     """The shipped default model, learned from real HAM10000 / ISIC 2018 images, scored through the pipeline."""
     text = "## The real-data model: HAM10000 and ISIC 2018 Task 1 (the app's default)\n\n"
     if metrics is None or "pipeline_test" not in metrics:
@@ -89,6 +89,13 @@ def ham10000_section(metrics: dict | None, path: Path) -> str:
     if ph2:
         text += (f"\nCross-dataset, PH2 ({ph2['images']} images, another clinic): melanoma-score AUC for melanoma vs. nevus "
                  f"{number(ph2['auc'])}, sensitivity at 80 % specificity {number(ph2['sensitivity_at_80_specificity'])}.\n")
+    if speed:
+        text += (f"\nSpeed on this CPU (`benchmarks/bench_inference.py --model {speed['preset']}`, {speed['image']}, medians of "
+                 f"{speed['repeats']}; source `{speed_path}`): plain diagnosis {1e3 * speed['plain_s']:.0f} ms, explained "
+                 f"(both Grad-CAMs) {1e3 * speed['explained_s']:.0f} ms (ratio {speed['explained_over_plain']:.2f}), the usual "
+                 f"eager fp32 + full Grad-CAM per stream {1e3 * speed['typical_explained_s']:.0f} ms; batch-16 fast path "
+                 f"{speed['fast_images_per_s']:.1f} vs. eager fp32 {speed['eager_images_per_s']:.1f} images/s "
+                 f"({speed['batch_speedup']:.2f}×).\n")  # fmt: skip
     return text
 
 

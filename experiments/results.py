@@ -40,6 +40,7 @@ from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
 from experiments.real import NAME as REAL_MODEL  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+HAM10000_SPEED = Path("docs/results/inference_small_ham10000.json")  # bench_inference.py --model on the shipped model
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
@@ -123,7 +124,7 @@ def write_results_page(results: Path, out: Path) -> Path:
     sections = [
         "# dermfuse results\n",
         header + "\n",
-        ham10000_section(load(ROOT / ham10000_path), ham10000_path),
+        ham10000_section(load(ROOT / ham10000_path), ham10000_path, load(ROOT / HAM10000_SPEED), HAM10000_SPEED),
         claims_section(data["ablation"], data["shortcut"], data["metadata"]),
         ablation_section(data["ablation"], paths["ablation"], docs),
         shortcut_section(data["shortcut"], paths["shortcut"], docs),
