@@ -30,9 +30,10 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
     """
     name = model_config.get("name", "dermfuse")
     phantom = str(model_config.get("dataset", "")).startswith("phantom")
+    ham10000 = str(model_config.get("dataset", "")).lower().startswith("ham10000")  # CC BY-NC 4.0 data
     classes = model_config["classes"]
     sections = [
-        _front_matter(phantom),
+        _front_matter(phantom, "cc-by-nc-4.0" if ham10000 else "apache-2.0"),
         f"# {name}\n",
         _warnings(phantom),
         _summary(model_config),
@@ -46,14 +47,13 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         _calibration(metrics, model_config),
         _usage(repo_id or name),
         _intended_use(phantom),
-        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"),
-                     str(model_config.get("dataset", "")).lower().startswith("ham10000")),
+        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"), ham10000),
     ]
     if reproduce:
         sections.append(_reproduce(reproduce))
     if str(model_config.get("dataset", "")).startswith("PH2"):
         sections.append(f"## Data citation\n\nTrained on images of the PH² database (research use):\n\n> {PH2_CITATION}\n")
-    if str(model_config.get("dataset", "")).lower().startswith("ham10000"):
+    if ham10000:
         sections.append("## Data citation and licence\n\nTrained on HAM10000 (classifier and segmenter) and ISIC 2018 "
                         "Task 1 (segmenter), both released under **CC BY-NC 4.0**: these weights are derived from them, "
                         f"so use them non-commercially and cite:\n\n> {HAM10000_CITATION}\n\n> {ISIC2018_CITATION}\n")
@@ -63,11 +63,12 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
     return "\n".join(sections)
 
 
-def _front_matter(phantom: bool) -> str:
+def _front_matter(phantom: bool, licence: str = "apache-2.0") -> str:
+    """Hub YAML; ``licence`` is the weights' (those learned from CC BY-NC data inherit its terms)."""
     tags = ["dermatology", "skin-lesion", "image-classification", "image-segmentation", "grad-cam", "dermfuse"]
     if phantom:
         tags += ["synthetic-data", "not-for-diagnosis"]
-    lines = ["---", "library_name: dermfuse", "license: apache-2.0", "pipeline_tag: image-classification", "tags:"]
+    lines = ["---", "library_name: dermfuse", f"license: {licence}", "pipeline_tag: image-classification", "tags:"]
     lines += [f"- {tag}" for tag in tags]
     lines += ["metrics:", "- balanced_accuracy", "- roc_auc", "- dice", "- jaccard", "---", ""]
     return "\n".join(lines)
