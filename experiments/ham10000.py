@@ -108,7 +108,7 @@ def score(pipeline: DermFusePipeline, config: HAM10000Config, manifest: pd.DataF
     results = {}
     ham = test[test["source"] == "ham10000"].reset_index(drop=True)
     metrics, _ = evaluate(pipeline, ham, progress=config.progress)
-    metrics["command"] = (f"dermfuse evaluate {config.ham10000} --model {config.out} --manifest {config.out}/{MANIFEST} "
+    metrics["command"] = (f"dermfuse evaluate {os.path.relpath(config.ham10000)} --model {config.out} --manifest {config.out}/{MANIFEST} "
                           "--split test --out evaluation")  # fmt: skip
     results["pipeline_test"] = metrics
     segmentation = {"ham10000_test": metrics.get("segmentation")}

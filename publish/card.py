@@ -163,7 +163,8 @@ def _results(metrics: dict, classes: list[str]) -> str:
     test = metrics.get("test")
     if not test:
         return text + "Classifier test scores: not measured (the run had no test split).\n"
-    text += (f"Classifier, **test split** ({test['cases']} images, calibrated probabilities):\n\n"
+    text += (f"Classifier, **test split** ({test['cases']} images, calibrated probabilities; computed at the end of training "
+             "with the fp32 networks on the cached stage-1 masks, where the pipeline below runs the app's fast path):\n\n"
              "| accuracy | balanced accuracy | macro AUC (one-vs-rest) | ECE |\n|---|---|---|---|\n"
              f"| {_number(test['accuracy'])} | {_number(test['balanced_accuracy'])} | {_number(test['macro_auc'])} | "
              f"{_number(test['ece'])} |\n\n"
