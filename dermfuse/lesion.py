@@ -2,8 +2,8 @@
 
 ``masks_from_logits`` is the one way segmenter logits become masks at each image's own size: the
 pipeline (app, CLI, evaluation) and stage 2's mask cache both call it, so the classifier trains
-on exactly the lesion images it is later shown. ``clean_mask`` turns a probability map into one solid lesion (threshold, largest connected
-component, holes filled). ``lesion_image`` crops the mask's bounding box with a margin, made
+on exactly the lesion images it is later shown. ``clean_mask`` turns a probability map into one
+solid lesion (threshold, largest connected component, holes filled). ``lesion_image`` crops the mask's bounding box with a margin, made
 square, and blanks the surrounding skin to the normalisation mean (zero after normalisation), so
 the lesion encoder sees the lesion and nothing of the background. Training (stage 2), evaluation
 and the app all make lesion images with this one function.

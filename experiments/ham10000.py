@@ -164,10 +164,11 @@ def run_ham10000(config: HAM10000Config) -> Path:
         shutil.rmtree(work)
     segmenter_run, classifier_run = train_stages(config)
     manifest = read_manifest(classifier_run / MANIFEST)
-    model = DermFuse.from_pretrained(str(model_folder(classifier_run / MODEL_DIR)))
-    results = score(DermFusePipeline(DermFuse.from_pretrained(str(model_folder(classifier_run / MODEL_DIR)))), config, manifest)
+    model_dir = str(model_folder(classifier_run / MODEL_DIR))
+    results = score(DermFusePipeline.from_pretrained(model_dir), config, manifest)
     if config.half:
-        results["storage"] = {"dtype": "float16", "max_probability_change": half_agreement(model, manifest)}
+        change = half_agreement(DermFuse.from_pretrained(model_dir), manifest)
+        results["storage"] = {"dtype": "float16", "max_probability_change": change}
         if results["storage"]["max_probability_change"] > HALF_TOLERANCE:
             raise ValueError(f"fp16 storage changes a probability by {results['storage']['max_probability_change']:.4f} "
                              f"(> {HALF_TOLERANCE}): export with --half=false")  # fmt: skip
