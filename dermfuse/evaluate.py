@@ -51,8 +51,9 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
         rows, labels = zip(*labelled)
         calibrated = np.array([results[i].probabilities for i in rows])
         without_metadata = np.array([results[i].probabilities_without_metadata for i in rows])
-        # softmax(z / T) raised to the power T and renormalised is softmax(z): the uncalibrated scores.
-        uncalibrated = calibrated ** pipeline.model.temperature
+        # softmax((z + s) / T) raised to the power T, divided by exp(s) and renormalised is softmax(z): the
+        # uncalibrated scores.
+        uncalibrated = calibrated ** pipeline.model.temperature * np.exp(-np.asarray(pipeline.model.prior_shift or 0.0))
         uncalibrated /= uncalibrated.sum(1, keepdims=True)
         metrics["classification"] = classification_metrics(labels, calibrated, classes)
         metrics["classification_uncalibrated_ece"] = classification_metrics(labels, uncalibrated, classes)["ece"]

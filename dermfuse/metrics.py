@@ -12,6 +12,8 @@ mean, the confusion matrix. scikit-learn has no multiclass expected calibration 
 written here: top-label confidence in equal-width bins, the bins' |accuracy − confidence| weighted
 by their share of cases (Guo et al. 2017). ``fit_temperature`` finds the one temperature T that
 minimises the validation negative log-likelihood of ``softmax(logits / T)`` (Guo et al. 2017).
+``fit_prior_shift`` first puts back part of the class prior that class-balanced training took out
+(logit adjustment, Menon et al. 2021), as far as validation balanced accuracy allows.
 
 Undefined values (an AUC for a class absent from the labels, a sensitivity on an image with no
 lesion) are ``None`` in the returned dicts, so they serialise to JSON ``null`` and are never
@@ -199,6 +201,33 @@ def fit_temperature(logits: np.ndarray, labels: Sequence[int], bounds: tuple[flo
     result = minimize_scalar(nll, bounds=tuple(math.log(b) for b in bounds), method="bounded",
                              options={"xatol": 1e-5})  # fmt: skip
     return float(math.exp(result.x))
+
+
+def fit_prior_shift(logits: np.ndarray, labels: Sequence[int], log_prior: np.ndarray, tolerance: float = 0.005,
+                    bins: int = 15) -> tuple[float, float]:
+    """(α, T) for ``softmax((logits + α · log_prior) / T)``: the share α ∈ {0, 0.05, …, 1} of the log
+    class prior added back, with the lowest (validation) ECE among those that cost at most
+    ``tolerance`` balanced accuracy against α = 0, and the temperature fitted after it.
+
+    A model trained class-balanced scores every class as if all were equally common, so its confident
+    answers on real (nevus-heavy) data are too often wrong; adding the whole prior back (α = 1)
+    calibrates best but moves rare classes' cases to nevus, which balanced accuracy (the ISIC metric)
+    punishes. The tolerance states the trade.
+    """
+    logits, labels, log_prior = np.asarray(logits, dtype=np.float64), np.asarray(labels), np.asarray(log_prior, dtype=np.float64)
+    if log_prior.shape != (logits.shape[1],):
+        raise ValueError(f"log_prior has shape {log_prior.shape}; expected one value per class ({logits.shape[1]})")
+    floor = balanced_accuracy_score(labels, logits.argmax(1)) - tolerance
+    best = None
+    for alpha in np.linspace(0.0, 1.0, 21):
+        shifted = logits + alpha * log_prior
+        if alpha and balanced_accuracy_score(labels, shifted.argmax(1)) < floor:
+            continue
+        temperature = fit_temperature(shifted, labels)
+        ece = expected_calibration_error(labels, softmax(shifted, temperature), bins)
+        if best is None or ece < best[0]:
+            best = (ece, float(alpha), temperature)
+    return best[1], best[2]
 
 
 def _check_cases(labels, probabilities, classes) -> tuple[np.ndarray, np.ndarray]:

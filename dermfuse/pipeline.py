@@ -165,8 +165,8 @@ class DermFusePipeline:
             return self.model.classifier.forward_head(image_maps, lesion_maps, *self._metadata(metadata))
 
     def calibrated(self, logits: torch.Tensor) -> np.ndarray:
-        """Temperature-calibrated probabilities."""
-        return torch.softmax(logits.float() / self.model.temperature, dim=1).cpu().numpy()
+        """Calibrated probabilities (the model's prior shift and temperature)."""
+        return torch.softmax(self.model.calibrate(logits.float()), dim=1).cpu().numpy()
 
     def _metadata(self, metadata: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(metadata[k].to(self.device) for k in ("age", "sex", "site"))

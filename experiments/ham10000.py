@@ -14,10 +14,9 @@ resumes from its checkpoint; ``--fresh`` starts over):
 3. Scoring through the pipeline (``dermfuse evaluate``'s path, the app's masks): the HAM10000 test
    split (classification with and without metadata, segmentation), the ISIC 2018 Task 1 test split
    (segmentation), and the 140 PH2 images as a cross-dataset segmentation check (never trained on).
-4. Export with its model card to ``--out``, weights in fp32. ``--half`` stores them in fp16 (half the
-   size) only after checking that no probability on 64 test images moves by more than 0.01; for the
-   shipped model it failed that check (fp16 rounding of the segmenter moved 0.24 % of one mask's
-   pixels, and that lesion crop moved a probability by 0.29), so it ships in fp32.
+4. Export with its model card to ``--out``. The weights are stored in fp16 (half the size) when no
+   calibrated probability on 64 test images moves by more than 0.01 through the rounding, else in
+   fp32; the card says which, with the measured change (``--half=false`` skips the check: fp32).
 
 A user with the full-size datasets points ``--ham10000`` and ``--isic2018_task1`` at them: the
 readers take any image size. ``--ph2=''`` skips the cross-dataset check.
@@ -70,7 +69,7 @@ class HAM10000Config:
     preset: str = "small"
     seed: int = 0
     workers: int = 2  # DataLoader workers
-    half: bool = False  # store the weights in fp16 (refused if a probability moves by more than 0.01)
+    half: bool = True  # store the weights in fp16 if no probability moves by more than 0.01, else in fp32
     fresh: bool = False  # delete the work folder first
     progress: bool = True
 
@@ -166,12 +165,14 @@ def run_ham10000(config: HAM10000Config) -> Path:
     manifest = read_manifest(classifier_run / MANIFEST)
     model_dir = str(model_folder(classifier_run / MODEL_DIR))
     results = score(DermFusePipeline.from_pretrained(model_dir), config, manifest)
+    half = False
     if config.half:
         change = half_agreement(DermFuse.from_pretrained(model_dir), manifest)
-        results["storage"] = {"dtype": "float16", "max_probability_change": change}
-        if results["storage"]["max_probability_change"] > HALF_TOLERANCE:
-            raise ValueError(f"fp16 storage changes a probability by {results['storage']['max_probability_change']:.4f} "
-                             f"(> {HALF_TOLERANCE}): export with --half=false")  # fmt: skip
+        half = change <= HALF_TOLERANCE
+        results["storage"] = {"dtype": "float16" if half else "float32", "fp16_max_probability_change": change,
+                              "tolerance": HALF_TOLERANCE}
+        print(f"fp16 storage moves a probability by at most {change:.4f}: "
+              + ("stored in fp16" if half else f"more than {HALF_TOLERANCE}, stored in fp32"))
     minutes = (time.monotonic() - started) / 60
     trained = training_minutes(segmenter_run, classifier_run)
     reproduce = {
@@ -181,7 +182,7 @@ def run_ham10000(config: HAM10000Config) -> Path:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
     }
     out = export(classifier_run, config.out, reproduce=reproduce, results=results)
-    if config.half:
+    if half:
         store_half(out)
     print(f"real-data model in {out} ({minutes:.1f} minutes)")
     return out

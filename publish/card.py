@@ -114,8 +114,16 @@ def _preprocessing(config: dict) -> str:
   slightly dilated mask blanked to the mean (`dermfuse.lesion.lesion_image_fn`).
 - Metadata: age in years (missing allowed), sex in {list(config['sexes'])}, site in the unified vocabulary
   {list(config['sites'])}; anything unknown is `unknown`, which the model was trained to expect.
-- Output: `softmax(logits / T)` with the calibrated temperature T = {config.get('temperature', 1.0):.4f} from `config.json`.
+- Output: {_output(config)}
 """
+
+
+def _output(config: dict) -> str:
+    temperature = config.get("temperature", 1.0)
+    if config.get("prior_shift") is None:
+        return f"`softmax(logits / T)` with the calibrated temperature T = {temperature:.4f} from `config.json`."
+    return (f"`softmax((logits + s) / T)` with the calibrated prior shift s = {[round(v, 4) for v in config['prior_shift']]} "
+            f"and temperature T = {temperature:.4f} from `config.json` (`DermFuse.calibrate`).")
 
 
 def _training(config: dict, metrics: dict, train_config: dict) -> str:
@@ -232,9 +240,12 @@ Jaccard sets images under 0.65 to 0, as ISIC scores):
         text += (f"\nOn PH2 (melanoma vs nevus, {ph2['images']} images from another clinic): melanoma-score AUC "
                  f"{_number(ph2['auc'])}, sensitivity at 80 % specificity {_number(ph2['sensitivity_at_80_specificity'])}.\n")
     storage = metrics.get("storage")
-    if storage:
-        text += (f"\nWeights are stored in {storage['dtype']} (loaded as fp32); on test images no calibrated probability "
-                 f"moved by more than {storage['max_probability_change']:.4f} against the fp32 weights.\n")
+    if storage and storage["dtype"] == "float16":
+        text += (f"\nWeights are stored in float16 (loaded as fp32); on test images no calibrated probability "
+                 f"moved by more than {storage['fp16_max_probability_change']:.4f} against the fp32 weights.\n")
+    elif storage:
+        text += (f"\nWeights are stored in float32: fp16 rounding moved a calibrated probability on test images by "
+                 f"{storage['fp16_max_probability_change']:.4f}, more than the {storage['tolerance']} allowed.\n")
     return text
 
 
@@ -278,9 +289,15 @@ def _calibration(metrics: dict, config: dict) -> str:
     calibration = metrics.get("calibration")
     if not calibration:
         return "## Calibration\n\nNot calibrated (temperature 1).\n"
+    shift = calibration.get("prior_shift")
+    prior = "" if not shift else f"""The classifier was trained class-balanced, so it scores every class as if all were equally common. First
+a share α = {shift['alpha']:.2f} of the training split's log class frequencies is added back to the logits: of the
+shares 0, 0.05, …, 1, the one with the lowest validation ECE among those costing at most {shift['tolerance']}
+validation balanced accuracy (`dermfuse.metrics.fit_prior_shift`; logit adjustment, Menon et al. 2021). Then
+"""
     return f"""## Calibration
 
-One temperature T = {calibration['temperature']:.4f}, fitted on {_fitted_on(calibration.get('fitted_on', 'val'))} by minimising the
+{prior}{"one" if shift else "One"} temperature T = {calibration['temperature']:.4f}, fitted on {_fitted_on(calibration.get('fitted_on', 'val'))} by minimising the
 negative log-likelihood, is stored in `config.json` and applied by the model's users. Expected calibration
 error (top-label, {calibration['bins']} equal-width bins):
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermfuse.data.transforms import IMAGENET_MEAN, Augment, mask_to_tensor, to_image, to_tensor
+from dermfuse.data.transforms import IMAGENET_MEAN, Augment, jitter_mask, mask_to_tensor, to_image, to_tensor
 
 
 def _square_pair(width=120, height=90):
@@ -108,7 +108,8 @@ def test_augment_without_jitter_only_moves_pixels():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"scale": (0.0, 1.0)}, "scale="), ({"brightness": 1.5}, "brightness="), ({"hue": 0.7}, "hue=")],
+    [({"scale": (0.0, 1.0)}, "scale="), ({"brightness": 1.5}, "brightness="), ({"hue": 0.7}, "hue="),
+     ({"mask_jitter": 0.6}, "mask_jitter=")],
 )
 def test_augment_refuses_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
@@ -119,3 +120,28 @@ def test_augment_refuses_misaligned_mask():
     image, mask = _square_pair()
     with pytest.raises(ValueError, match="differ in size"):
         Augment()(image, mask[:-1], rng=0)
+
+
+def test_mask_jitter_moves_the_outline_within_its_bound():
+    mask = np.zeros((200, 200), dtype=bool)
+    mask[60:140, 50:130] = True  # an 80-pixel lesion
+    areas, centres = [], []
+    for seed in range(20):
+        out = jitter_mask(mask, 0.1, np.random.default_rng(seed))
+        ys, xs = np.nonzero(out)
+        areas.append(out.sum())
+        centres.append((ys.mean(), xs.mean()))
+        assert abs(ys.mean() - 99.5) <= 8.5 and abs(xs.mean() - 89.5) <= 8.5  # shifted by at most 10 % of 80 px
+        assert 60**2 <= out.sum() <= 100**2  # grown or shrunk by at most 8 px a side
+    assert len(set(areas)) > 5 and len(set(centres)) > 5  # it does vary
+    assert not jitter_mask(np.zeros((50, 50), dtype=bool), 0.1, np.random.default_rng(0)).any()
+
+
+def test_augment_jitters_the_mask_only_when_asked():
+    image, mask = _square_pair()
+    fixed = Augment(brightness=0, contrast=0, saturation=0, hue=0, scale=(1.0, 1.0), ratio=(1.0, 1.0), flips=False, rotate90=False)
+    assert np.array_equal(fixed(image, mask, rng=3)[1], mask)
+    jittered = Augment(brightness=0, contrast=0, saturation=0, hue=0, scale=(1.0, 1.0), ratio=(1.0, 1.0), flips=False,
+                       rotate90=False, mask_jitter=0.2)
+    out_image, out_mask = jittered(image, mask, rng=3)
+    assert np.array_equal(np.asarray(out_image), np.asarray(image)) and not np.array_equal(out_mask, mask)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, jaccard_score, recall_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, jaccard_score, recall_score, roc_auc_score
 
 from dermfuse.metrics import (
     classification_metrics,
     expected_calibration_error,
+    fit_prior_shift,
     fit_temperature,
     mask_counts,
     reliability_bins,
@@ -106,6 +107,27 @@ def test_fit_temperature_recovers_the_temperature_that_made_the_logits_overconfi
     after = expected_calibration_error(labels, softmax(overconfident, fitted))
     assert after < before / 2
     assert (softmax(overconfident, fitted).argmax(1) == overconfident.argmax(1)).all()  # accuracy unchanged
+
+
+def test_fit_prior_shift_puts_back_the_prior_a_balanced_model_left_out():
+    rng = np.random.default_rng(1)
+    prior = np.array([0.7, 0.2, 0.1])
+    n, k = 6000, 3
+    labels = rng.choice(k, size=n, p=prior)
+    balanced = rng.normal(0, 1.0, (n, k)) + 2.0 * np.eye(k)[labels]  # scores as if every class were equally common
+    log_prior = np.log(prior) - np.log(prior).mean()
+    alpha, temperature = fit_prior_shift(balanced, labels, log_prior, tolerance=1.0)  # any balanced-accuracy cost
+    # The true posterior's logits are 2·z + log prior = (z + 0.5 · log prior) / 0.5.
+    assert alpha == pytest.approx(0.5, abs=0.15) and temperature == pytest.approx(0.5, rel=0.2)
+    before = expected_calibration_error(labels, softmax(balanced, fit_temperature(balanced, labels)))
+    after = expected_calibration_error(labels, softmax(balanced + alpha * log_prior, temperature))
+    assert after < before
+    strict_alpha, _ = fit_prior_shift(balanced, labels, log_prior, tolerance=0.0)  # no cost allowed
+    strict = balanced + strict_alpha * log_prior
+    assert balanced_accuracy_score(labels, strict.argmax(1)) >= balanced_accuracy_score(labels, balanced.argmax(1))
+    assert strict_alpha < alpha
+    with pytest.raises(ValueError, match="one value per class"):
+        fit_prior_shift(balanced, labels, log_prior[:2])
 
 
 def test_bad_inputs_raise_value_error():

@@ -226,3 +226,15 @@ def test_update_config_reaches_saved_config(tmp_path):
         model.update_config(embed_dim=3)
     with pytest.raises(ValueError, match="positive"):
         model.update_config(temperature=0)
+
+
+def test_prior_shift_is_saved_and_applied_before_the_temperature(tmp_path):
+    model = create_model("tiny", **SMALL["tiny"])
+    shift = [0.5, -0.5] + [0.0] * (len(model.classes) - 2)
+    model.update_config(temperature=2.0, prior_shift=shift)
+    model.save_pretrained(tmp_path)
+    loaded = DermFuse.from_pretrained(tmp_path)
+    logits = torch.zeros(1, len(model.classes))
+    assert loaded.calibrate(logits)[0, :2].tolist() == [0.25, -0.25]
+    with pytest.raises(ValueError, match="one per class"):
+        model.update_config(prior_shift=[1.0])

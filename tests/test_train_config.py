@@ -86,4 +86,4 @@ def test_describe_prints_every_setting_and_help_lists_comments():
     assert "segmenter configuration (preset tiny)" in text and "lr                 = 0.5" in text
     help_text = describe_fields(ClassifierConfig)
     assert "--balance='sampler' [str]" in help_text and "class imbalance" in help_text
-    assert "(tiny: 15, small: 8, paper: 50)" in help_text  # the epochs per preset
+    assert "(tiny: 15, small: 10, paper: 50)" in help_text  # the epochs per preset

@@ -23,11 +23,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Stage 1 (2 epochs) then stage 2 (2 epochs) on 28 phantoms at 64 px."""
+    """Stage 1 (2 epochs) then stage 2 (2 epochs, jittered masks, prior-shift calibration) on 28 phantoms at 64 px."""
     root = tmp_path_factory.mktemp("pipeline")
     data = make_phantoms(root / "phantoms")
     segmenter = run_segmenter(parse_config(SegmenterConfig, segmenter_args(root / "seg", data, "--epochs=2")))
-    classifier = run_classifier(parse_config(ClassifierConfig, classifier_args(root / "cls", segmenter, "--epochs=2")))
+    classifier = run_classifier(parse_config(ClassifierConfig, classifier_args(root / "cls", segmenter, "--epochs=2", "--mask_jitter=0.1",
+                                                                     "--calibration=prior")))
     return segmenter, classifier
 
 
@@ -54,6 +55,12 @@ def test_stage2_calibrates_stores_temperature_and_writes_figures(runs):
     calibration = metrics["calibration"]
     model = DermFuse.from_pretrained(str(cls / "model"))
     assert model.temperature == pytest.approx(calibration["temperature"]) and model.temperature != 1.0
+    shift = calibration["prior_shift"]
+    assert 0 <= shift["alpha"] <= 1 and len(shift["log_prior"]) == len(model.classes)
+    if shift["alpha"]:
+        assert model.prior_shift == pytest.approx([shift["alpha"] * v for v in shift["log_prior"]])
+    else:
+        assert model.prior_shift is None
     assert model.name == "dermfuse-tiny-phantom" and model.dataset.startswith("phantom (synthetic)")
     assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9  # fitted on val: never worse there
     # The OOD gate was fitted on the 14 training images and stored in the model's config.

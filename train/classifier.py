@@ -5,8 +5,9 @@
 
 Reads top to bottom: configuration → the stage-1 model and the split → the model to train →
 lesion masks predicted once and cached → training (``loop.fit``, early stopping on validation
-balanced accuracy) → temperature scaling fitted on the validation split and stored in the model's
-config → test evaluation → artefacts.
+balanced accuracy) → calibration fitted on the validation split (temperature scaling; with
+``--calibration=prior`` after putting back part of the class prior that balancing took out) and
+stored in the model's config → test evaluation → artefacts.
 
 The masks are predicted by the stage-1 segmenter for every image (train, val and test) through
 the pipeline the app uses (``DermFusePipeline.segment``: :func:`dermfuse.lesion.masks_from_logits`
@@ -43,7 +44,8 @@ from dermfuse import DermFuse
 from dermfuse.data import Augment, ClassificationDataset, load_image
 from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
 from dermfuse.lesion import lesion_image_fn
-from dermfuse.metrics import classification_metrics, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from dermfuse.metrics import (classification_metrics, expected_calibration_error, fit_prior_shift, fit_temperature,
+                              negative_log_likelihood, softmax)
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
@@ -255,7 +257,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     def dataset(split: str, augment: Augment | None = None) -> ClassificationDataset:
         return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std)
 
-    train_set, val_set = dataset("train", Augment() if config.augment else None), dataset("val")
+    train_set, val_set = dataset("train", Augment(mask_jitter=config.mask_jitter) if config.augment else None), dataset("val")
     train_labels = train_set.labels.numpy()
     criterion = make_criterion(config, train_labels, len(classes), runtime.device)
 
@@ -271,19 +273,28 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
                 checkpoint=checkpoint,
                 balance_labels=train_labels if config.balance == "sampler" else None, on_epoch=on_epoch)  # fmt: skip
 
-    # Calibrate the best model: one temperature, fitted on the validation split, stored in its config.
+    # Calibrate the best model on the validation split: the temperature and, with --calibration=prior, first the
+    # share of the training class prior put back (metrics.fit_prior_shift); both stored in its config.
     best = DermFuse.from_pretrained(str(model_folder(run / MODEL_DIR)))
     model.load_state_dict(best.state_dict())
     calibration = {"bins": config.ece_bins}
+    shift = np.zeros(len(classes))
     if len(val_set):
         val_logits, val_labels = predict(model, val_set, config, runtime)
-        temperature = config.temperature or fit_temperature(val_logits, val_labels)
+        if config.calibration == "prior":
+            counts = np.bincount(train_labels, minlength=len(classes)) + 1.0
+            log_prior = np.log(counts / counts.sum()) - np.log(counts / counts.sum()).mean()
+            alpha, temperature = fit_prior_shift(val_logits, val_labels, log_prior, bins=config.ece_bins)
+            shift = alpha * log_prior
+            calibration["prior_shift"] = {"alpha": alpha, "log_prior": log_prior.tolist(), "tolerance": 0.005}
+        else:
+            temperature = config.temperature or fit_temperature(val_logits, val_labels)
         calibration.update(val_ece_before=expected_calibration_error(val_labels, softmax(val_logits), config.ece_bins),
-                           val_ece_after=expected_calibration_error(val_labels, softmax(val_logits, temperature), config.ece_bins))
+                           val_ece_after=expected_calibration_error(val_labels, softmax(val_logits + shift, temperature), config.ece_bins))
     else:
         temperature = config.temperature
     calibration.update(temperature=temperature, fitted_on=config.temperature_from if config.temperature else "val")
-    model.update_config(temperature=temperature)
+    model.update_config(temperature=temperature, prior_shift=shift.tolist() if shift.any() else None)
     # The out-of-distribution gate: fitted on (a sample of) the training images, stored in the config.
     ood = None
     if config.ood_images:
@@ -295,7 +306,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     test = None
     if len(parts["test"]):
         test_logits, test_labels = predict(model, dataset("test"), config, runtime)
-        before, after = softmax(test_logits), softmax(test_logits, temperature)
+        before, after = softmax(test_logits), softmax(test_logits + shift, temperature)
         test = classification_metrics(test_labels, after, classes, config.ece_bins)
         calibration["test_ece_before"] = expected_calibration_error(test_labels, before, config.ece_bins)
         calibration["test_ece_after"] = test["ece"]
@@ -312,7 +323,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
             roc_curves(test_labels, after, classes, run / "roc_curves.png", "One-vs-rest ROC (test)")
             reliability_diagram(test_labels, before, after, run / "reliability.png", config.ece_bins, temperature)
             runtime.print(f"test: balanced accuracy {test['balanced_accuracy']:.4f}, macro AUC {format_metric(test['macro_auc'])}, "
-                          f"ECE {calibration['test_ece_before']:.4f} → {calibration['test_ece_after']:.4f} (T = {temperature:.3f})")  # fmt: skip
+                          f"ECE {calibration['test_ece_before']:.4f} → {calibration['test_ece_after']:.4f} (T = {temperature:.3f}"
+                          + (f", prior shift α = {calibration['prior_shift']['alpha']:.2f})" if "prior_shift" in calibration else ")"))  # fmt: skip
         runtime.print(f"stage 2 done ({state.stopped}); calibrated model in {run / MODEL_DIR}")
     runtime.barrier()
     return run

@@ -23,6 +23,7 @@ from dermfuse.models.presets import VARIANTS
 CONFIG_FILE = "train_config.json"
 PRECISIONS = ("auto", "bf16", "fp32")
 BALANCING = ("sampler", "weighted", "focal", "none")
+CALIBRATIONS = ("temperature", "prior")
 
 
 @dataclass
@@ -90,8 +91,10 @@ class ClassifierConfig(TrainConfig):
     balance: str = "sampler"  # class imbalance: sampler (class-balanced), weighted (loss), focal, none
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
+    mask_jitter: float = 0.0  # grow/shrink/shift each training mask by up to this fraction of the lesion's side
     name: str = ""  # the model's name in its config (default dermfuse-<preset>-<data>)
     ece_bins: int = 15
+    calibration: str = "temperature"  # temperature, or prior: first put back part of the class prior balancing took out
     temperature: float = 0.0  # calibration temperature to use as given (0: fit it on the validation split)
     temperature_from: str = "given"  # where a given --temperature was fitted (for the model card)
     variant: str = ""  # ablation: a fresh classifier of this variant (baseline, lesion, metadata, full, concat)
@@ -105,15 +108,15 @@ class ClassifierConfig(TrainConfig):
 TRAINING_RECIPES: dict[str, dict[str, dict]] = {
     "segmenter": {
         "tiny": dict(epochs=8, batch_size=16, lr=2e-3, weight_decay=1e-4, warmup_steps=30),
-        "small": dict(epochs=4, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
+        "small": dict(epochs=8, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
                       checkpoint_every=100),
         "paper": dict(epochs=60, batch_size=16, lr=3e-4, weight_decay=1e-4, warmup_steps=500, pretrained=True,
                       patience=10, workers=8, checkpoint_every=500, eval_batch_size=64),
     },
     "classifier": {
         "tiny": dict(epochs=15, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=50, patience=6),
-        "small": dict(epochs=8, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=150, balance="weighted",
-                      checkpoint_every=50),
+        "small": dict(epochs=10, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=150, balance="weighted",
+                      mask_jitter=0.05, calibration="prior", checkpoint_every=50),
         "paper": dict(epochs=50, batch_size=32, lr=1e-4, weight_decay=0.05, warmup_steps=500, patience=10,
                       workers=8, checkpoint_every=500, eval_batch_size=64),
     },
@@ -235,6 +238,12 @@ def check_train_config(config: TrainConfig) -> None:
             raise ValueError(f"--balance={config.balance}: expected one of {', '.join(BALANCING)}")
         if not 0 <= config.label_smoothing < 1:
             raise ValueError(f"--label_smoothing={config.label_smoothing}: must be in [0, 1)")
+        if config.calibration not in CALIBRATIONS:
+            raise ValueError(f"--calibration={config.calibration}: expected one of {', '.join(CALIBRATIONS)}")
+        if config.calibration == "prior" and config.temperature:
+            raise ValueError("--calibration=prior fits the temperature itself: leave --temperature at 0")
+        if not 0 <= config.mask_jitter < 0.5:
+            raise ValueError(f"--mask_jitter={config.mask_jitter}: a fraction of the lesion's side in [0, 0.5)")
         if config.image_size and (config.image_size % 32 or config.image_size < 32):
             raise ValueError(f"--image_size={config.image_size}: must be a multiple of 32")
         if config.temperature < 0:

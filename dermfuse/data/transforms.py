@@ -72,6 +72,11 @@ class Augment:
     with probability ``hair_probability``, up to ``max_hairs`` thin dark curved hairs: hair is the
     commonest occluder in dermoscopy and the lesion stays a lesion underneath it, so the mask is
     unchanged.
+
+    ``mask_jitter`` (classifier training only; the segmenter's mask is its target and must stay exact):
+    the mask alone is grown or shrunk by up to that fraction of the lesion's side and shifted by up to
+    the same fraction, as a segmenter's outline varies from one view of a lesion to the next. The lesion
+    image cut from it then varies too, so the lesion stream does not hinge on one exact crop.
     """
 
     flips: bool = True
@@ -84,6 +89,7 @@ class Augment:
     hue: float = 0.02
     hair_probability: float = 0.0
     max_hairs: int = 12
+    mask_jitter: float = 0.0
 
     def __post_init__(self):
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
@@ -97,6 +103,8 @@ class Augment:
             raise ValueError(f"hue={self.hue}: need a value in [0, 0.5]")
         if not 0.0 <= self.hair_probability <= 1.0 or self.max_hairs < 1:
             raise ValueError("hair_probability must be in [0, 1] and max_hairs at least 1")
+        if not 0.0 <= self.mask_jitter < 0.5:
+            raise ValueError(f"mask_jitter={self.mask_jitter}: need a fraction of the lesion's side in [0, 0.5)")
 
     def __call__(self, image: Image.Image, mask: np.ndarray | None = None, rng=None):
         """Augment ``image`` (RGB PIL) and ``mask`` (bool (H, W) or None); returns (image, mask).
@@ -118,6 +126,8 @@ class Augment:
         if self.rotate90 and turns:  # PIL's ROTATE_90 and np.rot90 both turn counter-clockwise
             image, mask = image.transpose(_ROTATIONS[turns]), _apply(mask, lambda m: np.rot90(m, turns))
         image = self._jitter(image, rng)
+        if self.mask_jitter and mask is not None:
+            mask = jitter_mask(np.ascontiguousarray(mask), self.mask_jitter, rng)
         if rng.random() < self.hair_probability:
             image = draw_hair(image, rng, int(rng.integers(1, self.max_hairs + 1)))
         return image, (None if mask is None else np.ascontiguousarray(mask))
@@ -139,6 +149,27 @@ class Augment:
         image = F.adjust_contrast(image, contrast)
         image = F.adjust_saturation(image, saturation)
         return F.adjust_hue(image, hue) if self.hue > 0 else image
+
+
+def jitter_mask(mask: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Grow or shrink ``mask`` by up to ``amount`` of the lesion's side, then shift it by up to as much.
+
+    An empty mask stays empty, and a shrink never erases the lesion (it is skipped instead).
+    """
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return mask
+    side = max(np.ptp(ys), np.ptp(xs)) + 1
+    radius = int(round(rng.uniform(-amount, amount) * side))
+    if radius:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(radius) + 1, 2 * abs(radius) + 1))
+        changed = (cv2.dilate if radius > 0 else cv2.erode)(mask.astype(np.uint8), disc).astype(bool)
+        mask = changed if changed.any() else mask
+    dy, dx = (int(round(rng.uniform(-amount, amount) * side)) for _ in range(2))
+    shifted = np.zeros_like(mask)
+    height, width = mask.shape
+    shifted[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return shifted if shifted.any() else mask
 
 
 def draw_hair(image: Image.Image, rng: np.random.Generator, count: int) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,7 +27,16 @@ from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-MUTABLE_CONFIG = ("temperature", "ood", "dataset", "name")
+MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "dataset", "name")
+
+
+def _check_prior_shift(shift, classes: int) -> list[float] | None:
+    if shift is None:
+        return None
+    shift = [float(v) for v in shift]
+    if len(shift) != classes or not all(math.isfinite(v) for v in shift):
+        raise ValueError(f"prior_shift must be {classes} finite numbers (one per class), got {shift}")
+    return shift
 
 
 class UnsafeCheckpointError(ValueError):
@@ -69,6 +79,7 @@ class DermFuse(
         sexes: list[str] = vocab.SEXES,
         sites: list[str] = vocab.SITES,
         temperature: float = 1.0,
+        prior_shift: list[float] | None = None,
         dataset: str = "untrained",
         name: str = "dermfuse",
         ood: dict | None = None,
@@ -96,6 +107,7 @@ class DermFuse(
         self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
+        self.prior_shift = _check_prior_shift(prior_shift, len(classes))
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -125,7 +137,7 @@ class DermFuse(
         return dict(self._hub_mixin_config)
 
     def update_config(self, **changes) -> None:
-        """Change what training learns after the architecture is fixed (``temperature``, ``ood``,
+        """Change what training learns after the architecture is fixed (``temperature``, ``prior_shift``, ``ood``,
         ``dataset``, ``name``), on the model and in the config ``save_pretrained`` writes."""
         unknown = sorted(set(changes) - set(MUTABLE_CONFIG))
         if unknown:
@@ -134,9 +146,18 @@ class DermFuse(
             changes["temperature"] = float(changes["temperature"])
             if not changes["temperature"] > 0:
                 raise ValueError(f"temperature must be positive, got {changes['temperature']}")
+        if "prior_shift" in changes:
+            changes["prior_shift"] = _check_prior_shift(changes["prior_shift"], len(self.classes))
         for key, value in changes.items():
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (B, classes): ``(logits + prior_shift) / temperature``, both fitted on validation
+        data after training (``metrics.fit_prior_shift``); their softmax is the probabilities dermfuse shows."""
+        if self.prior_shift is not None:
+            logits = logits + torch.tensor(self.prior_shift, dtype=logits.dtype, device=logits.device)
+        return logits / self.temperature
 
     def load_imagenet_weights(self, segmenter: bool = True) -> None:
         """Initialise every encoder (the classifier's only, with ``segmenter=False``) from timm's ImageNet
