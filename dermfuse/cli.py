@@ -56,7 +56,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from .data.readers import read_dataset
     from .data.splits import read_manifest
     from .evaluate import evaluate as run_evaluation
-    from .evaluate import write_evaluation_report
+    from .evaluate import model_splits, training_overlap, write_evaluation_report
     from .pipeline import DermFusePipeline
 
     table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
@@ -70,26 +70,38 @@ def evaluate(args: argparse.Namespace) -> int:
         table = table[table["image_id"].isin(keep)]
         if len(table) != len(keep):
             raise ValueError(f"{len(keep) - len(table)} images of split {args.split!r} in {args.manifest} are not in {args.data}")
+    splits = model_splits(args.model)
+    if args.exclude_training_images and splits is not None:
+        table = table[~table["image_id"].isin(splits.loc[splits["split"].isin(["train", "val"]), "image_id"])]
+        if table.empty:
+            raise ValueError("every image was used to fit this model: nothing is left to evaluate")
     if args.limit:
         table = table.head(args.limit)
+    overlap = training_overlap(splits, table["image_id"])
+    if "warning" in overlap:
+        print(f"WARNING: {overlap['warning']} (--exclude-training-images leaves them out)", file=sys.stderr)
     pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
     metrics, arrays = run_evaluation(pipeline, table.reset_index(drop=True), batch_size=args.batch_size)
     metrics["data"] = {"root": str(args.data), "manifest": args.manifest, "split": args.split if args.manifest else "all"}
+    metrics["training_images"] = overlap
     write_evaluation_report(metrics, arrays, list(pipeline.model.classes), pipeline.model.temperature, Path(args.out))
     seg, cls = metrics.get("segmentation"), metrics.get("classification")
     if seg:
         print(f"segmentation ({seg['images']} images): Dice {seg['dice']:.3f}, IoU {seg['iou']:.3f}, "
               f"thresholded Jaccard {seg['thresholded_jaccard']:.3f}")
     if cls:
+        auc = "undefined (a class is missing)" if cls["macro_auc"] is None else f"{cls['macro_auc']:.3f}"
         print(f"classification ({cls['cases']} cases): balanced accuracy {cls['balanced_accuracy']:.3f}, "
-              f"macro AUC {cls['macro_auc']:.3f}, ECE {cls['ece']:.3f} (uncalibrated {metrics['classification_uncalibrated_ece']:.3f})")
+              f"macro AUC {auc}, ECE {cls['ece']:.3f} (uncalibrated {metrics['classification_uncalibrated_ece']:.3f})")
+    if "warning" in overlap:
+        print(f"WARNING: {overlap['warning']}")
     print(f"wrote {args.out}/metrics.json and figures")
     return 0
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=default_model_source(),
-                        help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped demo)")
+                        help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped real-data model)")
     parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto",
                         help="bf16 autocast + channels-last where supported (default: auto)")
 
@@ -121,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="split manifest CSV (from training); evaluate only --split of it")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--exclude-training-images", action="store_true",
+                   help="leave out the images the model was trained or calibrated on (from its splits.csv)")
     p.add_argument("--out", default="evaluation", help="output folder (default: evaluation/)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(run=evaluate)

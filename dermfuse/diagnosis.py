@@ -11,6 +11,7 @@ import numpy as np
 
 from . import vocab
 
+WITHHELD_FIELDS = ("probabilities", "probabilities_without_metadata", "top_index", "top_class", "top_probability", "top_diagnosis")
 ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention", "image")
 
 
@@ -24,6 +25,9 @@ class Diagnosis:
     ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
     shows it does not decode it again. ``probabilities`` are temperature-calibrated, in the order of
     ``classes``; ``metadata`` holds the checked values the model saw (age in years or ``None``, sex, site).
+
+    ``assessable`` is False when the image failed the assessability gate (``assess.py``); ``reasons``
+    then say why, and no diagnosis should be shown: ``to_dict`` leaves the scores out unless asked.
     """
 
     classes: list[str]
@@ -44,6 +48,10 @@ class Diagnosis:
     ood_threshold: float | None = None
     image_id: str | None = None
     image: np.ndarray | None = None
+    assessable: bool = True
+    reasons: list[str] = field(default_factory=list)
+    dermoscopy_score: float | None = None
+    assessment_numbers: dict[str, float] | None = None
 
     @property
     def top_class(self) -> str:
@@ -62,8 +70,12 @@ class Diagnosis:
         values = self.probabilities if with_metadata else self.probabilities_without_metadata
         return dict(zip(self.classes, values))
 
-    def to_dict(self, arrays: bool = False) -> dict:
-        """Plain JSON-ready dict; with ``arrays`` the images and maps too (as base64 ``.npy``)."""
+    def to_dict(self, arrays: bool = False, scores_if_not_assessable: bool = False) -> dict:
+        """Plain JSON-ready dict; with ``arrays`` the images and maps too (as base64 ``.npy``).
+
+        For an image that is not assessable the scores and the top class are ``None`` unless
+        ``scores_if_not_assessable``; ``scores_withheld`` says whether they were left out.
+        """
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -76,16 +88,23 @@ class Diagnosis:
         out["top_probability"] = self.top_probability
         out["top_diagnosis"] = vocab.DIAGNOSIS_NAMES[self.top_class]
         out["lesion_found"] = self.lesion_found
+        out["scores_withheld"] = not self.assessable and not scores_if_not_assessable
+        if out["scores_withheld"]:
+            for key in WITHHELD_FIELDS:
+                out[key] = None
         return out
 
-    def to_json(self, arrays: bool = False, **kwargs) -> str:
-        return json.dumps(self.to_dict(arrays=arrays), **kwargs)
+    def to_json(self, arrays: bool = False, scores_if_not_assessable: bool = False, **kwargs) -> str:
+        return json.dumps(self.to_dict(arrays=arrays, scores_if_not_assessable=scores_if_not_assessable), **kwargs)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Diagnosis":
         missing = [f.name for f in fields(cls) if f.name in ARRAY_FIELDS[:3] and f.name not in data]
         if missing:
             raise ValueError(f"cannot rebuild a Diagnosis without its arrays {missing}: save it with to_json(arrays=True)")
+        if data.get("scores_withheld"):
+            raise ValueError("this result was saved without its scores (the image was not assessable): save it with "
+                             "to_json(arrays=True, scores_if_not_assessable=True)")
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         for name in ARRAY_FIELDS:
             if name in values:

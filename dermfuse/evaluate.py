@@ -3,6 +3,10 @@
 The numbers come from exactly the path a user's image takes (``DermFusePipeline``: masks at the
 image's resolution, lesion images from the predicted masks, calibrated probabilities), so the
 figures in a model card can be reproduced with ``dermfuse evaluate``.
+
+A model that ships its split (``splits.csv``: every image it was trained or calibrated on) is checked
+against the evaluated images (``training_overlap``), so a score on its own training images is never
+printed as if it measured new ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,40 @@ from .data.io import load_image_and_mask
 from .metrics import classification_metrics, mask_counts, segmentation_metrics, segmentation_scores
 from .pipeline import Case, DermFusePipeline
 from .predict import predict_all
+
+
+SPLITS_FILE = "splits.csv"
+
+
+def model_splits(source: str) -> pd.DataFrame | None:
+    """The split a model was fitted on (``image_id``, ``split``) from its folder or Hub repo; None if it has none."""
+    folder = Path(source)
+    if folder.is_dir():
+        path = folder / SPLITS_FILE
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(source, SPLITS_FILE))
+        except EntryNotFoundError:
+            return None
+    return pd.read_csv(path, usecols=["image_id", "split"]) if path.is_file() else None
+
+
+def training_overlap(splits: pd.DataFrame | None, image_ids) -> dict:
+    """How many of ``image_ids`` the model was trained (``train``) or calibrated (``val``) on."""
+    if splits is None:
+        return {"checked": False, "note": "the model has no splits.csv: whether these images were used to fit it is unknown"}
+    ids = set(image_ids)
+    used = splits[splits["image_id"].isin(ids)]
+    counts = {split: int((used["split"] == split).sum()) for split in ("train", "val")}
+    overlap = {"checked": True, "images": len(ids), **counts}
+    if counts["train"] or counts["val"]:
+        overlap["warning"] = (f"{counts['train'] + counts['val']} of these {len(ids)} images were used to fit this model "
+                              f"({counts['train']} to train it, {counts['val']} to calibrate it and pick its epoch): "
+                              "scores on them overstate how it does on new images")  # fmt: skip
+    return overlap
 
 
 def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 16, progress: bool = True,

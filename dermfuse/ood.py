@@ -53,13 +53,18 @@ def fit_ood(deep: np.ndarray, capture: np.ndarray, quantile: float = 0.99) -> di
     return config
 
 
-def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray:
-    """Scores (N,) — larger = less like the training data; compare with ``config["threshold"]``."""
+def ood_distances(config: dict, deep: np.ndarray, capture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each view's distance (N,) from the training data: mean squared z-score of the deep features and of
+    the capture statistics."""
     def distance(x, mean, var):
         return (((np.atleast_2d(x) - np.asarray(mean)) ** 2) / np.asarray(var)).mean(axis=1)
 
-    return 0.5 * (distance(deep, config["deep_mean"], config["deep_var"])
-                  + distance(capture, config["capture_mean"], config["capture_var"]))
+    return distance(deep, config["deep_mean"], config["deep_var"]), distance(capture, config["capture_mean"], config["capture_var"])
+
+
+def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray:
+    """Scores (N,) — larger = less like the training data; compare with ``config["threshold"]``."""
+    return 0.5 * sum(ood_distances(config, deep, capture))
 
 
 def non_dermoscopy_images(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -33,7 +33,8 @@ from .lesion import lesion_box, lesion_image_fn, masks_from_logits
 from .measure import measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
-from .ood import capture_statistics, ood_score, pooled_features
+from .assess import assess
+from .ood import capture_statistics, ood_distances, pooled_features
 
 STREAMS = ("image", "lesion")
 
@@ -196,11 +197,12 @@ class DermFusePipeline:
             )
             logits, without_logits = both[:n], both[n:]
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
-        ood = model.ood
-        scores = None
+        ood, gate = model.ood, model.gate
+        scores = distances = None
         if ood is not None:
             capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
-            scores = ood_score(ood, pooled_features(image_maps), capture)
+            distances = ood_distances(ood, pooled_features(image_maps), capture)
+            scores = 0.5 * (distances[0] + distances[1])
         results = []
         for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
             pixels = np.asarray(image)
@@ -211,6 +213,8 @@ class DermFusePipeline:
                 heatmaps = {s: self._to_image_frame(s, cams[s][i], mask) for s in streams}
                 focus = {stream: lesion_focus(heat, mask) for stream, heat in heatmaps.items()} if mask.any() else None
             measurements = measure_lesion(pixels, mask)
+            deep = None if distances is None else float(distances[0][i])
+            reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep)
             results.append(Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),
@@ -230,6 +234,10 @@ class DermFusePipeline:
                 model=self.model_info(),
                 warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream),
                 top_index=top,
+                assessable=not reasons,
+                reasons=reasons,
+                dermoscopy_score=dermoscopy,
+                assessment_numbers=numbers,
             ))
         return results
 

@@ -111,3 +111,17 @@ def test_dermfuse_evaluate_reproduces_the_cards_test_numbers(tmp_path):
                        ("classification_without_metadata", ("balanced_accuracy", "macro_auc"))):  # fmt: skip
         for key in keys:
             assert again[part][key] == pytest.approx(card[part][key], abs=2e-3), (part, key)
+    assert again["training_images"] == {"checked": True, "images": card["images"], "train": 0, "val": 0}
+
+
+def test_dermfuse_evaluate_says_when_it_scores_the_models_own_training_images(tmp_path, capsys):
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", str(HAM10000), "--model", str(REAL), "--manifest", str(REAL / "splits.csv"), "--split", "train",
+                 "--limit", "4", "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr()
+    assert "WARNING: 4 of these 4 images were used to fit this model (4 to train it" in printed.out
+    assert "overstate" in printed.err
+    assert json.loads((out / "metrics.json").read_text())["training_images"]["train"] == 4
+    assert main(["evaluate", str(HAM10000), "--model", str(REAL), "--manifest", str(REAL / "splits.csv"), "--split", "train",
+                 "--exclude-training-images", "--out", str(out)]) == 2  # fmt: skip
+    assert "every image was used to fit this model" in capsys.readouterr().err

@@ -16,6 +16,8 @@ commands:
   real        cross-validate on the real PH2 images, then build the melanoma-vs-nevus checkpoint
   ham10000    the real-data model: small preset on HAM10000 + ISIC 2018 Task 1 (both stages, scored
               through the pipeline, exported to checkpoints/dermfuse-small-ham10000); resumable
+  gate        fit the assessability gate of a model on real dermoscopy vs non-dermoscopy images, store it
+              in the model's config and measure it per source (docs/results/gate.json)
   metadata-benchmark  age, sex and site alone on the real HAM10000 / ISIC 2019 tables, against
               logistic regression and gradient boosting (5-fold, grouped by lesion)
 
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.real import RealConfig as config_class, main as run
     elif command == "ham10000":
         from experiments.ham10000 import HAM10000Config as config_class, main as run
+    elif command == "gate":
+        from experiments.gate import GateConfig as config_class, main as run
     else:
         print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

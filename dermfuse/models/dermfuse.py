@@ -27,7 +27,7 @@ from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "dataset", "name")
+MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name")
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -83,6 +83,7 @@ class DermFuse(
         dataset: str = "untrained",
         name: str = "dermfuse",
         ood: dict | None = None,
+        gate: dict | None = None,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -108,6 +109,7 @@ class DermFuse(
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
+        self.gate = gate  # the assessability gate's dermoscopy score (dermfuse/assess.py), fitted by experiments/gate.py
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -138,7 +140,7 @@ class DermFuse(
 
     def update_config(self, **changes) -> None:
         """Change what training learns after the architecture is fixed (``temperature``, ``prior_shift``, ``ood``,
-        ``dataset``, ``name``), on the model and in the config ``save_pretrained`` writes."""
+        ``gate``, ``dataset``, ``name``), on the model and in the config ``save_pretrained`` writes."""
         unknown = sorted(set(changes) - set(MUTABLE_CONFIG))
         if unknown:
             raise ValueError(f"cannot change {unknown} after construction: only {', '.join(MUTABLE_CONFIG)}")

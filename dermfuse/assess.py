@@ -1,0 +1,185 @@
+"""Can the model judge this image? The assessability gate every diagnosis passes.
+
+An image that fails it is *not assessable*: the result says why, in plain words, and shows no
+diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
+
+- **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few flat
+  colours (a graphic, not a photograph), over- or under-exposed, no lesion found, the lesion mostly
+  outside the frame. They need no fitting and hold for every model.
+- **A dermoscopy score**: logistic regression on features that describe what a dermoscopy image *is*,
+  a lesion on skin under polarised magnification: after white balance (a dermoscope's colour cast is
+  not a feature), skin-coloured pixels, few foreign hues (sky, leaves, paint), little grey
+  (documents, screenshots), a segmenter that finds one confident blob that differs from the skin
+  around it, soft texture rather than the sharp edges of text and drawings, and the distance of the
+  image encoder's features from the training images' (``ood.py``). It is fitted per model
+  (the OOD distances are the model's) on real dermoscopy against a non-dermoscopy set
+  (``experiments/gate.py``) and stored in the model's config under ``gate``; its threshold rejects
+  a stated share of *validation* dermoscopy. A model without a fitted gate has the rules only.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+THUMBNAIL = 128  # every number is computed on a square thumbnail: independent of the upload's resolution
+
+# Rule thresholds (experiments/gate.py reports how often each fires on real dermoscopy and on other images).
+FLAT_COLOURS = 8  # at most this many 5-bit colours cover 95 % of the pixels: a graphic or a blank frame
+OVEREXPOSED = 0.5  # share of the pixels at grey >= 250
+UNDEREXPOSED = 20.0  # mean grey level (0–255)
+MIN_LESION_AREA = 0.002  # share of the frame
+OUTSIDE_FRAME = 0.75  # share of the lesion's outline that is the image border
+BLANK = "The image is blank (a single colour): there is nothing to assess."
+
+FEATURES = (
+    "skin_share", "foreign_hue_share", "grey_share", "lightness_spread", "saturation",
+    "segmenter_confidence", "lesion_area", "lesion_solidity", "lesion_contrast", "lesion_centrality",
+    "edge_density", "sharpness", "deep_distance",
+)
+
+
+def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image (RGB uint8), the segmenter's probability map and the mask as THUMBNAIL² squares."""
+    size = (THUMBNAIL, THUMBNAIL)
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(probability.astype(np.float32), size, interpolation=cv2.INTER_AREA),
+            cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
+
+
+def rule_numbers(small: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
+    """What the rules look at, from the thumbnails: flat colours, exposure, lesion area and border share."""
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return {"flat_colours": flat_colour_count(small), "white_share": float((grey >= 250).mean()),
+            "mean_grey": float(grey.mean()), "lesion_area": float(lesion.mean()), "border_share": border_share(lesion)}
+
+
+def rule_reasons(numbers: dict[str, float]) -> list[str]:
+    """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged."""
+    if numbers["flat_colours"] <= 1:
+        return [BLANK]
+    reasons = []
+    if numbers["flat_colours"] <= FLAT_COLOURS:
+        reasons.append(f"The image is made of {numbers['flat_colours']} flat colours: a graphic or a test pattern, "
+                       "not a photograph of skin.")
+    if numbers["white_share"] > OVEREXPOSED:
+        reasons.append(f"The image is over-exposed ({100 * numbers['white_share']:.0f} % of it is white): retake it with less light.")
+    if numbers["mean_grey"] < UNDEREXPOSED:
+        reasons.append("The image is under-exposed (almost black): retake it with more light.")
+    if numbers["lesion_area"] < MIN_LESION_AREA:
+        reasons.append("No lesion was found in the image.")
+    elif numbers["border_share"] > OUTSIDE_FRAME:
+        reasons.append("Most of the lesion lies outside the frame: retake the image with the whole lesion in view.")
+    return reasons
+
+
+def flat_colour_count(image: np.ndarray, coverage: float = 0.95) -> int:
+    """How many colours (5 bits a channel) it takes to cover ``coverage`` of the pixels."""
+    codes = (image.reshape(-1, 3).astype(np.int32) >> 3) @ np.array([1024, 32, 1])
+    counts = np.sort(np.bincount(codes))[::-1]
+    return int(np.searchsorted(np.cumsum(counts), coverage * len(codes)) + 1)
+
+
+def border_share(mask: np.ndarray) -> float:
+    """Share of the lesion's outline that is the image border (0 when the lesion lies inside the frame)."""
+    if not mask.any():
+        return 0.0
+    # Eroding with a zero border makes the pixels on the image edge part of the outline too.
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    outline = mask & ~inner.astype(bool)
+    edge = np.zeros(mask.shape, dtype=bool)
+    edge[0], edge[-1], edge[:, 0], edge[:, -1] = True, True, True, True
+    return float((outline & edge).sum() / outline.sum())
+
+
+def grey_world(small: np.ndarray) -> np.ndarray:
+    """White-balance by the grey-world assumption (each channel scaled to the same mean), so a dermoscope's
+    colour cast (bluish, yellowish) does not read as foreign colours."""
+    pixels = small.astype(np.float32)
+    lit = pixels.sum(axis=2) > 30  # leave out black corners
+    means = pixels[lit].mean(axis=0) if lit.any() else pixels.reshape(-1, 3).mean(axis=0)
+    return np.clip(pixels * (means.mean() / np.maximum(means, 1.0)), 0, 255).astype(np.uint8)
+
+
+def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray, deep_distance: float) -> np.ndarray:
+    """The gate's features (``FEATURES``) from the thumbnails (``thumbnails``) and the model's deep OOD distance."""
+    balanced = grey_world(small)
+    lab = cv2.cvtColor(balanced.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # L* 0–100, a*, b* about ±100
+    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    chroma, hue = np.hypot(a, b), np.degrees(np.arctan2(b, a))
+    lit = (lightness > 10) & (lightness < 97)  # leave out a dermoscope's black corners and glare
+    skin = lit & (chroma >= 4) & (hue >= -10) & (hue <= 100)  # red through orange to yellow-brown
+    foreign = lit & (chroma >= 12) & ((hue > 120) | (hue < -45))  # greens, blues, purples
+    grey = lit & (chroma < 2)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    share = lambda m: float(m.sum() / max(lit.sum(), 1))  # noqa: E731
+    area = float(lesion.mean())
+    solidity = contrast = centrality = 0.0
+    if lesion.any():
+        contours, _ = cv2.findContours(lesion.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
+        solidity = float(min(1.0, lesion.sum() / max(hull, 1.0)))
+        ring = cv2.dilate(lesion.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~lesion
+        if ring.any():
+            contrast = float(np.linalg.norm(lab[ring].mean(0) - lab[lesion].mean(0)))  # ΔE*ab lesion vs skin around it
+        ys, xs = np.nonzero(lesion)
+        centrality = float(1.0 - np.hypot(ys.mean() / THUMBNAIL - 0.5, xs.mean() / THUMBNAIL - 0.5) / np.hypot(0.5, 0.5))
+    return np.array([
+        share(skin), share(foreign), share(grey), float(lightness[lit].std()) if lit.any() else 0.0,
+        float(hsv[..., 1].mean() / 255.0),
+        float(np.abs(2 * prob - 1).mean()), area, solidity, contrast / 100.0, centrality,
+        float((cv2.Canny(gray, 100, 200) > 0).mean()), float(np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var())),
+        float(np.log1p(deep_distance)),
+    ], dtype=np.float64)
+
+
+def fit_gate(dermoscopy: np.ndarray, other: np.ndarray, validation: np.ndarray, rejection: float = 0.01,
+             c: float = 0.3) -> dict:
+    """Fit the dermoscopy score on features (N, F) of real dermoscopy and of other images; the threshold
+    rejects ``rejection`` of the ``validation`` dermoscopy (images the fit did not see)."""
+    from sklearn.linear_model import LogisticRegression  # training-time only
+
+    if len(dermoscopy) < 20 or len(other) < 20 or len(validation) < 20:
+        raise ValueError("fitting the gate needs at least 20 images of each kind and 20 validation images")
+    features = np.concatenate([dermoscopy, other])
+    mean, std = features.mean(0), np.maximum(features.std(0), 1e-6)
+    labels = np.r_[np.ones(len(dermoscopy)), np.zeros(len(other))]
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit((features - mean) / std, labels)
+    gate = {"features": list(FEATURES), "mean": mean.tolist(), "std": std.tolist(),
+            "weights": regression.coef_[0].tolist(), "bias": float(regression.intercept_[0]), "rejection": rejection}
+    gate["threshold"] = float(np.quantile(dermoscopy_score(gate, validation), rejection))
+    return gate
+
+
+def dermoscopy_score(gate: dict, features: np.ndarray) -> np.ndarray:
+    """Log-odds (N,) that each image is dermoscopy; below ``gate["threshold"]`` it is not assessable."""
+    if list(gate["features"]) != list(FEATURES):
+        raise ValueError("this model's gate was fitted on other features: refit it with `python -m train gate`")
+    z = (np.atleast_2d(features) - np.asarray(gate["mean"])) / np.asarray(gate["std"])
+    return z @ np.asarray(gate["weights"]) + gate["bias"]
+
+
+def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
+           deep_distance: float | None) -> tuple[list[str], float | None, dict]:
+    """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
+
+    The features need the model's deep OOD distance (``None`` without an OOD gate), the score a fitted ``gate``.
+    """
+    small, prob, lesion = thumbnails(image, probability, mask)
+    numbers = rule_numbers(small, lesion)
+    reasons = rule_reasons(numbers)
+    if deep_distance is None:
+        return reasons, None, numbers
+    features = dermoscopy_features(small, prob, lesion, deep_distance)
+    numbers.update(zip(FEATURES, features.tolist()))
+    score = None
+    if gate is not None:
+        score = float(dermoscopy_score(gate, features)[0])
+        if score < gate["threshold"] and reasons != [BLANK]:
+            reasons.append(
+                f"This does not look like a dermoscopy image (dermoscopy score {score:.1f}, under the threshold "
+                f"{gate['threshold']:.1f} that {100 * gate['rejection']:.0f} % of real dermoscopy images fall below): "
+                "upload a dermoscopy image of the lesion."
+            )
+    return reasons, score, numbers
