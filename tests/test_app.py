@@ -85,6 +85,16 @@ def test_every_event_has_an_api_name_and_predict_is_api_only(app):
     assert predict.concurrency_limit == PIPELINE_CONCURRENCY
 
 
+def test_every_api_input_and_output_has_a_meaningful_name(app):
+    endpoints = app.demo.get_api_info()["named_endpoints"]
+    assert {"/predict", "/diagnose", "/describe_model"} <= set(endpoints)
+    names = {f"{endpoint} {part}": item["label"] for endpoint, info in endpoints.items()
+             for part in ("parameters", "returns") for item in info[part]}
+    unnamed = {where: name for where, name in names.items() if re.fullmatch(r"(value|parameter|param)_\d+", name)}
+    assert not unnamed, f"components without a label (name them with label=...): {unnamed}"
+    assert endpoints["/describe_model"]["returns"][0]["label"] == "Model in use"
+
+
 def test_launch_settings_suit_a_small_public_server(app):
     assert app.demo._queue.default_concurrency_limit == PIPELINE_CONCURRENCY
     assert app.demo._queue.max_size is not None

@@ -3,7 +3,9 @@
 ``build_demo(catalog)`` returns the ``gr.Blocks`` with its queue set; ``LAUNCH_OPTIONS`` holds what
 Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every event has an
 ``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
-result, so ``gradio_client`` users get one plain answer instead of the page's many outputs.
+result, so ``gradio_client`` users get one plain answer instead of the page's many outputs. Every
+component has a ``label``, even where the page hides it: Gradio names API inputs and outputs by it
+(an unlabelled one is ``value_<id>`` in ``view_api()``).
 
 Two vCPUs: one diagnosis keeps both cores busy (the pipeline serialises its own calls), so at most
 two run at once — one in the model while the other loads its image or draws its pictures — and up
@@ -49,12 +51,12 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
     """The dermfuse app for the models in ``catalog``."""
     with gr.Blocks(title="dermfuse: explainable skin-lesion diagnosis", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# dermfuse · explainable skin-lesion diagnosis")
-        banner = gr.Markdown(catalog.describe(catalog.default), elem_id="banner")
+        banner = gr.Markdown(catalog.describe(catalog.default), label="Model in use", show_label=False, elem_id="banner")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "clipboard"], height=300,
                                  elem_id="upload")
-                truth = gr.Markdown(elem_id="truth")
+                truth = gr.Markdown(label="Ground truth of the example", show_label=False, elem_id="truth")
                 with gr.Row():
                     age = gr.Number(label="Age in years (optional)", value=None, placeholder="unknown",
                                     min_width=120, elem_id="age")
@@ -76,17 +78,18 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                 with gr.Row():
                     heat_image = picture("Grad-CAM · image stream", "heat-image")
                     heat_lesion = picture("Grad-CAM · lesion stream", "heat-lesion")
-        warnings = gr.Markdown(elem_id="warnings")
+        warnings = gr.Markdown(label="Warnings", show_label=False, elem_id="warnings")
         gates = gr.Gallery(label="Segmenter attention gates (bright = kept)", columns=4, visible=False,
                            elem_id="gates")
-        reading = gr.Markdown(elem_id="reading")
+        reading = gr.Markdown(label="Reading: where the model looked, lesion measurements, metadata",
+                              show_label=False, elem_id="reading")
         with gr.Row():
             downloads = [gr.DownloadButton(f"Download the case ({kind})", visible=False, elem_id=f"download-{key}")
                          for key, kind in (("png", "PNG sheet"), ("pdf", "PDF sheet"), ("json", "JSON"))]
         with gr.Accordion("JSON result", open=False):
             result = gr.JSON(label="Result", elem_id="result")
         with gr.Accordion("Examples: synthetic phantoms with their ground truth (pick one, then Diagnose)", open=True):
-            gallery = gr.Gallery(columns=7, allow_preview=False, show_label=False, elem_id="examples")
+            gallery = gr.Gallery(label="Examples", columns=7, allow_preview=False, show_label=False, elem_id="examples")
         case = gr.State(time_to_live=3600)
 
         inputs = [image, age, sex, site, model]
