@@ -49,12 +49,12 @@ from dermfuse.metrics import (classification_metrics, expected_calibration_error
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
-from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, save_model, write_json
+from train.checkpoint import MODEL_DIR, model_folder, save_model, write_json
 from train.config import ClassifierConfig, parse_config
 from train.data import MANIFEST, describe_data, prepare_table, require_data, split_counts
 from train.loop import fit, format_metric
 from train.order import Shard, make_loader
-from train.run_folder import open_run
+from train.run_folder import open_run, resume_checkpoint
 from train.runtime import Runtime, gather, replica_digest, setup_runtime, teardown_runtime
 
 MONITOR = "balanced_accuracy"
@@ -229,7 +229,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     runtime.print(f"data: {describe_data(table)}; classes {classes}" + (f"; {dropped} images of other classes left out" if dropped else ""))
 
     # Model: the stage-1 model (its trained segmenter) with a classifier for these classes.
-    checkpoint = load_checkpoint(run / CHECKPOINT) if config.resume else None
+    checkpoint = resume_checkpoint(config, run)
     if checkpoint is not None:
         model = DermFuse(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
