@@ -91,11 +91,13 @@ class DermFusePipeline:
 
     # ----------------------------------------------------------------------------------------
     def __call__(self, image, age=None, sex=None, site=None, explain: bool = True, attention: bool = False,
-                 mask=None, lesion_stream: bool = True, use_metadata: bool = True) -> Diagnosis:
+                 mask=None, lesion_stream: bool = True, use_metadata: bool = True, image_id: str | None = None
+                 ) -> Diagnosis:
         """Diagnose one image. ``explain`` adds Grad-CAM of both streams; ``attention`` the segmenter's
         gate maps; ``mask`` replaces the segmenter's mask with a known one; ``lesion_stream=False``
-        blinds the lesion stream and ``use_metadata=False`` withholds the metadata (see :meth:`predict`)."""
-        cases = [Case(image, age, sex, site, mask=mask)]
+        blinds the lesion stream and ``use_metadata=False`` withholds the metadata (see :meth:`predict`);
+        ``image_id`` names the image in the result (the file name without its suffix, as the CLI's)."""
+        cases = [Case(image, age, sex, site, image_id=image_id, mask=mask)]
         return self.predict(cases, explain=explain, attention=attention, lesion_stream=lesion_stream,
                             use_metadata=use_metadata)[0]  # fmt: skip
 

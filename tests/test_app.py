@@ -141,6 +141,15 @@ def test_an_upload_is_named_by_the_users_file_name(catalog, tmp_path):
     assert caught.value.message.startswith("'my lesion.jpg' is empty (0 bytes)")
 
 
+def test_the_json_result_names_the_uploaded_file_as_the_case_sheet_does(catalog, example_files, tmp_path):
+    upload = {"path": example_files[0].path, "orig_name": "my lesion.png"}
+    assert callbacks.predict(catalog, upload)["image_id"] == "my lesion"
+    outputs = callbacks.diagnose(catalog, upload, None, "unknown", "unknown", None, True, True, False)
+    assert outputs[7]["image_id"] == "my lesion" and outputs[9].name == "my lesion.png"
+    paths = report.write_case_report(outputs[9].image, outputs[9].diagnosis, tmp_path, outputs[9].name)
+    assert json.loads(paths["json"].read_text())["image_id"] == "my lesion"
+
+
 def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, example_files):
     example = next(e for e in example_files if e.label == "mel")
     outputs = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, True)

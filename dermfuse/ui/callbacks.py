@@ -76,12 +76,16 @@ def uploaded_file(image: dict | str | None) -> tuple[str, str]:
 
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
         use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False) -> tuple[np.ndarray, Diagnosis]:
-    """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis)."""
+    """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis).
+
+    The result's ``image_id`` is the user's file name without its suffix, as the CLI names its results,
+    so the JSON and the case sheet name the same image.
+    """
     path, name = uploaded_file(image)
     pipeline = catalog.pipeline(model or catalog.default)
     try:
         diagnosis = pipeline(path, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream,
-                             use_metadata=use_metadata)  # fmt: skip
+                             use_metadata=use_metadata, image_id=Path(name).stem)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
     return diagnosis.image, diagnosis
