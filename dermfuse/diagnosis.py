@@ -23,7 +23,9 @@ class Diagnosis:
     (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw;
     ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
     shows it does not decode it again. ``probabilities`` are temperature-calibrated, in the order of
-    ``classes``; ``metadata`` holds the checked values the model saw (age in years or ``None``, sex, site).
+    ``classes``; ``metadata`` holds the patient's checked values as given (age in years or ``None`` when
+    unknown, sex, site) and ``metadata_used`` the known fields the model was given: only those it learned
+    from, none with the teaching switch off. ``probabilities_without_metadata`` had every field unknown.
     """
 
     classes: list[str]
@@ -44,6 +46,7 @@ class Diagnosis:
     ood_threshold: float | None = None
     image_id: str | None = None
     image: np.ndarray | None = None
+    metadata_used: list[str] = field(default_factory=list)
 
     @property
     def top_class(self) -> str:

@@ -62,6 +62,7 @@ def test_stage2_calibrates_stores_temperature_and_writes_figures(runs):
     else:
         assert model.prior_shift is None
     assert model.name == "dermfuse-tiny-phantom" and model.dataset.startswith("phantom (synthetic)")
+    assert model.trained_metadata == ["age", "sex", "site"]  # phantoms carry all three: the app may use them
     assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9  # fitted on val: never worse there
     # The OOD gate was fitted on the 14 training images and stored in the model's config.
     assert calibration["ood"]["fitted_on"] == "train" and calibration["ood"]["images"] == 14
