@@ -165,11 +165,51 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
 
     blind = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, False, False, False)
     assert blind[3] is None  # no lesion-stream heatmap when the stream is blinded
-    assert blind[7]["metadata"] == {"age": None, "sex": "unknown", "site": "unknown"}
+    assert blind[7]["metadata"] == result["metadata"] and blind[7]["metadata_used"] == []  # kept, but not given
     np.testing.assert_allclose(blind[7]["probabilities"], blind[7]["probabilities_without_metadata"], atol=1e-6)
     assert blind[7]["probabilities"] != result["probabilities"]
     assert "lesion stream was shown a blank image" in blind[5]
     assert not blind[8].visible
+
+
+def test_an_untouched_age_box_is_unknown_never_zero(app, catalog, example_files):
+    boxes = {block.elem_id: block for block in app.demo.blocks.values() if getattr(block, "elem_id", None)}
+    # Gradio 6's number box shows and sends 0 when left empty; the age box must send blank.
+    assert not isinstance(boxes["age"], gr.Number) and boxes["age"].value in ("", None)
+    assert boxes["sex"].value == boxes["site"].value == vocab.UNKNOWN
+    path = example_files[0].path
+    untouched = callbacks.predict(catalog, path, boxes["age"].value, boxes["sex"].value, boxes["site"].value)
+    assert untouched["metadata"] == {"age": None, "sex": "unknown", "site": "unknown"}
+    assert untouched["metadata_used"] == []
+    np.testing.assert_allclose(untouched["probabilities"], untouched["probabilities_without_metadata"], atol=1e-6)
+    assert callbacks.predict(catalog, path, "0")["metadata"]["age"] == 0  # a typed 0 is a (newborn's) age
+    typed = callbacks.predict(catalog, path, " 63 ", "female", "back")
+    assert typed["metadata"]["age"] == 63 and typed["metadata_used"] == ["age", "sex", "site"]
+    with pytest.raises(gr.Error, match="age 'sixty' is not a number"):
+        callbacks.predict(catalog, path, "sixty")
+
+
+def test_the_reading_says_which_patient_data_the_result_used(catalog, example_files):
+    path = example_files[0].path
+    reading = callbacks.diagnose(catalog, path, "", "female", "unknown", None, True, True, False)[6]
+    assert "**Patient data used for this result:** female. Unknown: age, site." in reading
+    reading = callbacks.diagnose(catalog, path, "", "unknown", "unknown", None, True, True, False)[6]
+    assert "none: age, sex and site unknown (the image alone)" in reading
+    reading = callbacks.diagnose(catalog, path, "50", "female", "face", None, False, True, False)[6]
+    assert "none: the teaching view's metadata switch is off" in reading
+
+
+def test_a_model_trained_without_metadata_shows_no_metadata_effects(catalog, example_files):
+    real = "dermfuse-tiny-ph2-melanoma"  # PH2 has no patient metadata: its config records trained_metadata []
+    outputs = callbacks.diagnose(catalog, example_files[0].path, "60", "male", "back", real, True, True, False)
+    reading, result, case = outputs[6], outputs[7], outputs[9]
+    assert result["metadata"] == {"age": 60.0, "sex": "male", "site": "posterior torso"}
+    assert result["metadata_used"] == [] and result["model"]["metadata_fields"] == []
+    np.testing.assert_allclose(result["probabilities"], result["probabilities_without_metadata"], atol=1e-6)
+    assert "trained without patient metadata" in reading
+    assert "What the metadata changed" not in reading and "| without |" not in reading and "pts" not in reading
+    sheet = "\n".join(text.get_text() for text in report.case_sheet(case.image, case.diagnosis).texts)
+    assert "trained without patient metadata" in sheet and "percentage points" not in sheet
 
 
 def test_one_diagnosis_decodes_the_upload_once_and_checks_each_field_once(catalog, example_files, monkeypatch):

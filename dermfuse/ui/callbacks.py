@@ -92,9 +92,10 @@ def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: 
 
 
 @user_errors
-def predict(catalog: ModelCatalog, image: dict | str | None, age: float | None = None, sex: str | None = "unknown",
-            site: str | None = "unknown", model: str | None = None) -> dict:
-    """Diagnose one image and return the JSON result (the ``/predict`` API)."""
+def predict(catalog: ModelCatalog, image: dict | str | None, age: float | str | None = None,
+            sex: str | None = "unknown", site: str | None = "unknown", model: str | None = None) -> dict:
+    """Diagnose one image and return the JSON result (the ``/predict`` API). Age in years (a number or its text);
+    blank or None means unknown, never 0."""
     _, diagnosis = run(catalog, image, age, sex, site, model)
     return views.result_json(diagnosis)
 
@@ -132,9 +133,10 @@ def example_gallery() -> list[tuple[str, str]]:
 
 
 def pick_example(event: gr.SelectData):
-    """Fill the inputs from the picked example and show its ground truth."""
+    """Fill the inputs from the picked example and show its ground truth (an unknown age as a blank box)."""
     example = gallery_examples()[event.index]
-    return example.path, example.age, example.sex, example.site, example.truth()
+    age = "" if example.age is None else f"{example.age:g}"
+    return example.path, age, example.sex, example.site, example.truth()
 
 
 @user_errors

@@ -80,7 +80,7 @@ class ModelCatalog:
                          "It gives no diagnosis.")
         elif dataset.startswith("ph2"):
             lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
-                         "without patient metadata** (what you enter as age, sex and site changes little). Its "
+                         "without patient metadata** (age, sex and site are not used). Its "
                          "cross-validated numbers are in its model card. It gives no diagnosis.")
         elif dataset == "untrained":
             lines.append("⚠️ **Untrained model (random weights): its output means nothing.**")

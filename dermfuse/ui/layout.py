@@ -58,8 +58,10 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                                  elem_id="upload")
                 truth = gr.Markdown(label="Ground truth of the example", show_label=False, elem_id="truth")
                 with gr.Row():
-                    age = gr.Number(label="Age in years (optional)", value=None, placeholder="unknown",
-                                    min_width=120, elem_id="age")
+                    # A text box, not gr.Number: Gradio 6's number box shows and sends 0 when left empty, and
+                    # age 0 is a real age that moves the scores. Blank here reaches the pipeline as unknown.
+                    age = gr.Textbox(label="Age in years (blank = unknown)", value="", placeholder="unknown",
+                                     max_lines=1, min_width=120, elem_id="age")
                     sex = gr.Radio(list(vocab.SEXES), value=vocab.UNKNOWN, label="Sex", min_width=160, elem_id="sex")
                 site = gr.Dropdown(list(vocab.SITES), value=vocab.UNKNOWN, label="Lesion site", allow_custom_value=True,
                                    elem_id="site")
