@@ -212,6 +212,38 @@ def test_a_model_trained_without_metadata_shows_no_metadata_effects(catalog, exa
     assert "trained without patient metadata" in sheet and "percentage points" not in sheet
 
 
+def test_switching_the_model_clears_the_old_results_then_diagnoses_the_case_again(catalog, example_files):
+    real, path = "dermfuse-tiny-ph2-melanoma", example_files[0].path
+    case = callbacks.diagnose(catalog, path, "", "unknown", "unknown", None, True, True, False)[9]
+    steps = list(callbacks.switch_model(catalog, real, case, path, "", "unknown", "unknown", True, True, False))
+    assert len(steps) == 3
+    cleared = steps[0]  # at once, before the new model loads: nothing of the old result is left
+    assert cleared[0] == gr.skip() and cleared[1:6] == (None,) * 5 and cleared[7:9] == ("", None)
+    assert f"Model changed to `{real}`" in cleared[6] and "diagnosing the case again" in cleared[6]
+    assert cleared[10] is None and not cleared[9].visible and not any(button.visible for button in cleared[11:])
+    banner, *again = steps[1]
+    assert "trained on real dermoscopy images (PH2)" in banner
+    assert again[7]["model"]["name"] == real and again[7]["classes"] == ["mel", "nv"]
+    assert again[9].diagnosis.model["name"] == real and "synthetic phantom" not in again[5]
+    assert all(button.visible and Path(button.value["path"]).is_file() for button in steps[2][-3:])  # its new report
+    assert all(output == gr.skip() for output in steps[2][:-3])
+
+
+def test_switching_the_model_with_no_case_shown_clears_and_waits_for_diagnose(catalog, example_files):
+    steps = list(callbacks.switch_model(catalog, catalog.default, None, example_files[0].path, "", "unknown",
+                                        "unknown", True, True, False))  # fmt: skip
+    assert len(steps) == 2 and "Press **Diagnose** to use it" in steps[0][6] and steps[0][10] is None
+    assert "Model:" in steps[1][0] and all(output == gr.skip() for output in steps[1][1:])
+
+
+def test_a_model_that_fails_to_load_leaves_the_results_cleared(catalog, example_files):
+    switch = callbacks.switch_model(catalog, "nope", None, example_files[0].path, "", "unknown", "unknown", True,
+                                    True, False)  # fmt: skip
+    assert "Model changed to `nope`" in next(switch)[6]
+    with pytest.raises(gr.Error, match="unknown model 'nope'"):
+        next(switch)
+
+
 def test_one_diagnosis_decodes_the_upload_once_and_checks_each_field_once(catalog, example_files, monkeypatch):
     from dermfuse.data import io, metadata
 

@@ -214,6 +214,10 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             page.goto(server.url)
             page.locator("#upload input[type=file]").set_input_files(example.path)
+            # Untouched age, sex and site are unknown: the result says no patient data was used (age null, not 0).
+            expect(page.locator("#age input")).to_have_value("")
+            page.locator("#diagnose").click()
+            expect(page.locator("#reading")).to_contain_text("none: age, sex and site unknown", timeout=30_000)
             page.locator("#age input").fill("55")
             page.locator("#sex").get_by_text("male", exact=True).click()
             page.locator("#site input").fill("posterior torso")
@@ -228,16 +232,19 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
             expect(page.locator("#download-pdf")).to_be_visible(timeout=30_000)
             page.screenshot(path=str(screenshot), full_page=True)
 
-            # Switch to the real-image melanoma-vs-nevus model: its banner says what it learned from,
-            # and its scores name its two classes only.
+            # Switch to the real-image melanoma-vs-nevus model: its banner says what it learned from, and the
+            # case is diagnosed again with it, without pressing Diagnose: its two classes only, none of the
+            # previous model's warnings, no metadata effects (it learned from none), a new report.
             page.locator("#model input").fill(REAL_MODEL)
             page.keyboard.press("Enter")
             expect(page.locator("#banner")).to_contain_text("trained on real dermoscopy images (PH2)", timeout=60_000)
-            page.locator("#diagnose").click()
-            expect(page.locator("#scores")).to_contain_text("Melanocytic nevus (nv)", timeout=30_000)
+            expect(page.locator("#scores")).to_contain_text("Melanocytic nevus (nv)", timeout=60_000)
             expect(page.locator("#scores")).to_contain_text("Melanoma (mel)")
             expect(page.locator("#scores")).not_to_contain_text("Basal cell carcinoma")
             expect(page.locator("#warnings")).not_to_contain_text("synthetic phantom")
+            expect(page.locator("#reading")).to_contain_text("trained without patient metadata")
+            expect(page.locator("#reading")).not_to_contain_text("What the metadata changed")
+            expect(page.locator("#download-pdf")).to_be_visible(timeout=30_000)
 
             toasts = page.locator("[data-testid='toast-body']")
             page.locator("#upload input[type=file]").set_input_files(str(bad_files / "truncated.jpg"))
@@ -246,6 +253,9 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
             page.reload()  # a fresh page: nothing uploaded
             page.locator("#diagnose").click()
             expect(toasts.last).to_contain_text("No image: upload a dermoscopy image", timeout=20_000)
+            page.locator("#model input").fill(REAL_MODEL)  # no case shown: nothing to diagnose again
+            page.keyboard.press("Enter")
+            expect(page.locator("#warnings")).to_contain_text("Press Diagnose to use it", timeout=30_000)
         finally:
             browser.close()
     with Image.open(screenshot) as shot:

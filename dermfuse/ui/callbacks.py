@@ -116,6 +116,35 @@ def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, 
     )
 
 
+def cleared_results(note: str) -> tuple:
+    """The diagnose outputs emptied, with ``note`` where the warnings go: nothing of an earlier result stays."""
+    hidden = gr.DownloadButton(visible=False)
+    return (None, None, None, None, None, note, "", None, gr.Gallery(value=None, visible=False), None,
+            hidden, hidden, hidden)
+
+
+def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, image, age, sex, site, use_metadata,
+                 lesion_stream, attention):
+    """The model menu changed: clear the old model's results at once, load and describe the new model, then
+    diagnose the shown case again with it (and remake its downloads).
+
+    A generator, so the page never shows one model's scores, warnings or downloads under another's
+    banner, not even while the new model loads; if loading or the new diagnosis fails, the results
+    stay cleared and the error says why. Outputs: the banner, then :func:`diagnose`'s.
+    """
+    again = case is not None and image is not None
+    note = (f"**Model changed to `{model}`:** the previous results were cleared"
+            + ("; diagnosing the case again with this model…" if again else ". Press **Diagnose** to use it."))
+    yield gr.skip(), *cleared_results(note)
+    banner = describe_model(catalog, model)
+    if not again:
+        yield banner, *(gr.skip(),) * len(cleared_results(""))
+        return
+    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
+    yield banner, *shown
+    yield gr.skip(), *(gr.skip(),) * (len(shown) - 3), *make_report(shown[9])
+
+
 @user_errors
 def make_report(case: ShownCase | None):
     """The case sheet (PNG, PDF) and the JSON result as three downloads."""

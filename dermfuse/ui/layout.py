@@ -5,7 +5,9 @@ Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every e
 ``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
 result, so ``gradio_client`` users get one plain answer instead of the page's many outputs. Every
 component has a ``label``, even where the page hides it: Gradio names API inputs and outputs by it
-(an unlabelled one is ``value_<id>`` in ``view_api()``).
+(an unlabelled one is ``value_<id>`` in ``view_api()``). Changing the model clears the shown results at
+once and diagnoses the shown case again with the new model, so one model's scores, warnings and
+downloads never stand under another's banner.
 
 Two vCPUs: one diagnosis keeps both cores busy (the pipeline serialises its own calls), so at most
 two run at once — one in the model while the other loads its image or draws its pictures — and up
@@ -95,6 +97,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         case = gr.State(time_to_live=3600)
 
         inputs = [image, age, sex, site, model]
+        switches = [use_metadata, lesion_stream, attention]
+        results = [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads]
         # preprocess=False: the upload reaches the callback as its file (gr.Image would first open it with
         # PIL, whose errors and laxer size limit would pre-empt dermfuse's loader); the callbacks check
         # every other input themselves.
@@ -102,8 +106,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         gr.on(
             [button.click, use_metadata.input, lesion_stream.input, attention.input],
             partial(callbacks.diagnose, catalog),
-            inputs + [use_metadata, lesion_stream, attention],
-            [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads],
+            inputs + switches,
+            results,
             api_name="diagnose",
             api_description=callbacks.diagnose.__doc__,
             **pipeline_events,
@@ -112,8 +116,11 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
               api_description=callbacks.predict.__doc__, **pipeline_events)
         gallery.select(callbacks.pick_example, None, [image, age, sex, site, truth], api_name="pick_example")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
-        model.change(partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
-                     api_description=callbacks.describe_model.__doc__)
+        # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
+        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches],
+                     [banner, *results], api_name="switch_model", api_visibility="undocumented", **pipeline_events)
+        gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
+              api_description=callbacks.describe_model.__doc__)
         demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
     demo.queue(default_concurrency_limit=PIPELINE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
