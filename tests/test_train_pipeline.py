@@ -15,6 +15,7 @@ from dermfuse.data import read_manifest
 from train.__main__ import main as train_cli
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, parse_config
+from publish.card import model_card
 from publish.push import export, push
 from train.segmenter import run_segmenter
 
@@ -111,6 +112,18 @@ class RecordingHub:
         if self.fail:
             raise ConnectionError("network is unreachable")
         shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
+
+
+@pytest.mark.parametrize("trained_metadata, summary", [
+    (None, "plus a transformer over age, sex and site names it"),
+    (["age", "site"], "plus a transformer over age and site names it"),
+    ([], "fused by cross-attention names it"),  # PH2: no patient metadata, so the card claims none
+])
+def test_the_card_names_the_metadata_the_model_learned_from(runs, trained_metadata, summary):
+    config = json.loads((runs[1] / "model" / "config.json").read_text())
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    train_config = json.loads((runs[1] / "train_config.json").read_text())
+    assert summary in model_card({**config, "trained_metadata": trained_metadata}, metrics, train_config)
 
 
 def test_push_uploads_the_exported_folder(runs, tmp_path):
