@@ -23,8 +23,10 @@ class Diagnosis:
     ``mask_probability`` (float32), ``heatmaps`` (stream → float32 in [0, 1]), ``attention``
     (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw;
     ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
-    shows it does not decode it again. ``probabilities`` are temperature-calibrated, in the order of
-    ``classes``; ``metadata`` holds the checked values the model saw (age in years or ``None``, sex, site).
+    shows it does not decode it again. ``probabilities`` are calibrated (``DermFuse.calibrate``), in the order of
+    ``classes``; ``metadata`` holds the patient's checked values as given (age in years or ``None`` when
+    unknown, sex, site) and ``metadata_used`` the known fields the model was given: only those it learned
+    from, none with the teaching switch off. ``probabilities_without_metadata`` had every field unknown.
 
     ``assessable`` is False when the image failed the assessability gate (``assess.py``); ``reasons``
     then say why, and no diagnosis should be shown: ``to_dict`` leaves the scores out unless asked.
@@ -52,6 +54,7 @@ class Diagnosis:
     reasons: list[str] = field(default_factory=list)
     dermoscopy_score: float | None = None
     assessment_numbers: dict[str, float] | None = None
+    metadata_used: list[str] = field(default_factory=list)
 
     @property
     def top_class(self) -> str:

@@ -92,11 +92,13 @@ class DermFusePipeline:
 
     # ----------------------------------------------------------------------------------------
     def __call__(self, image, age=None, sex=None, site=None, explain: bool = True, attention: bool = False,
-                 mask=None, lesion_stream: bool = True, use_metadata: bool = True) -> Diagnosis:
+                 mask=None, lesion_stream: bool = True, use_metadata: bool = True, image_id: str | None = None
+                 ) -> Diagnosis:
         """Diagnose one image. ``explain`` adds Grad-CAM of both streams; ``attention`` the segmenter's
         gate maps; ``mask`` replaces the segmenter's mask with a known one; ``lesion_stream=False``
-        blinds the lesion stream and ``use_metadata=False`` withholds the metadata (see :meth:`predict`)."""
-        cases = [Case(image, age, sex, site, mask=mask)]
+        blinds the lesion stream and ``use_metadata=False`` withholds the metadata (see :meth:`predict`);
+        ``image_id`` names the image in the result (the file name without its suffix, as the CLI's)."""
+        cases = [Case(image, age, sex, site, image_id=image_id, mask=mask)]
         return self.predict(cases, explain=explain, attention=attention, lesion_stream=lesion_stream,
                             use_metadata=use_metadata)[0]  # fmt: skip
 
@@ -106,15 +108,20 @@ class DermFusePipeline:
 
         Each case's metadata are checked first (cheap: a bad value fails before any image is read),
         then its image is decoded, once; the result carries both (``Diagnosis.image``, ``.metadata``).
-        ``lesion_stream=False`` is the teaching switch: the lesion encoder is shown a blank image
-        (the normalisation mean, all zeros after normalisation) instead of the lesion, so a user
-        can see how much the prediction leans on it. ``use_metadata=False`` is the other one: the
-        metadata are still checked, then the model sees them as unknown. The model itself is unchanged.
+        The model is given only the fields it learned from (:attr:`DermFuse.metadata_fields`): the
+        others are checked, kept in the result, and shown to it as unknown, so a model trained without
+        (some) metadata is not moved by values it never learned. ``Diagnosis.metadata_used`` names the
+        known fields it was given. ``lesion_stream=False`` is the teaching switch: the lesion encoder
+        is shown a blank image (the normalisation mean, all zeros after normalisation) instead of the
+        lesion, so a user can see how much the prediction leans on it. ``use_metadata=False`` is the
+        other one: the model is given no metadata at all. The model itself is unchanged.
         """
         ages, sexes, sites = normalize_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
-        if not use_metadata:
-            ages, sexes, sites = [None] * len(cases), [vocab.UNKNOWN] * len(cases), [vocab.UNKNOWN] * len(cases)
         described = [{"age": age, "sex": sex, "site": site} for age, sex, site in zip(ages, sexes, sites)]
+        fields = self.model.metadata_fields if use_metadata else ()
+        seen = [{f: value if f in fields else (None if f == "age" else vocab.UNKNOWN) for f, value in case.items()}
+                for case in described]  # what the model is given: the other fields unknown
+        used = [[f for f in vocab.METADATA_FIELDS if case[f] not in (None, vocab.UNKNOWN)] for case in seen]
         images, known_masks = [], []
         for case in cases:
             if case.mask is None:
@@ -124,9 +131,10 @@ class DermFusePipeline:
                 image, mask = load_image_and_mask(case.image, case.mask)
                 images.append(image)
                 known_masks.append(mask)
-        metadata = encode_normalized(ages, sexes, sites)
+        metadata = encode_normalized(*([case[f] for case in seen] for f in vocab.METADATA_FIELDS))
         with self._lock:
-            return self._predict(cases, images, known_masks, metadata, described, explain, attention, lesion_stream)
+            return self._predict(cases, images, known_masks, metadata, described, used, explain, attention,
+                                 lesion_stream)
 
     def _autocast(self):
         if not self.fast:
@@ -172,7 +180,8 @@ class DermFusePipeline:
     def _metadata(self, metadata: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(metadata[k].to(self.device) for k in ("age", "sex", "site"))
 
-    def _predict(self, cases, images, known_masks, metadata, described, explain, attention, lesion_stream) -> list[Diagnosis]:
+    def _predict(self, cases, images, known_masks, metadata, described, used, explain, attention, lesion_stream
+                 ) -> list[Diagnosis]:
         model = self.model
         probability_maps, predicted, gates = self.segment(images, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
@@ -221,6 +230,7 @@ class DermFusePipeline:
                 probabilities=probabilities[i].tolist(),
                 probabilities_without_metadata=without_metadata[i].tolist(),
                 metadata=described[i],
+                metadata_used=used[i],
                 image=pixels,
                 mask=mask,
                 mask_probability=probability_maps[i].astype(np.float32),
@@ -282,7 +292,8 @@ class DermFusePipeline:
     def model_info(self) -> dict:
         model = self.model
         return {"name": model.name, "id": model.source["id"], "revision": model.source["revision"],
-                "dataset": model.dataset, "temperature": model.temperature}
+                "dataset": model.dataset, "temperature": model.temperature,
+                "metadata_fields": list(model.metadata_fields)}
 
     def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
         """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""

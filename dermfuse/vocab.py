@@ -33,6 +33,8 @@ MALIGNANT: frozenset[str] = frozenset({"akiec", "ak", "scc", "bcc", "mel"})
 
 UNKNOWN = "unknown"
 
+METADATA_FIELDS: tuple[str, ...] = ("age", "sex", "site")  # the patient data a model may learn from
+
 SEXES: tuple[str, ...] = ("female", "male", UNKNOWN)
 
 SITES: tuple[str, ...] = (

@@ -87,7 +87,9 @@ def _warnings(phantom: bool) -> str:
 def _summary(config: dict) -> str:
     streams = "two encoders (whole image and segmented lesion) fused by cross-attention" if config.get("use_lesion_stream", True) \
         else "one encoder on the whole image"  # fmt: skip
-    metadata = ", plus a transformer over age, sex and site" if config.get("use_metadata", True) else ""
+    learned = list(vocab.METADATA_FIELDS if config.get("trained_metadata") is None else config["trained_metadata"])
+    fields = " and ".join(filter(None, [", ".join(learned[:-1]), *learned[-1:]]))  # "age, sex and site"
+    metadata = f", plus a transformer over {fields}" if config.get("use_metadata", True) and learned else ""
     return (f"A [dermfuse]({PAPER}) skin-lesion model: a Deep-UNet segmenter (`{config['segmenter_encoder']}` encoder, "
             f"Dual Attention Gates, ASPP) finds the lesion; a classifier (`{config['classifier_encoder']}` ×"
             f"{2 if config.get('use_lesion_stream', True) else 1}) with {streams}{metadata} names it. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,16 @@ def test_every_event_has_an_api_name_and_predict_is_api_only(app):
     assert predict.concurrency_limit == PIPELINE_CONCURRENCY
 
 
+def test_every_api_input_and_output_has_a_meaningful_name(app):
+    endpoints = app.demo.get_api_info()["named_endpoints"]
+    assert {"/predict", "/diagnose", "/describe_model"} <= set(endpoints)
+    names = {f"{endpoint} {part}": item["label"] for endpoint, info in endpoints.items()
+             for part in ("parameters", "returns") for item in info[part]}
+    unnamed = {where: name for where, name in names.items() if re.fullmatch(r"(value|parameter|param)_\d+", name)}
+    assert not unnamed, f"components without a label (name them with label=...): {unnamed}"
+    assert endpoints["/describe_model"]["returns"][0]["label"] == "Model in use"
+
+
 def test_launch_settings_suit_a_small_public_server(app):
     assert app.demo._queue.default_concurrency_limit == PIPELINE_CONCURRENCY
     assert app.demo._queue.max_size is not None
@@ -119,6 +130,7 @@ def test_bad_input_is_a_clear_gradio_error(catalog, tmp_path, example_files, inp
     with pytest.raises(gr.Error) as caught:
         callbacks.predict(catalog, image, *inputs[1:])
     assert message in caught.value.message and str(tmp_path) not in caught.value.message
+    assert ".." not in caught.value.message.replace("...", "")  # one full stop (an ellipsis is fine)
 
 
 def test_an_upload_is_named_by_the_users_file_name(catalog, tmp_path):
@@ -128,6 +140,15 @@ def test_an_upload_is_named_by_the_users_file_name(catalog, tmp_path):
     with pytest.raises(gr.Error) as caught:
         callbacks.predict(catalog, {"path": str(stored), "orig_name": "my lesion.jpg"})
     assert caught.value.message.startswith("'my lesion.jpg' is empty (0 bytes)")
+
+
+def test_the_json_result_names_the_uploaded_file_as_the_case_sheet_does(catalog, example_files, tmp_path):
+    upload = {"path": example_files[0].path, "orig_name": "my lesion.png"}
+    assert callbacks.predict(catalog, upload)["image_id"] == "my lesion"
+    outputs = callbacks.diagnose(catalog, upload, None, "unknown", "unknown", None, True, True, False)
+    assert outputs[7]["image_id"] == "my lesion" and outputs[9].name == "my lesion.png"
+    paths = report.write_case_report(outputs[9].image, outputs[9].diagnosis, tmp_path, outputs[9].name)
+    assert json.loads(paths["json"].read_text())["image_id"] == "my lesion"
 
 
 def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, example_files):
@@ -145,11 +166,83 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
 
     blind = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, False, False, False)
     assert blind[3] is None  # no lesion-stream heatmap when the stream is blinded
-    assert blind[7]["metadata"] == {"age": None, "sex": "unknown", "site": "unknown"}
+    assert blind[7]["metadata"] == result["metadata"] and blind[7]["metadata_used"] == []  # kept, but not given
     np.testing.assert_allclose(blind[7]["probabilities"], blind[7]["probabilities_without_metadata"], atol=1e-6)
     assert blind[7]["probabilities"] != result["probabilities"]
     assert "lesion stream was shown a blank image" in blind[5]
     assert not blind[8].visible
+
+
+def test_an_untouched_age_box_is_unknown_never_zero(app, catalog, example_files):
+    boxes = {block.elem_id: block for block in app.demo.blocks.values() if getattr(block, "elem_id", None)}
+    # Gradio 6's number box shows and sends 0 when left empty; the age box must send blank.
+    assert not isinstance(boxes["age"], gr.Number) and boxes["age"].value in ("", None)
+    assert boxes["sex"].value == boxes["site"].value == vocab.UNKNOWN
+    path = example_files[0].path
+    untouched = callbacks.predict(catalog, path, boxes["age"].value, boxes["sex"].value, boxes["site"].value)
+    assert untouched["metadata"] == {"age": None, "sex": "unknown", "site": "unknown"}
+    assert untouched["metadata_used"] == []
+    np.testing.assert_allclose(untouched["probabilities"], untouched["probabilities_without_metadata"], atol=1e-6)
+    assert callbacks.predict(catalog, path, "0")["metadata"]["age"] == 0  # a typed 0 is a (newborn's) age
+    typed = callbacks.predict(catalog, path, " 63 ", "female", "back")
+    assert typed["metadata"]["age"] == 63 and typed["metadata_used"] == ["age", "sex", "site"]
+    with pytest.raises(gr.Error, match="age 'sixty' is not a number"):
+        callbacks.predict(catalog, path, "sixty")
+
+
+def test_the_reading_says_which_patient_data_the_result_used(catalog, example_files):
+    path = example_files[0].path
+    reading = callbacks.diagnose(catalog, path, "", "female", "unknown", None, True, True, False)[6]
+    assert "**Patient data used for this result:** female. Unknown: age, site." in reading
+    reading = callbacks.diagnose(catalog, path, "", "unknown", "unknown", None, True, True, False)[6]
+    assert "none: age, sex and site unknown (the image alone)" in reading
+    reading = callbacks.diagnose(catalog, path, "50", "female", "face", None, False, True, False)[6]
+    assert "none: the teaching view's metadata switch is off" in reading
+
+
+def test_a_model_trained_without_metadata_shows_no_metadata_effects(catalog, example_files):
+    real = "dermfuse-tiny-ph2-melanoma"  # PH2 has no patient metadata: its config records trained_metadata []
+    outputs = callbacks.diagnose(catalog, example_files[0].path, "60", "male", "back", real, True, True, False)
+    reading, result, case = outputs[6], outputs[7], outputs[9]
+    assert result["metadata"] == {"age": 60.0, "sex": "male", "site": "posterior torso"}
+    assert result["metadata_used"] == [] and result["model"]["metadata_fields"] == []
+    np.testing.assert_allclose(result["probabilities"], result["probabilities_without_metadata"], atol=1e-6)
+    assert "trained without patient metadata" in reading
+    assert "What the metadata changed" not in reading and "| without |" not in reading and "pts" not in reading
+    sheet = "\n".join(text.get_text() for text in report.case_sheet(case.image, case.diagnosis).texts)
+    assert "trained without patient metadata" in sheet and "percentage points" not in sheet
+
+
+def test_switching_the_model_clears_the_old_results_then_diagnoses_the_case_again(catalog, example_files):
+    real, path = "dermfuse-tiny-ph2-melanoma", example_files[0].path
+    case = callbacks.diagnose(catalog, path, "", "unknown", "unknown", None, True, True, False)[9]
+    steps = list(callbacks.switch_model(catalog, real, case, path, "", "unknown", "unknown", True, True, False))
+    assert len(steps) == 3
+    cleared = steps[0]  # at once, before the new model loads: nothing of the old result is left
+    assert cleared[0] == gr.skip() and cleared[1:6] == (None,) * 5 and cleared[7:9] == ("", None)
+    assert f"Model changed to `{real}`" in cleared[6] and "diagnosing the case again" in cleared[6]
+    assert cleared[10] is None and not cleared[9].visible and not any(button.visible for button in cleared[11:])
+    banner, *again = steps[1]
+    assert "trained on real dermoscopy images (PH2)" in banner
+    assert again[7]["model"]["name"] == real and again[7]["classes"] == ["mel", "nv"]
+    assert again[9].diagnosis.model["name"] == real and "synthetic phantom" not in again[5]
+    assert all(button.visible and Path(button.value["path"]).is_file() for button in steps[2][-3:])  # its new report
+    assert all(output == gr.skip() for output in steps[2][:-3])
+
+
+def test_switching_the_model_with_no_case_shown_clears_and_waits_for_diagnose(catalog, example_files):
+    steps = list(callbacks.switch_model(catalog, catalog.default, None, example_files[0].path, "", "unknown",
+                                        "unknown", True, True, False))  # fmt: skip
+    assert len(steps) == 2 and "Press **Diagnose** to use it" in steps[0][6] and steps[0][10] is None
+    assert "Model:" in steps[1][0] and all(output == gr.skip() for output in steps[1][1:])
+
+
+def test_a_model_that_fails_to_load_leaves_the_results_cleared(catalog, example_files):
+    switch = callbacks.switch_model(catalog, "nope", None, example_files[0].path, "", "unknown", "unknown", True,
+                                    True, False)  # fmt: skip
+    assert "Model changed to `nope`" in next(switch)[6]
+    with pytest.raises(gr.Error, match="unknown model 'nope'"):
+        next(switch)
 
 
 def test_one_diagnosis_decodes_the_upload_once_and_checks_each_field_once(catalog, example_files, monkeypatch):
@@ -246,13 +339,19 @@ def test_the_shipped_real_model_is_offered_described_and_answers_with_its_two_cl
 @pytest.mark.parametrize("source, message", [
     ("/no/such/folder", "model folder /no/such/folder does not exist"),
     ("{file}", "cannot load model"),
+    ("{pickle}", "would need unpickling (arbitrary code) and is refused"),
 ])
 def test_bad_model_source_is_refused_with_a_clear_message(tmp_path, source, message):
     if source == "{file}":
         (tmp_path / "config.json").write_text("{}")
         source = str(tmp_path)
-    with pytest.raises(ModelSourceError, match=message):
+    if source == "{pickle}":
+        (tmp_path / "config.json").write_text("{}")
+        (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
+        source = str(tmp_path)
+    with pytest.raises(ModelSourceError, match=re.escape(message)) as caught:
         ModelCatalog.open(source)
+    assert ".." not in str(caught.value)  # a reason that is a whole sentence gets one full stop, not two
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image
     assert np.allclose(probabilities.sum(1), 1, atol=1e-5)
     records = json.loads((out / "predictions.json").read_text())
     assert [r["metadata"]["site"] for r in records] == ["posterior torso"] * 3
+    assert [r["image_id"] for r in records] == ["case0", "case1", "case2"]  # each file's name, as in the CSV
     assert all((out / "overlays" / f"case{i}.png").is_file() for i in range(3))
     submission = pd.read_csv(out / "isic_submission" / "classification.csv")
     assert list(submission.columns) == ["image", "AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]

@@ -121,6 +121,27 @@ def test_save_load_roundtrip_exact(small_model, tmp_path):
         assert torch.equal(model.segmenter(seg_in), loaded.segmenter(seg_in))
 
 
+@pytest.mark.parametrize("options, fields", [
+    ({}, ("age", "sex", "site")),  # a config from before training recorded it: all three
+    (dict(trained_metadata=["site", "age"]), ("age", "site")),
+    (dict(trained_metadata=[]), ()),  # trained on images without metadata (PH2)
+    (dict(use_metadata=False), ()),  # no metadata transformer at all
+])
+def test_metadata_fields_are_those_the_model_learned_from(options, fields, tmp_path):
+    model = create_model("tiny", **SMALL["tiny"], **options)
+    assert model.metadata_fields == fields
+    model.save_pretrained(tmp_path)
+    assert DermFuse.from_pretrained(tmp_path).metadata_fields == fields
+
+
+def test_trained_metadata_is_recorded_after_training_and_checked():
+    model = create_model("tiny", **SMALL["tiny"])
+    model.update_config(trained_metadata=["sex"])
+    assert model.metadata_fields == ("sex",) and model.config["trained_metadata"] == ["sex"]
+    with pytest.raises(ValueError, match="trained_metadata must name fields of age, sex, site"):
+        model.update_config(trained_metadata=["weight"])
+
+
 def test_tiny_weights_at_most_20_mb(tmp_path):
     create_model("tiny").save_pretrained(tmp_path)
     size = (tmp_path / "model.safetensors").stat().st_size

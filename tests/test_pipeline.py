@@ -195,6 +195,23 @@ def test_metadata_and_image_errors(pipeline, phantoms, tmp_path):
         pipeline(text)
 
 
+@pytest.mark.parametrize("learned, used", [(None, ["age", "sex", "site"]), (["age"], ["age"]), ([], [])])
+def test_the_model_is_given_only_the_metadata_it_learned_from(pipeline, phantoms, learned, used):
+    p, given = phantoms[2], {"age": 60, "sex": "male", "site": "back"}
+    pipeline.model.update_config(trained_metadata=learned)
+    try:
+        result = pipeline(p.image, **given, explain=False)
+        alone = pipeline(p.image, **{f: v for f, v in given.items() if f in used}, explain=False)
+    finally:
+        pipeline.model.update_config(trained_metadata=None)
+    assert result.metadata == {"age": 60.0, "sex": "male", "site": "posterior torso"}  # kept as given
+    assert result.metadata_used == used
+    assert result.model["metadata_fields"] == (["age", "sex", "site"] if learned is None else learned)
+    np.testing.assert_allclose(result.probabilities, alone.probabilities, atol=1e-6)  # the others were unknown to it
+    if not used:
+        np.testing.assert_allclose(result.probabilities, result.probabilities_without_metadata, atol=1e-6)
+
+
 def test_warnings(model, phantoms):
     pipeline = DermFusePipeline(model, fast=False)
     result = pipeline(phantoms[0].image, mask=np.zeros(phantoms[0].mask.shape, bool))

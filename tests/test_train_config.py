@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from train.config import (
@@ -16,6 +17,7 @@ from train.config import (
     parse_overrides,
     save_config,
 )
+from train.data import known_metadata
 
 
 def test_presets_set_recipes_and_overrides_replace_them():
@@ -87,3 +89,13 @@ def test_describe_prints_every_setting_and_help_lists_comments():
     help_text = describe_fields(ClassifierConfig)
     assert "--balance='sampler' [str]" in help_text and "class imbalance" in help_text
     assert "(tiny: 15, small: 10, paper: 50)" in help_text  # the epochs per preset
+
+
+@pytest.mark.parametrize("columns, known", [
+    ({"age": [None, None], "sex": ["unknown", "unknown"], "site": ["unknown", None]}, []),  # PH2: no metadata
+    ({"age": [None, 55.0], "sex": ["unknown", "unknown"], "site": ["unknown", "back"]}, ["age", "site"]),
+    ({"age": [40.0, 55.0], "sex": ["male", "female"], "site": ["face", "back"]}, ["age", "sex", "site"]),
+])
+def test_a_classifier_records_the_metadata_its_training_images_carried(columns, known):
+    table = pd.DataFrame(columns).astype({"age": float, "sex": "string", "site": "string"})
+    assert known_metadata(table) == known

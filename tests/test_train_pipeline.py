@@ -15,6 +15,7 @@ from dermfuse.data import read_manifest
 from train.__main__ import main as train_cli
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, parse_config
+from publish.card import model_card
 from publish.push import export, push
 from train.segmenter import run_segmenter
 
@@ -62,6 +63,7 @@ def test_stage2_calibrates_stores_temperature_and_writes_figures(runs):
     else:
         assert model.prior_shift is None
     assert model.name == "dermfuse-tiny-phantom" and model.dataset.startswith("phantom (synthetic)")
+    assert model.trained_metadata == ["age", "sex", "site"]  # phantoms carry all three: the app may use them
     assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9  # fitted on val: never worse there
     # The OOD gate was fitted on the 14 training images and stored in the model's config.
     assert calibration["ood"]["fitted_on"] == "train" and calibration["ood"]["images"] == 14
@@ -110,6 +112,18 @@ class RecordingHub:
         if self.fail:
             raise ConnectionError("network is unreachable")
         shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
+
+
+@pytest.mark.parametrize("trained_metadata, summary", [
+    (None, "plus a transformer over age, sex and site names it"),
+    (["age", "site"], "plus a transformer over age and site names it"),
+    ([], "fused by cross-attention names it"),  # PH2: no patient metadata, so the card claims none
+])
+def test_the_card_names_the_metadata_the_model_learned_from(runs, trained_metadata, summary):
+    config = json.loads((runs[1] / "model" / "config.json").read_text())
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    train_config = json.loads((runs[1] / "train_config.json").read_text())
+    assert summary in model_card({**config, "trained_metadata": trained_metadata}, metrics, train_config)
 
 
 def test_push_uploads_the_exported_folder(runs, tmp_path):

@@ -15,7 +15,7 @@ from train_support import classifier_args, make_phantoms, segmenter_args, weight
 
 from train.checkpoint import SAVE_DELAY_ENV, load_checkpoint
 from train.classifier import run_classifier
-from train.config import ClassifierConfig, SegmenterConfig, parse_config
+from train.config import CONFIG_FILE, ClassifierConfig, SegmenterConfig, parse_config, save_config
 from train.segmenter import run_segmenter
 
 pytestmark = pytest.mark.slow
@@ -68,6 +68,22 @@ def test_classifier_resumes_to_identical_weights_even_with_another_worker_count(
     run_classifier(parse_config(ClassifierConfig, ["--resume", f"--out={out}", "--max_steps=0", "--workers=1"]))
     assert_same_weights(weights(out / "checkpoint.pt"), weights(straight / "checkpoint.pt"))
     assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").glob("*.png")} == masks_before  # cache reused
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_afresh(data, tmp_path, capsys):
+    out = tmp_path / "seg"
+    out.mkdir()
+    # What a run killed before its first checkpoint leaves: its folder with the saved settings, no checkpoint.
+    save_config(parse_config(SegmenterConfig, segmenter_args(out, data, *SEGMENTER, "--max_steps=1")), out / CONFIG_FILE)
+    run_segmenter(parse_config(SegmenterConfig, ["--resume", f"--out={out}"]))
+    note = "holds no checkpoint.pt yet (the run stopped before its first checkpoint): starting it afresh"
+    assert note in capsys.readouterr().out
+    assert load_checkpoint(out / "checkpoint.pt")["state"]["step"] == 1
+
+
+def test_resume_without_a_run_folder_says_to_rerun_without_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rerun without --resume"):
+        parse_config(SegmenterConfig, ["--resume", f"--out={tmp_path / 'never-started'}"])
 
 
 def test_sigkill_in_the_middle_of_a_save_leaves_the_last_checkpoint_loadable(data, tmp_path):

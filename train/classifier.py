@@ -49,12 +49,12 @@ from dermfuse.metrics import (classification_metrics, expected_calibration_error
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
-from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, save_model, write_json
+from train.checkpoint import MODEL_DIR, model_folder, save_model, write_json
 from train.config import ClassifierConfig, parse_config
-from train.data import MANIFEST, describe_data, prepare_table, require_data, split_counts
+from train.data import MANIFEST, describe_data, known_metadata, prepare_table, require_data, split_counts
 from train.loop import fit, format_metric
 from train.order import Shard, make_loader
-from train.run_folder import open_run
+from train.run_folder import open_run, resume_checkpoint
 from train.runtime import Runtime, gather, replica_digest, setup_runtime, teardown_runtime
 
 MONITOR = "balanced_accuracy"
@@ -229,7 +229,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     runtime.print(f"data: {describe_data(table)}; classes {classes}" + (f"; {dropped} images of other classes left out" if dropped else ""))
 
     # Model: the stage-1 model (its trained segmenter) with a classifier for these classes.
-    checkpoint = load_checkpoint(run / CHECKPOINT) if config.resume else None
+    checkpoint = resume_checkpoint(config, run)
     if checkpoint is not None:
         model = DermFuse(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
@@ -240,7 +240,9 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
         runtime.print(f"model from {segmenter_model}; freshly initialised: {fresh_text}"
                       + (" (classifier encoders from ImageNet)" if config.pretrained else ""))
-        model.update_config(name=config.name or default_name(config, table), dataset=describe_data(labelled))  # what it learned from
+        # What it learned from: the data, and which metadata fields its training images carried.
+        model.update_config(name=config.name or default_name(config, table), dataset=describe_data(labelled),
+                            trained_metadata=known_metadata(labelled[labelled["split"] == "train"]))
     if list(model.classes) != classes:
         raise ValueError(f"the run's model has classes {model.classes} but the data gives {classes}: pass --classes")
 

@@ -136,7 +136,8 @@ def parse_config(cls: type[TrainConfig], argv: list[str]) -> TrainConfig:
     if convert("resume", overrides.get("resume", "false"), "bool"):
         saved = Path(out) / CONFIG_FILE
         if not saved.is_file():
-            raise FileNotFoundError(f"--resume: {saved} not found; point --out at the folder of the run to continue")
+            raise FileNotFoundError(f"--resume: {saved} not found, so {out} holds no run to continue: point --out at "
+                                    "the run's folder, or rerun without --resume to start a new run")
         config = load_config(cls, saved)
         if preset != config.preset and "preset" in parse_overrides(argv):
             raise ValueError(f"--preset={preset}: the run in {out} was made with preset {config.preset}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermfuse.data import make_splits, read_dataset, read_manifest, write_manifest
+from dermfuse.vocab import METADATA_FIELDS, UNKNOWN
 from dermfuse.data.table import combine
 from dermfuse.data.splits import PATH_COLUMNS
 from train.config import TrainConfig
@@ -98,6 +99,14 @@ def describe_data(table: pd.DataFrame) -> str:
                     f"v{info['version']}, difficulty {info['difficulty']}, seed {info['seed']}, {info['size']} px")  # fmt: skip
     sources = "+".join(sorted(table["source"].dropna().unique())) or "unknown"
     return f"{sources} ({len(table)} images)"
+
+
+def known_metadata(table: pd.DataFrame) -> list[str]:
+    """The metadata fields (age, sex, site) known for at least one image of ``table``: what a classifier
+    trained on it can have learned from, recorded as the model's ``trained_metadata``."""
+    known = {"age": table["age"].notna(), "sex": table["sex"].fillna(UNKNOWN).ne(UNKNOWN),
+             "site": table["site"].fillna(UNKNOWN).ne(UNKNOWN)}
+    return [field for field in METADATA_FIELDS if bool(known[field].any())]
 
 
 def split_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -29,12 +29,12 @@ from dermfuse.data import Augment, SegmentationDataset
 from dermfuse.figures import learning_curves
 from dermfuse.lesion import clean_mask
 from dermfuse.metrics import mask_counts, segmentation_metrics
-from train.checkpoint import CHECKPOINT, MODEL_DIR, load_checkpoint, model_folder, write_json
+from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.config import SegmenterConfig, parse_config
 from train.data import describe_data, prepare_table, require_data, split_counts
 from train.loop import fit
 from train.order import Shard, make_loader
-from train.run_folder import open_run
+from train.run_folder import open_run, resume_checkpoint
 from train.runtime import Runtime, gather, setup_runtime, teardown_runtime
 
 MONITOR = "dice"
@@ -99,7 +99,7 @@ def _train(config: SegmenterConfig, runtime: Runtime) -> Path:
         runtime.print("no validation split: a fixed schedule of --epochs, the last epoch's model is kept")
 
     # Model: the whole DermFuse; only the segmenter trains here.
-    checkpoint = load_checkpoint(run / CHECKPOINT) if config.resume else None
+    checkpoint = resume_checkpoint(config, run)
     if checkpoint is not None:
         model = DermFuse(**checkpoint["model_config"])
     elif config.init:

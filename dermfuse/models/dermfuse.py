@@ -27,7 +27,7 @@ from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name")
+MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata")
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -37,6 +37,15 @@ def _check_prior_shift(shift, classes: int) -> list[float] | None:
     if len(shift) != classes or not all(math.isfinite(v) for v in shift):
         raise ValueError(f"prior_shift must be {classes} finite numbers (one per class), got {shift}")
     return shift
+
+
+def _check_trained_metadata(fields) -> list[str] | None:
+    if fields is None:
+        return None
+    fields = list(fields)
+    if not set(fields) <= set(vocab.METADATA_FIELDS):
+        raise ValueError(f"trained_metadata must name fields of {', '.join(vocab.METADATA_FIELDS)}, got {fields}")
+    return [f for f in vocab.METADATA_FIELDS if f in fields]
 
 
 class UnsafeCheckpointError(ValueError):
@@ -84,6 +93,7 @@ class DermFuse(
         name: str = "dermfuse",
         ood: dict | None = None,
         gate: dict | None = None,
+        trained_metadata: list[str] | None = None,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -110,6 +120,7 @@ class DermFuse(
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
         self.gate = gate  # the assessability gate's dermoscopy score (dermfuse/assess.py), fitted by experiments/gate.py
+        self.trained_metadata = _check_trained_metadata(trained_metadata)
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -140,7 +151,7 @@ class DermFuse(
 
     def update_config(self, **changes) -> None:
         """Change what training learns after the architecture is fixed (``temperature``, ``prior_shift``, ``ood``,
-        ``gate``, ``dataset``, ``name``), on the model and in the config ``save_pretrained`` writes."""
+        ``gate``, ``dataset``, ``name``, ``trained_metadata``), on the model and in the config ``save_pretrained`` writes."""
         unknown = sorted(set(changes) - set(MUTABLE_CONFIG))
         if unknown:
             raise ValueError(f"cannot change {unknown} after construction: only {', '.join(MUTABLE_CONFIG)}")
@@ -150,9 +161,24 @@ class DermFuse(
                 raise ValueError(f"temperature must be positive, got {changes['temperature']}")
         if "prior_shift" in changes:
             changes["prior_shift"] = _check_prior_shift(changes["prior_shift"], len(self.classes))
+        if "trained_metadata" in changes:
+            changes["trained_metadata"] = _check_trained_metadata(changes["trained_metadata"])
         for key, value in changes.items():
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
+
+    @property
+    def metadata_fields(self) -> tuple[str, ...]:
+        """The metadata fields (of age, sex, site) the classifier learned from, so the only ones it is given.
+
+        A model without the metadata transformer uses none. One trained on images without metadata
+        (e.g. PH2) has the transformer but only ever saw "unknown": a known value would move its scores
+        by chance, not by anything learned. Training records the fields its images carried in
+        ``trained_metadata``; a config from before that record (``None``) is taken to have used all three.
+        """
+        if not self.classifier.use_metadata:
+            return ()
+        return tuple(vocab.METADATA_FIELDS if self.trained_metadata is None else self.trained_metadata)
 
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (B, classes): ``(logits + prior_shift) / temperature``, both fitted on validation

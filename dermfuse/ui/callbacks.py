@@ -76,21 +76,26 @@ def uploaded_file(image: dict | str | None) -> tuple[str, str]:
 
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
         use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False) -> tuple[np.ndarray, Diagnosis]:
-    """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis)."""
+    """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis).
+
+    The result's ``image_id`` is the user's file name without its suffix, as the CLI names its results,
+    so the JSON and the case sheet name the same image.
+    """
     path, name = uploaded_file(image)
     pipeline = catalog.pipeline(model or catalog.default)
     try:
         diagnosis = pipeline(path, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream,
-                             use_metadata=use_metadata)  # fmt: skip
+                             use_metadata=use_metadata, image_id=Path(name).stem)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
     return diagnosis.image, diagnosis
 
 
 @user_errors
-def predict(catalog: ModelCatalog, image: dict | str | None, age: float | None = None, sex: str | None = "unknown",
-            site: str | None = "unknown", model: str | None = None) -> dict:
-    """Diagnose one image and return the JSON result (the ``/predict`` API)."""
+def predict(catalog: ModelCatalog, image: dict | str | None, age: float | str | None = None,
+            sex: str | None = "unknown", site: str | None = "unknown", model: str | None = None) -> dict:
+    """Diagnose one image and return the JSON result (the ``/predict`` API). Age in years (a number or its text);
+    blank or None means unknown, never 0."""
     _, diagnosis = run(catalog, image, age, sex, site, model)
     return views.result_json(diagnosis)
 
@@ -111,6 +116,35 @@ def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, 
     )
 
 
+def cleared_results(note: str) -> tuple:
+    """The diagnose outputs emptied, with ``note`` where the warnings go: nothing of an earlier result stays."""
+    hidden = gr.DownloadButton(visible=False)
+    return (None, None, None, None, None, note, "", None, gr.Gallery(value=None, visible=False), None,
+            hidden, hidden, hidden)
+
+
+def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, image, age, sex, site, use_metadata,
+                 lesion_stream, attention):
+    """The model menu changed: clear the old model's results at once, load and describe the new model, then
+    diagnose the shown case again with it (and remake its downloads).
+
+    A generator, so the page never shows one model's scores, warnings or downloads under another's
+    banner, not even while the new model loads; if loading or the new diagnosis fails, the results
+    stay cleared and the error says why. Outputs: the banner, then :func:`diagnose`'s.
+    """
+    again = case is not None and image is not None
+    note = (f"**Model changed to `{model}`:** the previous results were cleared"
+            + ("; diagnosing the case again with this model…" if again else ". Press **Diagnose** to use it."))
+    yield gr.skip(), *cleared_results(note)
+    banner = describe_model(catalog, model)
+    if not again:
+        yield banner, *(gr.skip(),) * len(cleared_results(""))
+        return
+    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
+    yield banner, *shown
+    yield gr.skip(), *(gr.skip(),) * (len(shown) - 3), *make_report(shown[9])
+
+
 @user_errors
 def make_report(case: ShownCase | None):
     """The case sheet (PNG, PDF) and the JSON result as three downloads."""
@@ -128,9 +162,10 @@ def example_gallery() -> list[tuple[str, str]]:
 
 
 def pick_example(event: gr.SelectData):
-    """Fill the inputs from the picked example and show its ground truth."""
+    """Fill the inputs from the picked example and show its ground truth (an unknown age as a blank box)."""
     example = gallery_examples()[event.index]
-    return example.path, example.age, example.sex, example.site, example.truth()
+    age = "" if example.age is None else f"{example.age:g}"
+    return example.path, age, example.sex, example.site, example.truth()
 
 
 @user_errors

@@ -80,7 +80,7 @@ class ModelCatalog:
                          "It gives no diagnosis.")
         elif dataset.startswith("ph2"):
             lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
-                         "without patient metadata** (what you enter as age, sex and site changes little). Its "
+                         "without patient metadata** (age, sex and site are not used). Its "
                          "cross-validated numbers are in its model card. It gives no diagnosis.")
         elif dataset == "untrained":
             lines.append("⚠️ **Untrained model (random weights): its output means nothing.**")
@@ -101,7 +101,8 @@ def load_pipeline(source: str) -> DermFusePipeline:
     try:
         return DermFusePipeline.from_pretrained(os.path.expanduser(source))
     except (OSError, ValueError) as error:  # missing files, unsafe/foreign checkpoint, bad repo id, offline
+        reason = str(error).rstrip(".")  # most reasons are whole sentences: one full stop, not two
         raise ModelSourceError(
-            f"cannot load model {source!r}: {error}. Give --model (or ${MODEL_ENV}) a dermfuse model folder "
+            f"cannot load model {source!r}: {reason}. Give --model (or ${MODEL_ENV}) a dermfuse model folder "
             "(config.json + model.safetensors) or a Hugging Face Hub repo id."
         ) from error

@@ -3,7 +3,11 @@
 ``build_demo(catalog)`` returns the ``gr.Blocks`` with its queue set; ``LAUNCH_OPTIONS`` holds what
 Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every event has an
 ``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
-result, so ``gradio_client`` users get one plain answer instead of the page's many outputs.
+result, so ``gradio_client`` users get one plain answer instead of the page's many outputs. Every
+component has a ``label``, even where the page hides it: Gradio names API inputs and outputs by it
+(an unlabelled one is ``value_<id>`` in ``view_api()``). Changing the model clears the shown results at
+once and diagnoses the shown case again with the new model, so one model's scores, warnings and
+downloads never stand under another's banner.
 
 Two vCPUs: one diagnosis keeps both cores busy (the pipeline serialises its own calls), so at most
 two run at once — one in the model while the other loads its image or draws its pictures — and up
@@ -49,15 +53,17 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
     """The dermfuse app for the models in ``catalog``."""
     with gr.Blocks(title="dermfuse: explainable skin-lesion diagnosis", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# dermfuse · explainable skin-lesion diagnosis")
-        banner = gr.Markdown(catalog.describe(catalog.default), elem_id="banner")
+        banner = gr.Markdown(catalog.describe(catalog.default), label="Model in use", show_label=False, elem_id="banner")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "clipboard"], height=300,
                                  elem_id="upload")
-                truth = gr.Markdown(elem_id="truth")
+                truth = gr.Markdown(label="Ground truth of the example", show_label=False, elem_id="truth")
                 with gr.Row():
-                    age = gr.Number(label="Age in years (optional)", value=None, placeholder="unknown",
-                                    min_width=120, elem_id="age")
+                    # A text box, not gr.Number: Gradio 6's number box shows and sends 0 when left empty, and
+                    # age 0 is a real age that moves the scores. Blank here reaches the pipeline as unknown.
+                    age = gr.Textbox(label="Age in years (blank = unknown)", value="", placeholder="unknown",
+                                     max_lines=1, min_width=120, elem_id="age")
                     sex = gr.Radio(list(vocab.SEXES), value=vocab.UNKNOWN, label="Sex", min_width=160, elem_id="sex")
                 site = gr.Dropdown(list(vocab.SITES), value=vocab.UNKNOWN, label="Lesion site", allow_custom_value=True,
                                    elem_id="site")
@@ -76,20 +82,23 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                 with gr.Row():
                     heat_image = picture("Grad-CAM · image stream", "heat-image")
                     heat_lesion = picture("Grad-CAM · lesion stream", "heat-lesion")
-        warnings = gr.Markdown(elem_id="warnings")
+        warnings = gr.Markdown(label="Warnings", show_label=False, elem_id="warnings")
         gates = gr.Gallery(label="Segmenter attention gates (bright = kept)", columns=4, visible=False,
                            elem_id="gates")
-        reading = gr.Markdown(elem_id="reading")
+        reading = gr.Markdown(label="Reading: where the model looked, lesion measurements, metadata",
+                              show_label=False, elem_id="reading")
         with gr.Row():
             downloads = [gr.DownloadButton(f"Download the case ({kind})", visible=False, elem_id=f"download-{key}")
                          for key, kind in (("png", "PNG sheet"), ("pdf", "PDF sheet"), ("json", "JSON"))]
         with gr.Accordion("JSON result", open=False):
             result = gr.JSON(label="Result", elem_id="result")
         with gr.Accordion("Examples: synthetic phantoms with their ground truth (pick one, then Diagnose)", open=True):
-            gallery = gr.Gallery(columns=7, allow_preview=False, show_label=False, elem_id="examples")
+            gallery = gr.Gallery(label="Examples", columns=7, allow_preview=False, show_label=False, elem_id="examples")
         case = gr.State(time_to_live=3600)
 
         inputs = [image, age, sex, site, model]
+        switches = [use_metadata, lesion_stream, attention]
+        results = [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads]
         # preprocess=False: the upload reaches the callback as its file (gr.Image would first open it with
         # PIL, whose errors and laxer size limit would pre-empt dermfuse's loader); the callbacks check
         # every other input themselves.
@@ -97,8 +106,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         gr.on(
             [button.click, use_metadata.input, lesion_stream.input, attention.input],
             partial(callbacks.diagnose, catalog),
-            inputs + [use_metadata, lesion_stream, attention],
-            [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads],
+            inputs + switches,
+            results,
             api_name="diagnose",
             api_description=callbacks.diagnose.__doc__,
             **pipeline_events,
@@ -107,8 +116,11 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
               api_description=callbacks.predict.__doc__, **pipeline_events)
         gallery.select(callbacks.pick_example, None, [image, age, sex, site, truth], api_name="pick_example")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
-        model.change(partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
-                     api_description=callbacks.describe_model.__doc__)
+        # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
+        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches],
+                     [banner, *results], api_name="switch_model", api_visibility="undocumented", **pipeline_events)
+        gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
+              api_description=callbacks.describe_model.__doc__)
         demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
     demo.queue(default_concurrency_limit=PIPELINE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

@@ -56,28 +56,34 @@ def case_sheet(image: np.ndarray, diagnosis: Diagnosis, name: str = "uploaded im
 
 
 def _scores(axis, diagnosis: Diagnosis) -> None:
-    """Horizontal bars: calibrated score per class with metadata (solid) and without (outline)."""
+    """Horizontal bars: calibrated score per class with metadata (solid) and, for a model that learned from
+    metadata, without (outline)."""
     order = sorted(diagnosis.classes, key=lambda c: diagnosis.scores()[c])
     with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
+    compare = bool(views.learned_metadata(diagnosis))
     y = np.arange(len(order))
+    shift, height = (0.18, 0.36) if compare else (0.0, 0.6)
     colours = [MALIGNANT_COLOUR if c in vocab.MALIGNANT else BENIGN_COLOUR for c in order]
-    axis.barh(y + 0.18, [with_meta[c] for c in order], height=0.36, color=colours, label="with metadata")
-    axis.barh(y - 0.18, [without[c] for c in order], height=0.36, facecolor="none", edgecolor=colours,
-              label="without metadata")
+    axis.barh(y + shift, [with_meta[c] for c in order], height=height, color=colours, label="with metadata")
+    if compare:
+        axis.barh(y - shift, [without[c] for c in order], height=height, facecolor="none", edgecolor=colours,
+                  label="without metadata")
     for yi, c in zip(y, order):
-        axis.text(with_meta[c] + 0.01, yi + 0.18, views.percent(with_meta[c]), va="center", fontsize=7)
+        axis.text(with_meta[c] + 0.01, yi + shift, views.percent(with_meta[c]), va="center", fontsize=7)
     axis.set_yticks(y, [f"{views.short_name(c)} ({c}) · {views.malignancy(c)}" for c in order], fontsize=7)
     for tick, colour in zip(axis.get_yticklabels(), colours):
         tick.set_color(colour)
     axis.set_xlim(0, 1.08)
     axis.set_xlabel("calibrated probability", fontsize=8)
     axis.tick_params(axis="x", labelsize=7)
-    axis.legend(fontsize=7, loc="lower right")
+    if compare:
+        axis.legend(fontsize=7, loc="lower right")
     axis.set_title("Scores (red: malignant or pre-malignant)", fontsize=9, loc="left")
 
 
 def _words(figure: Figure, diagnosis: Diagnosis) -> None:
-    """The text block: patient data, focus, measurements, metadata effect, model, warnings, disclaimer."""
+    """The text block: patient data (which were used, what they changed), focus, measurements, model, warnings,
+    disclaimer."""
     meta = diagnosis.metadata
     age = "unknown" if meta.get("age") is None else f"{meta['age']:g} years"
     top = diagnosis.top_class
@@ -85,7 +91,8 @@ def _words(figure: Figure, diagnosis: Diagnosis) -> None:
         f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) "
         f"at {views.percent(diagnosis.top_probability)}.",
         f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
-        plain(views.metadata_effect(diagnosis)),
+        plain(views.metadata_used(diagnosis)),
+        *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) else []),
         "",
         "Where the model looked:",
         *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis)],

@@ -83,33 +83,64 @@ def percent(value: float) -> str:
     return f"{100 * value:.0f} %"
 
 
+def learned_metadata(diagnosis: Diagnosis) -> list[str]:
+    """The metadata fields the model learned from (none: age, sex and site cannot change its scores)."""
+    return list(diagnosis.model.get("metadata_fields", vocab.METADATA_FIELDS))
+
+
 def scores_table(diagnosis: Diagnosis) -> str:
-    """Markdown: every class with its full name, malignancy, and the scores with and without metadata."""
-    rows = ["| diagnosis | | with metadata | without | change |", "| --- | --- | ---: | ---: | ---: |"]
+    """Markdown: every class with its full name, malignancy and score; with and without metadata, and the
+    change, only for a model that learned from metadata (for any other the columns would be equal)."""
     with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
+    compare = learned_metadata(diagnosis)
+    if compare:
+        rows = ["| diagnosis | | with metadata | without | change |", "| --- | --- | ---: | ---: | ---: |"]
+    else:
+        rows = ["| diagnosis | | score |", "| --- | --- | ---: |"]
     for c in sorted(diagnosis.classes, key=lambda c: -with_meta[c]):
-        change = 100 * (with_meta[c] - without[c])
         flag = "**malignant**" if c in vocab.MALIGNANT else "benign"
-        rows.append(f"| {vocab.DIAGNOSIS_NAMES[c]} (`{c}`) | {flag} | {percent(with_meta[c])} | "
-                    f"{percent(without[c])} | {change:+.1f} pts |")
+        row = f"| {vocab.DIAGNOSIS_NAMES[c]} (`{c}`) | {flag} | {percent(with_meta[c])} |"
+        if compare:
+            row += f" {percent(without[c])} | {100 * (with_meta[c] - without[c]):+.1f} pts |"
+        rows.append(row)
     return "\n".join(rows)
 
 
-def metadata_effect(diagnosis: Diagnosis) -> str:
-    """One sentence: what age, sex and site changed."""
-    meta = diagnosis.metadata
-    given = [f"age {meta['age']:g}" if meta.get("age") is not None else None,
-             meta.get("sex") if meta.get("sex") != vocab.UNKNOWN else None,
-             meta.get("site") if meta.get("site") != vocab.UNKNOWN else None]
-    given = [g for g in given if g]
+def field_value(field: str, value) -> str:
+    """'age 60', 'male', 'posterior torso': one metadata value in words."""
+    return f"age {value:g}" if field == "age" else str(value)
+
+
+def metadata_used(diagnosis: Diagnosis) -> str:
+    """One sentence: which of age, sex and site this result used, and why a given one was not."""
+    meta, used, learned = diagnosis.metadata, diagnosis.metadata_used, learned_metadata(diagnosis)
+    given = [f for f in vocab.METADATA_FIELDS if meta.get(f) not in (None, vocab.UNKNOWN)]
+    lead = "**Patient data used for this result:** "
+    if not learned:
+        return (lead + "none: this model was trained without patient metadata, so age, sex and site do not change "
+                "its scores.")
+    if not used and any(f in learned for f in given):
+        return lead + "none: the teaching view's metadata switch is off (the image alone)."
     if not given:
-        return "No metadata was given (age, sex and site unknown), so both columns are the image alone."
+        return lead + "none: age, sex and site unknown (the image alone)."
+    ignored = [f for f in given if f not in learned]
+    unknown = [f for f in vocab.METADATA_FIELDS if f not in given]
+    return (lead + (", ".join(field_value(f, meta[f]) for f in used) + "." if used else "none (the image alone).")
+            + (f" Not learned by this model, so not used: {', '.join(ignored)}." if ignored else "")
+            + (f" Unknown: {', '.join(unknown)}." if unknown else ""))
+
+
+def metadata_effect(diagnosis: Diagnosis) -> str:
+    """One sentence: what the metadata this result used changed."""
+    if not diagnosis.metadata_used:
+        return "No patient data was used, so the scores with and without metadata are both the image alone."
     with_meta, without = diagnosis.scores(True), diagnosis.scores(False)
     top_with, top_without = max(with_meta, key=with_meta.get), max(without, key=without.get)
     largest = max(diagnosis.classes, key=lambda c: abs(with_meta[c] - without[c]))
     verdict = ("left the top class unchanged" if top_with == top_without
                else f"changed the top class from {short_name(top_without)} to {short_name(top_with)}")
-    return (f"The metadata ({', '.join(given)}) {verdict}; its largest effect is on {short_name(largest)} "
+    given = ", ".join(field_value(f, diagnosis.metadata[f]) for f in diagnosis.metadata_used)
+    return (f"The metadata ({given}) {verdict}; its largest effect is on {short_name(largest)} "
             f"({100 * (with_meta[largest] - without[largest]):+.1f} percentage points).")
 
 
@@ -140,7 +171,8 @@ def measurement_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
 
 
 def reading(diagnosis: Diagnosis) -> str:
-    """Markdown under the pictures: lesion focus, measurements, metadata effect, all scores."""
+    """Markdown under the pictures: lesion focus, measurements, the patient data used (and, for a model that
+    learned from metadata, what they changed), all scores."""
     parts = ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis)]]
     rows = measurement_rows(diagnosis)
     parts.append("### Lesion measurements")
@@ -148,7 +180,11 @@ def reading(diagnosis: Diagnosis) -> str:
         parts += ["| quantity | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows]]
     else:
         parts.append("No lesion was found, so nothing could be measured.")
-    parts += ["### What the metadata changed", metadata_effect(diagnosis), "", scores_table(diagnosis)]
+    if learned_metadata(diagnosis):
+        parts += ["### What the metadata changed", metadata_used(diagnosis), "", metadata_effect(diagnosis)]
+    else:
+        parts += ["### Patient data", metadata_used(diagnosis), "", "### Scores"]
+    parts += ["", scores_table(diagnosis)]
     return "\n".join(parts)
 
 
