@@ -15,6 +15,8 @@ from dermfuse.cli import main
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.vocab import HAM10000_CLASSES
 
+from conftest import colour_bars_in
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
@@ -50,7 +52,11 @@ def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image
     assert np.allclose(probabilities.sum(1), 1, atol=1e-5)
     records = json.loads((out / "predictions.json").read_text())
     assert [r["metadata"]["site"] for r in records] == ["posterior torso"] * 3
-    assert all((out / "overlays" / f"case{i}.png").is_file() for i in range(3))
+    for i in range(3):  # a titled figure per image with a colour bar under each of the two heatmaps
+        with Image.open(out / "overlays" / f"case{i}.png") as overlay:
+            assert overlay.size == (1100, 500)
+            assert colour_bars_in(np.asarray(overlay.convert("RGB"))) == 2
+    assert set(table["heatmap_method_image"]) <= {"Grad-CAM", "Grad-CAM++"}
     submission = pd.read_csv(out / "isic_submission" / "classification.csv")
     assert list(submission.columns) == ["image", "AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
     for i in range(3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import threading
 
 import cv2
@@ -24,6 +25,7 @@ from dermfuse.models.inference import SignBitReLU, fold_batchnorm, inference_cop
 from dermfuse.ood import fit_ood, non_dermoscopy_images
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
+from dermfuse.ui import views
 from dermfuse.vocab import HAM10000_CLASSES
 
 
@@ -134,6 +136,20 @@ def test_a_degenerate_grad_cam_map_is_replaced_by_the_fallback_and_says_why(mode
                 assert explained.maps[stream].max() > 0.9 and np.isfinite(explained.maps[stream]).all()
                 assert "was all zero" in explained.notes[stream][0] and FALLBACK_METHOD in explained.notes[stream][0]
     assert found >= 3
+
+
+def test_when_no_method_gives_a_map_none_is_drawn_and_the_words_say_why(pipeline, phantoms, monkeypatch):
+    monkeypatch.setattr(explain, "map_flaw", lambda cam: "the same everywhere (no region stood out)")
+    p = phantoms[4]
+    result = pipeline(p.image, p.age, p.sex, p.site, mask=p.mask)
+    assert result.heatmaps == {} and result.heatmap_methods == {} and result.lesion_focus == {}
+    assert set(result.heatmap_notes) == {"image", "lesion"}
+    assert all("No map can be shown" in note for note in result.heatmap_notes.values())
+    shown = views.pictures(p.image, result)
+    assert shown["heat_image"] is None and shown["heat_lesion"] is None
+    lines = views.focus_lines(result)
+    assert len(lines) == 2 and all(": no map. No map can be shown" in line for line in lines)
+    assert not re.search(r"\bnan\b", views.reading(result) + result.to_json(), re.IGNORECASE)
 
 
 def test_json_roundtrip(pipeline, phantoms):
