@@ -12,8 +12,9 @@ A map can be degenerate: Grad-CAM keeps only the positive part of its channel-we
 a 5×5 encoder map that sum can be negative everywhere (all zero: 66 of 140 PH2 images for the
 phantom model's image stream), the same everywhere, or not finite. Such a map has no mass to share
 out and points nowhere, so :func:`explain_streams` replaces it by ``FALLBACK_METHOD``'s map for the
-same class and records which method made every map and why. A method is never chosen per image by
-how well its map fits the lesion: that would make the explanation flatter the model.
+same class and records which method made every map and why. The fallback was chosen once, by lesion
+focus against expert masks on validation images (``experiments/lesion_focus.py``); a method is never
+chosen per image by how well its map fits the lesion: that would make the explanation flatter the model.
 
 ``standard_gradcam`` is the way a typical project does it (a full ``GradCAM`` call per stream,
 back-propagating through the whole network): the benchmark's reference, and a check that both
@@ -32,7 +33,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 PRIMARY_METHOD = "Grad-CAM"
-FALLBACK_METHOD = "Grad-CAM++"  # weights from positive gradients only: defined where Grad-CAM is all zero
+# Chosen by ``experiments/lesion_focus.py`` on 500 HAM10000 validation images (mean lesion focus against the
+# expert masks over both streams, Grad-CAM++ 0.60, LayerCAM 0.56; XGrad-CAM is itself degenerate too often):
+# docs/results/lesion_focus.json.
+FALLBACK_METHOD = "Grad-CAM++"
 FLAT = 1e-6  # a map whose range is below this share of its peak is the same everywhere (float32 noise)
 
 
