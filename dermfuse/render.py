@@ -163,8 +163,7 @@ def with_colour_bar(picture: np.ndarray) -> np.ndarray:
 def overlay_sheet(diagnosis: Diagnosis, name: str | None = None) -> Figure:
     """The CLI's overlay figure of one diagnosis: the outlined lesion and each stream's heatmap, titled, with
     their colour bars, the method and lesion focus under each map, the top scores and any note on the maps."""
-    image = diagnosis.image
-    shown = pictures(image, diagnosis)
+    shown = pictures(diagnosis.image, diagnosis)
     figure = Figure(figsize=(11, 5), facecolor="white")
     scores = sorted(diagnosis.scores().items(), key=lambda item: -item[1])[:3]
     top = ", ".join(f"{vocab.DIAGNOSIS_NAMES[c].split(' (')[0]} ({c}) {percent(p)}" for c, p in scores)
@@ -178,7 +177,7 @@ def overlay_sheet(diagnosis: Diagnosis, name: str | None = None) -> Figure:
         caption = heat_caption(diagnosis, stream) if key != "outline" else ""
         draw_picture(figure, (0.02 + column * 0.33, 0.1, 0.30, 0.66), shown[key], TITLES[key], caption,
                      heat=key != "outline")
-    notes = [f"{stream} network: {note}" for stream, note in (diagnosis.heatmap_notes or {}).items()]
+    notes = [f"{TITLES[f'heat_{stream}']}: {note}" for stream, note in (diagnosis.heatmap_notes or {}).items()]
     if notes:
         figure.text(0.02, 0.02, "\n".join(notes), ha="left", va="bottom", fontsize=7, color="dimgrey", parse_math=False)
     return figure
