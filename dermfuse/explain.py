@@ -121,7 +121,7 @@ def map_flaw(cam: np.ndarray) -> str | None:
     measure (a NaN lesion focus) and nothing to see, so it must not be passed off as a heatmap.
     """
     if not np.isfinite(cam).all():
-        return "not a number in places (a numerical failure)"
+        return "not a finite number in places (a numerical failure)"
     positive = np.maximum(cam, 0)
     peak = float(positive.max())
     if peak <= 0:

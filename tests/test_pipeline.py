@@ -105,7 +105,8 @@ def test_head_gradcam_equals_standard_full_backward_gradcam(model, phantoms):
     (np.zeros((5, 5)), "all zero"),
     (-np.ones((5, 5)), "all zero"),  # negative everywhere: zero after ReLU
     (np.full((5, 5), 0.3), "the same everywhere"),
-    (np.where(np.eye(5) > 0, np.nan, 1.0), "not a number"),
+    (np.where(np.eye(5) > 0, np.nan, 1.0), "not a finite number"),
+    (np.where(np.eye(5) > 0, np.inf, 1.0), "not a finite number"),
     (np.arange(25.0).reshape(5, 5) - 12, None),
 ])
 def test_map_flaw_names_each_kind_of_degenerate_map(cam, flaw):
