@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sex", help="female, male or unknown")
     p.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
-    p.add_argument("--overlays", action="store_true", help="also write outline + Grad-CAM overlay PNGs")
+    p.add_argument("--overlays", action="store_true", help="also write a PNG per image: outline and each network's heatmap, "
+                   "titled, with colour bar and top scores")
     p.add_argument("--explain", action="store_true", help="compute Grad-CAM and lesion focus (implied by --overlays)")
     p.add_argument("--isic-submission", action="store_true", help="also write the ISIC challenge CSV and masks")
     p.add_argument("--batch-size", type=int, default=8)

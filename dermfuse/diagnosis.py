@@ -23,10 +23,16 @@ class Diagnosis:
     ``mask_probability`` (float32), ``heatmaps`` (stream → float32 in [0, 1]), ``attention``
     (the segmenter's gate maps, deep → shallow); ``lesion_image`` is the crop the lesion stream saw;
     ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
-    shows it does not decode it again. ``probabilities`` are calibrated (``DermFuse.calibrate``), in the order of
-    ``classes``; ``metadata`` holds the patient's checked values as given (age in years or ``None`` when
-    unknown, sex, site) and ``metadata_used`` the known fields the model was given: only those it learned
-    from, none with the teaching switch off. ``probabilities_without_metadata`` had every field unknown.
+    shows it does not decode it again. ``lesion_box`` ([x0, y0, x1, y1], may reach outside the image)
+    is where the lesion image was cut from, ``None`` when it is the whole image; the lesion stream's
+    heatmap is zero outside it. ``heatmap_methods`` names the method that made each stream's map
+    (a stream without a usable map has none in ``heatmaps``); ``heatmap_notes`` says, in plain words,
+    why a stream's map is not the usual Grad-CAM or is missing. ``lesion_focus`` is ``None`` per
+    stream (or as a whole, when no lesion was found) where it cannot be measured. ``probabilities``
+    are calibrated (``DermFuse.calibrate``), in the order of ``classes``; ``metadata`` holds the
+    patient's checked values as given (age in years or ``None`` when unknown, sex, site) and
+    ``metadata_used`` the known fields the model was given: only those it learned from, none with the
+    teaching switch off. ``probabilities_without_metadata`` had every field unknown.
 
     ``assessable`` is False when the image failed the assessability gate (``assess.py``); ``reasons``
     then say why, and no diagnosis should be shown: ``to_dict`` leaves the scores out unless asked.
@@ -43,7 +49,10 @@ class Diagnosis:
     model: dict
     warnings: list[str] = field(default_factory=list)
     heatmaps: dict[str, np.ndarray] | None = None
-    lesion_focus: dict[str, float] | None = None
+    lesion_focus: dict[str, float | None] | None = None
+    heatmap_methods: dict[str, str] | None = None
+    heatmap_notes: dict[str, str] | None = None
+    lesion_box: list[int] | None = None
     attention: list[np.ndarray] | None = None
     measurements: dict | None = None
     ood_score: float | None = None

@@ -102,7 +102,7 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
         arrays.update(labels=np.array(labels), calibrated=calibrated, uncalibrated=uncalibrated)
     if explain:
         focus = pd.DataFrame([r.lesion_focus for r in results if r.lesion_focus])
-        metrics["lesion_focus"] = {stream: float(focus[stream].mean()) for stream in focus.columns}
+        metrics["lesion_focus"] = {stream: float(shares.mean()) for stream, shares in focus.items() if shares.notna().any()}
         metrics["no_lesion_found"] = float(np.mean([not r.lesion_found for r in results]))
     flagged = [r.ood_score > r.ood_threshold for r in results if r.ood_score is not None]
     if flagged:

@@ -8,6 +8,14 @@ does the CAM arithmetic on a wrapper that makes the head look like a one-input m
 classifier's identity taps at the head's entry are its target layers, one per stream, and one
 backward fills both.
 
+A map can be degenerate: Grad-CAM keeps only the positive part of its channel-weighted sum, and on
+a 5×5 encoder map that sum can be negative everywhere (all zero: 66 of 140 PH2 images for the
+phantom model's image stream), the same everywhere, or not finite. Such a map has no mass to share
+out and points nowhere, so :func:`explain_streams` replaces it by ``FALLBACK_METHOD``'s map for the
+same class and records which method made every map and why. The fallback was chosen once, by lesion
+focus against expert masks on validation images (``experiments/lesion_focus.py``); a method is never
+chosen per image by how well its map fits the lesion: that would make the explanation flatter the model.
+
 ``standard_gradcam`` is the way a typical project does it (a full ``GradCAM`` call per stream,
 back-propagating through the whole network): the benchmark's reference, and a check that both
 ways give the same maps.
@@ -15,12 +23,21 @@ ways give the same maps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+
+PRIMARY_METHOD = "Grad-CAM"
+# Chosen by ``experiments/lesion_focus.py`` on 500 HAM10000 validation images (mean lesion focus against the
+# expert masks over both streams, Grad-CAM++ 0.60, LayerCAM 0.56; XGrad-CAM is itself degenerate too often):
+# docs/results/lesion_focus.json.
+FALLBACK_METHOD = "Grad-CAM++"
+FLAT = 1e-6  # a map whose range is below this share of its peak is the same everywhere (float32 noise)
 
 
 class HeadAsModel(nn.Module):
@@ -46,49 +63,148 @@ class HeadAsModel(nn.Module):
         return self.classifier.forward_head(image_maps, lesion_maps, *self.metadata)
 
 
-class StreamGradCAM(GradCAM):
-    """GradCAM that keeps one map per target layer (stream) and sizes them to the classifier input.
-
-    Two small overrides of pytorch-grad-cam's ``BaseCAM``: the output size is the classifier's
-    input size (not the head input's 7×7), and the per-layer maps are returned instead of averaged.
-    """
+class PerStream:
+    """Three small overrides of a pytorch-grad-cam method (mixed in before it): the output size is the
+    classifier's input size (not the head input's 7×7), each layer's (stream's) map is returned
+    instead of their average, and each layer's raw map is kept so a degenerate one can be told apart
+    from a real one (after the library's rescaling both are arrays in [0, 1])."""
 
     def __init__(self, model: nn.Module, target_layers: list[nn.Module], output_size: tuple[int, int]):
         super().__init__(model, target_layers)
         self.output_size = output_size
+        self.raw_maps: list[np.ndarray] = []  # per target layer: (B, h, w), before ReLU and rescaling
 
     def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:
         height, width = self.output_size
         return width, height
 
+    def get_cam_image(self, *args, **kwargs) -> np.ndarray:
+        cam = super().get_cam_image(*args, **kwargs)  # (B, h, w)
+        self.raw_maps.append(cam)
+        return cam
+
     def aggregate_multi_layers(self, cam_per_target_layer: list[np.ndarray]) -> np.ndarray:
         # The library's final rescale, per stream instead of over the stream average.
         scaled = [scale_cam_image(np.maximum(cam[:, 0], 0))[:, None] for cam in cam_per_target_layer]
-        return np.concatenate(scaled, axis=1)  # (B, streams, H, W), each in [0, 1]
+        return np.nan_to_num(np.concatenate(scaled, axis=1), nan=0.0)  # (B, streams, H, W), each in [0, 1]
 
 
-def head_gradcam(classifier, image_maps, lesion_maps, metadata, output_size, targets: list[int] | None = None):
-    """Grad-CAM of each stream at ``output_size``, from one forward and one backward through the head.
+class StreamGradCAM(PerStream, GradCAM):
+    """Grad-CAM: channels weighted by their mean gradient."""
+
+
+class StreamGradCAMPlusPlus(PerStream, GradCAMPlusPlus):
+    """Grad-CAM++: channels weighted by their positive gradients only."""
+
+
+class StreamLayerCAM(PerStream, LayerCAM):
+    """LayerCAM: each location weighted by its own positive gradients."""
+
+
+class StreamXGradCAM(PerStream, XGradCAM):
+    """XGrad-CAM: channels weighted by gradients times normalised activations."""
+
+
+CAM_METHODS = {"Grad-CAM": StreamGradCAM, "Grad-CAM++": StreamGradCAMPlusPlus, "LayerCAM": StreamLayerCAM,
+               "XGrad-CAM": StreamXGradCAM}
+METHOD_IN_WORDS = {
+    "Grad-CAM++": "which counts only the features that raise the score",
+    "LayerCAM": "which weighs each spot by the features that raise the score there",
+    "XGrad-CAM": "which weighs features by how strongly they respond",
+}
+
+
+def map_flaw(cam: np.ndarray) -> str | None:
+    """Why a raw CAM (h, w; before ReLU) cannot be shown, in plain words; ``None`` if it can.
+
+    After ReLU a map that is zero, or the same, everywhere would be rescaled to all zeros: no mass to
+    measure (a NaN lesion focus) and nothing to see, so it must not be passed off as a heatmap.
+    """
+    if not np.isfinite(cam).all():
+        return "not a finite number in places (a numerical failure)"
+    positive = np.maximum(cam, 0)
+    peak = float(positive.max())
+    if peak <= 0:
+        return "all zero (no region raised the score)"
+    if float(np.ptp(positive)) <= FLAT * peak:
+        return "the same everywhere (no region stood out)"
+    return None
+
+
+def head_cams(classifier, image_maps, lesion_maps, metadata, output_size, targets: list[int] | None = None,
+              method: str = PRIMARY_METHOD):
+    """One CAM method on each stream at ``output_size``, from one forward and one backward through the head.
 
     ``image_maps`` / ``lesion_maps``: (B, C, h, w) encoder outputs (no graph needed); ``targets``:
-    one class per case, or ``None`` for each case's top class. Returns ``(cams, logits)``: cams is
-    ``{"image": (B, H, W), "lesion": (B, H, W)}`` in [0, 1] (``lesion`` only with a lesion stream),
+    one class per case, or ``None`` for each case's top class. Returns ``(cams, flaws, logits)``:
+    cams is ``{"image": (B, H, W), "lesion": (B, H, W)}`` in [0, 1] (``lesion`` only with a lesion
+    stream; all zero where flawed), flaws ``{stream: [reason or None per case]}`` (:func:`map_flaw`),
     logits (B, classes) come from the same forward pass. Only the maps get gradients: the caller's
     model should have ``requires_grad_(False)`` so no parameter gradient is computed.
     """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}: expected one of {', '.join(CAM_METHODS)}")
     streams = list(classifier.taps())
     maps = [image_maps] + ([lesion_maps] if classifier.use_lesion_stream else [])
     stacked = torch.cat([m.detach().float() for m in maps], dim=1)  # (B, C·streams, h, w)
     head = HeadAsModel(classifier, metadata, image_maps.shape[1])
     with torch.enable_grad():
-        cam = StreamGradCAM(head, [classifier.taps()[s] for s in streams], output_size)
+        cam = CAM_METHODS[method](head, [classifier.taps()[s] for s in streams], output_size)
         try:
             chosen = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
             per_stream = cam(input_tensor=stacked.requires_grad_(True), targets=chosen)
             logits = cam.outputs.detach()
         finally:
             cam.activations_and_grads.release()
-    return {stream: per_stream[:, i].astype(np.float32) for i, stream in enumerate(streams)}, logits
+    cams, flaws = {}, {}
+    for i, stream in enumerate(streams):
+        flaws[stream] = [map_flaw(raw) for raw in cam.raw_maps[i]]
+        cams[stream] = per_stream[:, i].astype(np.float32)
+        cams[stream][[flaw is not None for flaw in flaws[stream]]] = 0
+    return cams, flaws, logits
+
+
+@dataclass
+class StreamExplanations:
+    """Each stream's maps for a batch, and for every case which method made its map and why not the usual one.
+
+    ``maps``: stream → (B, H, W) in [0, 1]; ``methods``: stream → per case the method's name, or
+    ``None`` where no method gave a usable map (its map is all zero then: do not show it);
+    ``notes``: stream → per case a plain sentence where the map is not ``PRIMARY_METHOD``'s, else ``None``.
+    """
+
+    maps: dict[str, np.ndarray]
+    methods: dict[str, list[str | None]]
+    notes: dict[str, list[str | None]]
+    logits: torch.Tensor
+
+
+def explain_streams(classifier, image_maps, lesion_maps, metadata, output_size,
+                    targets: list[int] | None = None) -> StreamExplanations:
+    """Grad-CAM of both streams (:func:`head_cams`); where a case's map is degenerate, ``FALLBACK_METHOD``'s
+    for the same class, run on those cases only. Arguments as :func:`head_cams`."""
+    cams, flaws, logits = head_cams(classifier, image_maps, lesion_maps, metadata, output_size, targets)
+    targets = logits.argmax(1).tolist() if targets is None else list(targets)
+    methods = {s: [PRIMARY_METHOD if flaw is None else None for flaw in flaws[s]] for s in cams}
+    notes = {s: [None] * len(targets) for s in cams}
+    redo = [i for i in range(len(targets)) if any(flaws[s][i] for s in cams)]
+    if redo:
+        rows = torch.tensor(redo, device=image_maps.device)
+        again, again_flaws, _ = head_cams(
+            classifier, image_maps[rows], None if lesion_maps is None else lesion_maps[rows],
+            tuple(m[rows] for m in metadata), output_size, [targets[i] for i in redo], FALLBACK_METHOD)
+        for j, i in enumerate(redo):
+            for s in cams:
+                if flaws[s][i] is None:
+                    continue
+                if again_flaws[s][j] is None:
+                    cams[s][i], methods[s][i] = again[s][j], FALLBACK_METHOD
+                    notes[s][i] = (f"The {PRIMARY_METHOD} map was {flaws[s][i]}, so the {FALLBACK_METHOD} map "
+                                   f"is shown, {METHOD_IN_WORDS[FALLBACK_METHOD]}.")
+                else:
+                    notes[s][i] = (f"No map can be shown: the {PRIMARY_METHOD} map was {flaws[s][i]}, and the "
+                                   f"{FALLBACK_METHOD} map was {again_flaws[s][j]}.")
+    return StreamExplanations(cams, methods, notes, logits)
 
 
 def standard_gradcam(classifier, image, lesion, metadata, target_class: int) -> dict[str, np.ndarray]:
@@ -122,9 +238,3 @@ def forward_features_output(encoder: nn.Module) -> nn.Module:
     if hasattr(encoder, "bn2") and hasattr(encoder, "conv_head"):
         return encoder.bn2
     return encoder.features.norm5
-
-
-def lesion_focus(cam: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the heatmap's mass inside the lesion mask, in [0, 1] (NaN if the map is all zero)."""
-    total = float(cam.sum())
-    return float(cam[mask].sum() / total) if total > 0 else float("nan")

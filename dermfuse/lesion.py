@@ -6,7 +6,9 @@ on exactly the lesion images it is later shown. ``clean_mask`` turns a probabili
 solid lesion (threshold, largest connected component, holes filled). ``lesion_image`` crops the mask's bounding box with a margin, made
 square, and blanks the surrounding skin to the normalisation mean (zero after normalisation), so
 the lesion encoder sees the lesion and nothing of the background. Training (stage 2), evaluation
-and the app all make lesion images with this one function.
+and the app all make lesion images with this one function. ``lesion_crop_box`` says where in the
+image the lesion image was cut from, and ``paste_into_frame`` puts a map made on the lesion image
+back there, so the lesion stream's heatmap lies over the lesion, not stretched over the frame.
 """
 
 from __future__ import annotations
@@ -61,6 +63,31 @@ def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, i
     return left, top, left + side, top + side
 
 
+def lesion_crop_box(mask: np.ndarray, mode: str = "crop_mask", margin: float = 0.15) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) in the image that the lesion image is cut from, or ``None`` when the
+    lesion image is the whole frame (mode ``mask``, or no lesion found). It may reach outside the image."""
+    if mode not in LESION_MODES:
+        raise ValueError(f"unknown lesion mode {mode!r}: expected one of {', '.join(LESION_MODES)}")
+    if mode == "mask" or not mask.any():
+        return None
+    return lesion_box(mask, margin)
+
+
+def paste_into_frame(values: np.ndarray, box: tuple[int, int, int, int] | None, shape: tuple[int, int]) -> np.ndarray:
+    """A map (h, w) made on an image cut from ``box`` of a frame of ``shape`` (H, W), put back there: resized
+    to the box, zero around it; the part of the box outside the frame (padding) is dropped. With
+    ``box=None`` the map covered the whole frame: it is resized to it."""
+    height, width = shape
+    if box is None:
+        return cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = box
+    placed = cv2.resize(values, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    frame = np.zeros((height, width), values.dtype)
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    frame[cy0:cy1, cx0:cx1] = placed[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    return frame
+
+
 def lesion_image(
     image: np.ndarray,
     mask: np.ndarray,
@@ -90,8 +117,9 @@ def lesion_image(
         # Dilation by a disc, as a distance threshold: linear in the image size whatever the radius.
         keep = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
         out = np.where(keep[..., None], image, fill_pixel)
-    if mode in ("crop_mask", "crop"):
-        x0, y0, x1, y1 = lesion_box(mask, margin)
+    box = lesion_crop_box(mask, mode, margin)
+    if box is not None:
+        x0, y0, x1, y1 = box
         h, w = mask.shape
         pad = max(0, -x0, -y0, x1 - w, y1 - h)
         if pad:

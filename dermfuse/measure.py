@@ -9,6 +9,8 @@ These follow the dermoscopic ABCD rule's quantities, computed on the segmented l
 - ``colours``: how many of the six ABCD colours (white, red, light brown, dark brown, blue-grey,
   black) each cover at least 5 % of the lesion, by nearest reference colour in CIELAB. The
   reference colours are approximate *(ours)*, so this is an indication, not a clinical count.
+
+And one number about the explanation: ``lesion_focus``, the share of a heatmap's mass on the lesion.
 """
 
 from __future__ import annotations
@@ -96,3 +98,15 @@ def lesion_colours(image: np.ndarray, mask: np.ndarray) -> list[str]:
     nearest = np.argmin(((pixels[:, None, :] - reference[None]) ** 2).sum(-1), axis=1)
     shares = np.bincount(nearest, minlength=len(names)) / len(pixels)
     return [name for name, share in zip(names, shares) if share >= MIN_COLOUR_SHARE]
+
+
+def lesion_focus(heat: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of the heatmap's mass (H, W, ≥ 0) inside the lesion mask (H, W bool), in [0, 1].
+
+    ``None`` when the map has no mass to share out (all zero): the explanation pipeline never shows
+    such a map, and a share of nothing is undefined, not NaN in a report.
+    """
+    total = float(heat.sum())
+    if not total > 0:
+        return None
+    return float(heat[mask].sum() / total)

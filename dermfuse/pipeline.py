@@ -4,7 +4,8 @@ The one function the app, the CLI and the evaluation call. Steps (``design.md``'
 check the metadata and load the image (EXIF, RGB, size guard), each once, here and nowhere else
 (callers pass raw values; a bad one raises ``ValueError``) → segment → clean mask → lesion image →
 both encoders once → head with and without metadata → temperature-calibrated probabilities → optional Grad-CAM of both
-streams through the head alone → lesion focus, measurements, OOD score, warnings.
+streams through the head alone (a degenerate map replaced by the fallback method's, ``explain.py``), the lesion
+stream's map put back at the lesion image's box → lesion focus, measurements, OOD score, warnings.
 
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
 bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
@@ -28,9 +29,9 @@ from .data.io import load_image, load_image_and_mask
 from .data.metadata import encode_normalized, normalize_metadata
 from .data.transforms import to_tensor
 from .diagnosis import Diagnosis
-from .explain import head_gradcam, lesion_focus
-from .lesion import lesion_box, lesion_image_fn, masks_from_logits
-from .measure import measure_lesion
+from .explain import explain_streams
+from .lesion import lesion_crop_box, lesion_image_fn, masks_from_logits, paste_into_frame
+from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
 from .assess import assess
@@ -194,10 +195,11 @@ class DermFusePipeline:
         image_maps, lesion_maps = self.encode(images, lesions if use_lesion else None)
         n = len(cases)
         unknown = encode_normalized([None] * n, [vocab.UNKNOWN] * n, [vocab.UNKNOWN] * n)
-        cams = None
+        explained = None
         if explain:  # one forward + one backward through the head: the scores and both streams' CAMs
-            cams, logits = head_gradcam(model.classifier, image_maps, lesion_maps, self._metadata(metadata),
+            explained = explain_streams(model.classifier, image_maps, lesion_maps, self._metadata(metadata),
                                         model.image_size)
+            logits = explained.logits
             without_logits = self.head_logits(image_maps, lesion_maps, unknown)
         else:  # with and without metadata in one forward of the head
             both = self.head_logits(
@@ -216,11 +218,16 @@ class DermFusePipeline:
         for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
             pixels = np.asarray(image)
             top = int(np.argmax(probabilities[i]))
-            heatmaps = focus = None
-            if cams is not None:
-                streams = [s for s in cams if lesion_stream or s != "lesion"]
-                heatmaps = {s: self._to_image_frame(s, cams[s][i], mask) for s in streams}
-                focus = {stream: lesion_focus(heat, mask) for stream, heat in heatmaps.items()} if mask.any() else None
+            box = lesion_crop_box(mask, model.lesion_mode, model.lesion_margin) if lesion_stream else None
+            heatmaps = focus = methods = notes = None
+            if explained is not None:
+                streams = [s for s in explained.maps if lesion_stream or s != "lesion"]
+                methods = {s: explained.methods[s][i] for s in streams if explained.methods[s][i]}
+                notes = {s: explained.notes[s][i] for s in streams if explained.notes[s][i]}
+                # The image stream saw the whole image; the lesion stream the image cut from ``box``.
+                heatmaps = {s: paste_into_frame(explained.maps[s][i], box if s == "lesion" else None, mask.shape)
+                            for s in methods}
+                focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
             measurements = measure_lesion(pixels, mask)
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep)
@@ -237,6 +244,9 @@ class DermFusePipeline:
                 lesion_image=np.asarray(lesions[i]),
                 heatmaps=heatmaps,
                 lesion_focus=focus,
+                heatmap_methods=methods,
+                heatmap_notes=notes,
+                lesion_box=None if box is None else list(box),
                 attention=gates[i] if gates is not None else None,
                 measurements=measurements.to_dict() if measurements else None,
                 ood_score=None if scores is None else float(scores[i]),
@@ -250,22 +260,6 @@ class DermFusePipeline:
                 assessment_numbers=numbers,
             ))
         return results
-
-    def _to_image_frame(self, stream: str, cam: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """A stream's CAM (classifier input size) → the original image's frame (H, W).
-
-        The image stream saw the whole image: resize. The lesion stream saw the lesion crop: resize
-        the CAM to the crop's box and paste it where the box lies in the image (zero elsewhere).
-        """
-        height, width = mask.shape
-        if stream == "image" or not mask.any() or self.model.lesion_mode == "mask":
-            return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
-        x0, y0, x1, y1 = lesion_box(mask, self.model.lesion_margin)
-        box = cv2.resize(cam, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        frame = np.zeros((height, width), np.float32)
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        frame[cy0:cy1, cx0:cx1] = box[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-        return frame
 
     def _warnings(self, mask, measurements, score, lesion_stream: bool = True) -> list[str]:
         model, warnings = self.model, []

@@ -1,5 +1,8 @@
 """Batch prediction: one image, a folder, or a CSV of images with metadata → CSV / JSON / overlays.
 
+An overlay is a figure per image (``render.overlay_sheet``): the outlined lesion and each stream's heatmap
+under its plain title, with its colour bar, method and lesion focus, and the top scores.
+
 Also writes the official ISIC challenge formats: a classification CSV (``image`` plus one
 probability column per class, upper-case as in the ground truth) and one-channel 0/255
 ``{image}_segmentation.png`` masks at the input's size.
@@ -17,9 +20,10 @@ from tqdm import tqdm
 
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
-from .render import heat_overlay, outline
+from .render import overlay_sheet
 from .vocab import CSV_COLUMN
 
+OVERLAY_DPI = 100  # the overlay figure is 11 × 5 inches: 1100 × 500 pixels
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -81,6 +85,8 @@ def results_table(results: list[Diagnosis]) -> pd.DataFrame:
         row.update({f"p_{c}_without_metadata": p for c, p in r.scores(with_metadata=False).items()})
         for stream, value in (r.lesion_focus or {}).items():
             row[f"lesion_focus_{stream}"] = value
+        for stream, method in (r.heatmap_methods or {}).items():
+            row[f"heatmap_method_{stream}"] = method
         row.update({"lesion_found": r.lesion_found, "ood_score": r.ood_score, "warnings": " | ".join(r.warnings)})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -95,11 +101,9 @@ def write_outputs(results: list[Diagnosis], out_dir: Path, overlays: bool = Fals
     written[1].write_text(json.dumps([r.to_dict() for r in results], indent=1))
     if overlays:
         for r in results:  # the image as the pipeline decoded it: not read again
-            panels = [outline(r.image, r.mask)]
-            panels += [heat_overlay(r.image, heat, mask=r.mask) for heat in (r.heatmaps or {}).values()]
             path = out_dir / "overlays" / f"{r.image_id}.png"
             path.parent.mkdir(exist_ok=True)
-            cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+            overlay_sheet(r).savefig(path, dpi=OVERLAY_DPI)
             written.append(path)
     if isic_submission:
         written += write_isic_submission(results, out_dir / "isic_submission")

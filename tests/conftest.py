@@ -46,3 +46,27 @@ def _save_image(path, size=(24, 16), colour=(180, 120, 90), mask_box=None, **sav
 def save_image():
     """``save_image(path, size=(w, h), colour=..., mask_box=None)`` writes a tiny image or mask file."""
     return _save_image
+
+
+def colour_bars_in(pixels: np.ndarray) -> int:
+    """How many heatmap colour bars a picture (H, W, 3 or 4) shows side by side: the most runs, in one row,
+    of at least 40 pixels that walk the heat colour map from its low end (dark blue) to its high end (dark
+    red) without turning back. A heatmap blended over an image never does that; a colour bar always does."""
+    from dermfuse.render import heat_colours
+
+    lut = heat_colours(np.linspace(0, 1, 64)[None])[0].astype(np.int32)  # (64, 3)
+    most = 0
+    for row in np.asarray(pixels)[..., :3].astype(np.int32):
+        distance = ((row[:, None, :] - lut[None]) ** 2).sum(-1)  # (W, 64)
+        nearest, close = distance.argmin(1), distance.min(1) <= 3 * 12**2
+        runs, start = 0, None
+        for x in range(len(row) + 1):
+            if x < len(row) and close[x]:
+                start = x if start is None else start
+                continue
+            if start is not None and x - start >= 40:
+                walk = nearest[start:x]
+                runs += walk[0] <= 8 and walk[-1] >= 55 and (np.diff(walk) >= -1).all()
+            start = None
+        most = max(most, runs)
+    return most

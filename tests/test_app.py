@@ -27,6 +27,7 @@ from dermfuse.sources import MODEL_ENV
 from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, callbacks, examples, report, views
 from dermfuse.ui.layout import PIPELINE_CONCURRENCY
 from app_harness import APP, app_model
+from conftest import colour_bars_in
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,7 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
     outline, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case = outputs[:10]
     for picture in (outline, heat_image, heat_lesion):
         assert picture.shape[2] == 3 and max(picture.shape[:2]) <= views.DISPLAY_SIDE
+    assert colour_bars_in(heat_image) == colour_bars_in(heat_lesion) == 1 and colour_bars_in(outline) == 0
     assert lesion.ndim == 3
     assert len(scores) == len(result["classes"]) and abs(sum(scores.values()) - 1) < 1e-5
     assert "Demo model trained on synthetic phantom images" in warnings
@@ -296,6 +298,7 @@ def test_case_sheet_png_pdf_json(catalog, tmp_path):
         assert sheet.size == (int(8.27 * report.PNG_DPI), int(11.69 * report.PNG_DPI))
         pixels = np.asarray(sheet.convert("RGB"))
     assert (pixels < 250).mean() > 0.05  # pictures and text, not an empty page
+    assert colour_bars_in(pixels) == 2  # one under each heatmap
     assert paths["pdf"].read_bytes()[:5] == b"%PDF-" and paths["pdf"].stat().st_size > 20_000
     assert json.loads(paths["json"].read_text())["probabilities"] == diagnosis.probabilities
 

@@ -15,6 +15,8 @@ from dermfuse.cli import main
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.vocab import HAM10000_CLASSES
 
+from conftest import colour_bars_in
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
@@ -51,7 +53,11 @@ def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image
     records = json.loads((out / "predictions.json").read_text())
     assert [r["metadata"]["site"] for r in records] == ["posterior torso"] * 3
     assert [r["image_id"] for r in records] == ["case0", "case1", "case2"]  # each file's name, as in the CSV
-    assert all((out / "overlays" / f"case{i}.png").is_file() for i in range(3))
+    for i in range(3):  # a titled figure per image with a colour bar under each of the two heatmaps
+        with Image.open(out / "overlays" / f"case{i}.png") as overlay:
+            assert overlay.size == (1100, 500)
+            assert colour_bars_in(np.asarray(overlay.convert("RGB"))) == 2
+    assert set(table["heatmap_method_image"]) <= {"Grad-CAM", "Grad-CAM++"}
     submission = pd.read_csv(out / "isic_submission" / "classification.csv")
     assert list(submission.columns) == ["image", "AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
     for i in range(3):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dermfuse.lesion import clean_mask, lesion_box, lesion_image
+from dermfuse.lesion import clean_mask, lesion_box, lesion_crop_box, lesion_image, paste_into_frame
 
 
 def disc(h, w, cy, cx, r):
@@ -57,3 +57,27 @@ def test_lesion_image_pads_at_the_border_and_falls_back_when_empty():
     out = lesion_image(image, mask, fill=(0, 0, 0))
     assert out.shape[:2] == (26, 26)
     assert (out[0, 0] == 0).all() and (out[-5, -5] == 200).all()
+
+
+def test_a_map_on_the_lesion_image_goes_back_to_where_that_image_was_cut_from():
+    """A lesion near the corner: its box reaches outside the frame (padding). Pasting a map made on the lesion
+    image puts each of its pixels back over the image pixel the lesion image took it from."""
+    image = np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    mask = disc(90, 120, 12, 108, 10)
+    box = lesion_crop_box(mask, "crop_mask", margin=0.3)
+    x0, y0, x1, y1 = box
+    assert box == lesion_box(mask, 0.3) and y0 < 0 and x1 > 120
+    crop = lesion_image(image, mask, "crop", margin=0.3)
+    values = crop[..., 0].astype(np.float32)  # a "map" that is the lesion image's red channel
+    frame = paste_into_frame(values, box, mask.shape)
+    inside = np.zeros(mask.shape, bool)
+    inside[max(y0, 0):y1, max(x0, 0):x1] = True
+    np.testing.assert_array_equal(frame[inside].reshape(y1 - max(y0, 0), -1), image[max(y0, 0):y1, max(x0, 0):x1, 0])
+    assert (frame[~inside] == 0).all()
+
+
+@pytest.mark.parametrize("mode, empty", [("mask", False), ("crop_mask", True)])
+def test_a_lesion_image_that_is_the_whole_frame_has_no_box_and_its_map_is_resized(mode, empty):
+    mask = np.zeros((60, 80), bool) if empty else disc(60, 80, 30, 40, 10)
+    assert lesion_crop_box(mask, mode) is None
+    assert paste_into_frame(np.ones((8, 8), np.float32), None, mask.shape).shape == (60, 80)

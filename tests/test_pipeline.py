@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import threading
 
 import cv2
@@ -17,12 +18,14 @@ from dermfuse.data.io import ImageLoadError
 from dermfuse.data.metadata import encode_metadata
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.diagnosis import Diagnosis
-from dermfuse.explain import head_gradcam, standard_gradcam
+from dermfuse import explain
+from dermfuse.explain import FALLBACK_METHOD, PRIMARY_METHOD, explain_streams, head_cams, map_flaw, standard_gradcam
 from dermfuse.lesion import lesion_box
 from dermfuse.models.inference import SignBitReLU, fold_batchnorm, inference_copy
 from dermfuse.ood import fit_ood, non_dermoscopy_images
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
+from dermfuse.ui import views
 from dermfuse.vocab import HAM10000_CLASSES
 
 
@@ -70,6 +73,7 @@ def test_explanations_on_the_known_mask(pipeline, phantoms):
     assert all(0 <= v <= 1 for v in result.lesion_focus.values())
     # The lesion stream saw only the crop around the lesion: none of its heat lies outside the crop box.
     x0, y0, x1, y1 = lesion_box(p.mask, pipeline.model.lesion_margin)
+    assert result.lesion_box == [x0, y0, x1, y1]
     outside = np.ones(p.mask.shape, bool)
     outside[max(y0, 0):y1, max(x0, 0):x1] = False
     assert lesion_cam[outside].max() == 0 and lesion_cam[~outside].max() > 0
@@ -88,13 +92,65 @@ def test_head_gradcam_equals_standard_full_backward_gradcam(model, phantoms):
     for target in range(len(model.classes)):
         reference = standard_gradcam(model.classifier, pipeline._batch([image], model.image_size),
                                      pipeline._batch([lesion], model.image_size), metadata, target)
-        cheap, _ = head_gradcam(model.classifier, *maps, metadata, model.image_size, targets=[target])
+        cheap, _, _ = head_cams(model.classifier, *maps, metadata, model.image_size, targets=[target])
         for stream in ("image", "lesion"):
             assert np.abs(cheap[stream][0] - reference[stream]).max() < 1e-4, (target, stream)
             if reference[stream].std() > 0.01:  # (an all-negative CAM is zero after ReLU in both)
                 assert np.corrcoef(cheap[stream].ravel(), reference[stream].ravel())[0, 1] > 0.999
                 compared += 1
     assert compared >= len(model.classes)
+
+
+@pytest.mark.parametrize("cam, flaw", [
+    (np.zeros((5, 5)), "all zero"),
+    (-np.ones((5, 5)), "all zero"),  # negative everywhere: zero after ReLU
+    (np.full((5, 5), 0.3), "the same everywhere"),
+    (np.where(np.eye(5) > 0, np.nan, 1.0), "not a finite number"),
+    (np.where(np.eye(5) > 0, np.inf, 1.0), "not a finite number"),
+    (np.arange(25.0).reshape(5, 5) - 12, None),
+])
+def test_map_flaw_names_each_kind_of_degenerate_map(cam, flaw):
+    assert map_flaw(cam) == flaw if flaw is None else flaw in map_flaw(cam)
+
+
+def test_a_degenerate_grad_cam_map_is_replaced_by_the_fallback_and_says_why(model, phantoms):
+    """The untrained model has classes whose Grad-CAM is all zero (negative everywhere before ReLU): there the
+    fallback method's map for the same class is shown, recorded, and explained in words."""
+    pipeline = DermFusePipeline(model, fast=False)
+    found = 0
+    for p in phantoms:
+        image = Image.fromarray(p.image)
+        maps = pipeline.encode([image], [pipeline.make_lesion_image(image, p.mask)])
+        meta = encode_metadata(p.age, p.sex, p.site)
+        metadata = (meta["age"], meta["sex"], meta["site"])
+        for target in range(len(model.classes)):
+            plain, flaws, _ = head_cams(model.classifier, *maps, metadata, model.image_size, targets=[target])
+            explained = explain_streams(model.classifier, *maps, metadata, model.image_size, targets=[target])
+            for stream, flaw in flaws.items():
+                if flaw[0] is None:
+                    assert explained.methods[stream] == [PRIMARY_METHOD] and explained.notes[stream] == [None]
+                    assert np.array_equal(explained.maps[stream], plain[stream])
+                    continue
+                found += 1
+                assert plain[stream].max() == 0  # a flawed map is zero, never NaN
+                assert explained.methods[stream] == [FALLBACK_METHOD]
+                assert explained.maps[stream].max() > 0.9 and np.isfinite(explained.maps[stream]).all()
+                assert "was all zero" in explained.notes[stream][0] and FALLBACK_METHOD in explained.notes[stream][0]
+    assert found >= 3
+
+
+def test_when_no_method_gives_a_map_none_is_drawn_and_the_words_say_why(pipeline, phantoms, monkeypatch):
+    monkeypatch.setattr(explain, "map_flaw", lambda cam: "the same everywhere (no region stood out)")
+    p = phantoms[4]
+    result = pipeline(p.image, p.age, p.sex, p.site, mask=p.mask)
+    assert result.heatmaps == {} and result.heatmap_methods == {} and result.lesion_focus == {}
+    assert set(result.heatmap_notes) == {"image", "lesion"}
+    assert all("No map can be shown" in note for note in result.heatmap_notes.values())
+    shown = views.pictures(p.image, result)
+    assert shown["heat_image"] is None and shown["heat_lesion"] is None
+    lines = views.focus_lines(result)
+    assert len(lines) == 2 and all(": no map. No map can be shown" in line for line in lines)
+    assert not re.search(r"\bnan\b", views.reading(result) + result.to_json(), re.IGNORECASE)
 
 
 def test_json_roundtrip(pipeline, phantoms):

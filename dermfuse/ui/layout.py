@@ -21,6 +21,7 @@ from functools import partial
 import gradio as gr
 
 from .. import vocab
+from ..render import TITLES
 from . import callbacks
 from .catalog import ModelCatalog
 
@@ -77,11 +78,11 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
             with gr.Column(scale=3, min_width=300):
                 scores = gr.Label(num_top_classes=5, label="Calibrated scores", elem_id="scores")
                 with gr.Row():
-                    outlined = picture("Image with the lesion outline", "outline")
-                    lesion = picture("Lesion image the classifier saw", "lesion")
+                    outlined = picture(TITLES["outline"], "outline")
+                    lesion = picture(TITLES["lesion"], "lesion")
                 with gr.Row():
-                    heat_image = picture("Grad-CAM · image stream", "heat-image")
-                    heat_lesion = picture("Grad-CAM · lesion stream", "heat-lesion")
+                    heat_image = picture(TITLES["heat_image"], "heat-image")
+                    heat_lesion = picture(TITLES["heat_lesion"], "heat-lesion")
         warnings = gr.Markdown(label="Warnings", show_label=False, elem_id="warnings")
         gates = gr.Gallery(label="Segmenter attention gates (bright = kept)", columns=4, visible=False,
                            elem_id="gates")

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import vocab
+from .. import render, vocab
 from ..diagnosis import Diagnosis
+from ..render import percent
 from . import views
 from .catalog import DISCLAIMER
 
@@ -39,17 +40,12 @@ def case_sheet(image: np.ndarray, diagnosis: Diagnosis, name: str = "uploaded im
     figure = Figure(figsize=PAGE_INCHES)
     figure.text(0.5, 0.975, "dermfuse case sheet", ha="center", va="top", fontsize=15, fontweight="bold")
     figure.text(0.5, 0.952, name, ha="center", va="top", fontsize=9, color="dimgrey", parse_math=False)
-    pictures = views.pictures(image, diagnosis)
-    titles = {"outline": "Image,\nlesion outlined", "lesion": "Lesion image\n(classifier input)",
-              "heat_image": "Grad-CAM,\nimage stream", "heat_lesion": "Grad-CAM,\nlesion stream"}
-    for column, (key, title) in enumerate(titles.items()):
-        axis = figure.add_axes((0.05 + column * 0.23, 0.70, 0.21, 0.21))
-        axis.set_axis_off()
-        axis.set_title(title, fontsize=8)
-        if pictures[key] is None:
-            axis.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=8, color="grey")
-        else:
-            axis.imshow(pictures[key])
+    pictures = render.pictures(image, diagnosis)
+    for column, (key, title) in enumerate(render.TITLES.items()):
+        stream = key.removeprefix("heat_")
+        caption = render.heat_caption(diagnosis, stream) if key.startswith("heat_") and diagnosis.heatmaps else ""
+        render.draw_picture(figure, (0.03 + column * 0.24, 0.685, 0.22, 0.245), pictures[key], textwrap.fill(title, 24),
+                            caption, heat=key.startswith("heat_"), fontsize=7)
     _scores(figure.add_axes((0.44, 0.45, 0.51, 0.21)), diagnosis)
     _words(figure, diagnosis)
     return figure
@@ -82,14 +78,21 @@ def _scores(axis, diagnosis: Diagnosis) -> None:
 
 
 def _words(figure: Figure, diagnosis: Diagnosis) -> None:
-    """The text block: patient data (which were used, what they changed), focus, measurements, model, warnings,
-    disclaimer."""
+    """The text block (:func:`sheet_text`) and the disclaimer."""
+    figure.text(0.05, 0.40, sheet_text(diagnosis), va="top", ha="left", fontsize=8, parse_math=False, linespacing=1.4)
+    figure.text(0.05, 0.03, textwrap.fill(DISCLAIMER, 90), va="bottom", ha="left", fontsize=10, fontweight="bold",
+                color=MALIGNANT_COLOUR, parse_math=False)
+
+
+def sheet_text(diagnosis: Diagnosis) -> str:
+    """The sheet's words: top score, patient data (which were used, what they changed), where the model
+    looked, measurements, model, warnings; wrapped to the page."""
     meta = diagnosis.metadata
     age = "unknown" if meta.get("age") is None else f"{meta['age']:g} years"
     top = diagnosis.top_class
     lines = [
         f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) "
-        f"at {views.percent(diagnosis.top_probability)}.",
+        f"at {percent(diagnosis.top_probability)}.",
         f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
         plain(views.metadata_used(diagnosis)),
         *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) else []),
@@ -106,10 +109,7 @@ def _words(figure: Figure, diagnosis: Diagnosis) -> None:
         "Warnings:",
         *([f"  - {w}" for w in diagnosis.warnings] or ["  - none"]),
     ]
-    wrapped = "\n".join(textwrap.fill(line, WRAP, subsequent_indent="    ") if line else "" for line in lines)
-    figure.text(0.05, 0.40, wrapped, va="top", ha="left", fontsize=8, parse_math=False, linespacing=1.4)
-    figure.text(0.05, 0.03, textwrap.fill(DISCLAIMER, 90), va="bottom", ha="left", fontsize=10, fontweight="bold",
-                color=MALIGNANT_COLOUR, parse_math=False)
+    return "\n".join(textwrap.fill(line, WRAP, subsequent_indent="    ") if line else "" for line in lines)
 
 
 def write_case_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"

@@ -11,12 +11,11 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from .. import vocab
+from .. import render, vocab
 from ..diagnosis import Diagnosis
-from ..render import gray_map, heat_overlay, outline
+from ..render import TITLES, gray_map, percent
 
 DISPLAY_SIDE = 768  # pixels, longest side of every picture the app sends (a 40-MP upload stays light)
-STREAM_NAMES = {"image": "Image stream (whole image)", "lesion": "Lesion stream (segmented lesion)"}
 
 
 def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE) -> tuple[np.ndarray, Diagnosis]:
@@ -33,6 +32,7 @@ def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE
     def resize(values, interpolation=cv2.INTER_LINEAR):
         return cv2.resize(values, size, interpolation=interpolation)
 
+    box = diagnosis.lesion_box
     small = replace(
         diagnosis,
         image=None if diagnosis.image is None else resize(diagnosis.image, cv2.INTER_AREA),
@@ -40,22 +40,26 @@ def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE
         mask_probability=resize(diagnosis.mask_probability),
         heatmaps=None if diagnosis.heatmaps is None else {k: resize(v) for k, v in diagnosis.heatmaps.items()},
         attention=None if diagnosis.attention is None else [resize(a) for a in diagnosis.attention],
+        lesion_box=None if box is None else [round(v * scale) for v in box],
     )
     return resize(image, cv2.INTER_AREA), small
 
 
+def fit(picture: np.ndarray, max_side: int = DISPLAY_SIDE) -> np.ndarray:
+    """The picture scaled down to at most ``max_side`` on its longest side."""
+    scale = max_side / max(picture.shape[:2])
+    if scale >= 1:
+        return picture
+    size = (max(1, round(picture.shape[1] * scale)), max(1, round(picture.shape[0] * scale)))
+    return cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+
+
 def pictures(image: np.ndarray, diagnosis: Diagnosis) -> dict[str, np.ndarray | None]:
-    """RGB pictures: ``outline`` (lesion border on the image), ``lesion`` (what the lesion stream saw),
-    ``heat_image`` / ``heat_lesion`` (each stream's Grad-CAM over the image, lesion outlined in white;
-    None when that stream has no map)."""
-    heat = diagnosis.heatmaps or {}
-    mask = diagnosis.mask if diagnosis.lesion_found else None
-    return {
-        "outline": outline(image, diagnosis.mask),
-        "lesion": diagnosis.lesion_image,
-        **{f"heat_{stream}": heat_overlay(image, heat[stream], mask=mask) if stream in heat else None
-           for stream in STREAM_NAMES},
-    }
+    """The app's pictures (:func:`dermfuse.render.pictures`, titled as ``render.TITLES``), each heatmap with its
+    colour bar under it, at most ``DISPLAY_SIDE`` on a side."""
+    shown = render.pictures(image, diagnosis)
+    return {key: fit(render.with_colour_bar(picture)) if key.startswith("heat_") and picture is not None else picture
+            for key, picture in shown.items()}
 
 
 def attention_pictures(diagnosis: Diagnosis) -> list[tuple[np.ndarray, str]]:
@@ -77,10 +81,6 @@ def malignancy(label: str) -> str:
 def score_label(diagnosis: Diagnosis) -> dict[str, float]:
     """Calibrated scores keyed 'Melanoma (mel) · malignant', for ``gr.Label``."""
     return {f"{short_name(c)} ({c}) · {malignancy(c)}": float(p) for c, p in diagnosis.scores().items()}
-
-
-def percent(value: float) -> str:
-    return f"{100 * value:.0f} %"
 
 
 def learned_metadata(diagnosis: Diagnosis) -> list[str]:
@@ -145,13 +145,28 @@ def metadata_effect(diagnosis: Diagnosis) -> str:
 
 
 def focus_lines(diagnosis: Diagnosis) -> list[str]:
-    """'Image stream: 83 % of the heat lies on the lesion.' per stream."""
+    """Per stream, under its picture's title: the method that made the map, the share of its heat on the
+    lesion, and why the map is not the usual one or is missing; never a number that is not one."""
     if diagnosis.heatmaps is None:
         return ["No heatmaps were computed."]
-    if diagnosis.lesion_focus is None:
-        return ["No lesion was found, so the share of heat on the lesion cannot be measured."]
-    return [f"{STREAM_NAMES[stream]}: **{percent(share)}** of the heat lies on the lesion."
-            for stream, share in diagnosis.lesion_focus.items()]
+    methods, notes = diagnosis.heatmap_methods or {}, diagnosis.heatmap_notes or {}
+    focus = diagnosis.lesion_focus or {}
+    lines = []
+    for stream in [s for s in render.STREAMS if s in methods or s in notes]:
+        title, note = TITLES[f"heat_{stream}"], notes.get(stream)
+        if stream not in methods:
+            lines.append(f"{title}: no map. {note}")
+            continue
+        if diagnosis.lesion_focus is None:
+            share = "."
+        elif focus.get(stream) is None:
+            share = ": none of its heat lies inside the image, so its share on the lesion cannot be measured."
+        else:
+            share = f": **{percent(focus[stream])}** of the heat lies on the lesion."
+        lines.append(f"{title} ({methods[stream]}){share}" + (f" {note}" if note else ""))
+    if diagnosis.lesion_focus is None and methods:
+        lines.append("No lesion was found, so the share of heat on the lesion cannot be measured.")
+    return lines
 
 
 def measurement_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
