@@ -156,15 +156,27 @@ def test_when_no_method_gives_a_map_none_is_drawn_and_the_words_say_why(pipeline
 def test_json_roundtrip(pipeline, phantoms):
     p = phantoms[2]
     result = pipeline(p.image, p.age, p.sex, p.site, attention=True)
-    again = Diagnosis.from_json(result.to_json(arrays=True))
+    again = Diagnosis.from_json(result.to_json(arrays=True, scores_if_not_assessable=True))
     assert again.to_dict() == result.to_dict()
     for name in ("mask", "mask_probability", "lesion_image"):
         assert np.array_equal(getattr(again, name), getattr(result, name))
     for stream in result.heatmaps:
         assert np.array_equal(again.heatmaps[stream], result.heatmaps[stream])
     assert len(again.attention) == 4 and again.attention[0].shape == p.mask.shape
-    summary = result.to_dict()
+    summary = result.to_dict(scores_if_not_assessable=True)
     assert summary["top_class"] == result.top_class and "mask" not in summary
+
+
+def test_an_image_that_is_not_assessable_has_reasons_and_no_scores_in_its_json(pipeline):
+    result = pipeline(np.full((120, 160, 3), 255, np.uint8))
+    assert not result.assessable and result.reasons[0].startswith("The image is blank")
+    summary = result.to_dict()
+    assert summary["scores_withheld"] and summary["top_class"] is None and summary["probabilities"] is None
+    assert summary["reasons"] == result.reasons
+    asked = result.to_dict(scores_if_not_assessable=True)
+    assert not asked["scores_withheld"] and len(asked["probabilities"]) == len(result.classes)
+    with pytest.raises(ValueError, match="without its scores"):
+        Diagnosis.from_json(result.to_json(arrays=True))
 
 
 def test_batch_equals_single_calls_and_explaining_keeps_the_scores(pipeline, phantoms):
