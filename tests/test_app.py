@@ -225,6 +225,7 @@ def picked(index: int) -> gr.SelectData:
 
 
 def descendants(block) -> list:
+    """Every block inside ``block`` (a layout such as an accordion), at any depth."""
     children = getattr(block, "children", [])
     return children + [d for child in children for d in descendants(child)]
 
@@ -267,10 +268,11 @@ def test_phantoms_sit_in_the_teaching_view_and_choose_the_teaching_model(app, ca
 
 
 def test_the_app_answers_for_a_real_example(catalog):
+    if DEFAULT_MODEL not in catalog.names:
+        pytest.skip(f"the real-data model {DEFAULT_MODEL} is not in checkpoints/ (python -m train ham10000)")
     example = next(e for e in examples.real_examples() if e.age is not None)
-    model = DEFAULT_MODEL if DEFAULT_MODEL in catalog.names else catalog.default
-    answer = callbacks.predict(catalog, example.path, example.age, example.sex, example.site, model)
-    assert answer["model"]["name"] == Path(catalog.sources[model]).name
+    answer = callbacks.predict(catalog, example.path, example.age, example.sex, example.site, DEFAULT_MODEL)
+    assert answer["model"]["name"] == DEFAULT_MODEL
     assert answer["classes"] == list(vocab.HAM10000_CLASSES) and answer["lesion_found"]
     assert sum(answer["probabilities"]) == pytest.approx(1.0)
     assert answer["metadata"]["age"] == example.age and answer["metadata"]["sex"] == example.sex
