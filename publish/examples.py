@@ -3,8 +3,8 @@
     python -m publish.examples ../shared/data/isic_cc0          # → examples/ (replaces its images and tables)
 
 Only CC0 images may ship with the code, each with its ISIC id, diagnosis and licence stated, so the
-chosen ids are checked against the source's ``labels.csv`` (its ``licence`` column must start with
-"CC0"). The originals are 1–6 MP; at 600 px on the longest side (JPEG quality 90) each is well under
+chosen ids are checked against the source's ``labels.csv`` (its ``licence`` column must say CC0).
+The originals are up to 6 MP; at 600 px on the longest side (JPEG quality 90) each is well under
 100 KB and still far larger than what the models see (at most 256 px), so the repository stays small
 and the app's answers do not change for want of pixels.
 """
@@ -18,9 +18,8 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from dermfuse import vocab
+from dermfuse.ui.examples import EXAMPLES, EXAMPLES_TABLE
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TABLE = "examples.csv"
 COLUMNS = ("file", "isic_id", "diagnosis", "age", "sex", "site", "licence", "source")
 LONGEST_SIDE = 600
 JPEG_QUALITY = 90
@@ -68,7 +67,7 @@ def make_examples(source: Path, out: Path = EXAMPLES, chosen: tuple[str, ...] = 
             image = ImageOps.exif_transpose(original).convert("RGB")
         image.thumbnail((LONGEST_SIDE, LONGEST_SIDE), Image.Resampling.LANCZOS)
         image.save(out / row["file"], quality=JPEG_QUALITY, optimize=True)  # no EXIF: nothing but pixels leaves
-    with open(out / TABLE, "w", newline="", encoding="utf-8") as table:
+    with open(out / EXAMPLES_TABLE, "w", newline="", encoding="utf-8") as table:
         writer = csv.DictWriter(table, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
