@@ -5,7 +5,8 @@ checkpoint, else (before the demo weights exist) a tiny untrained stand-in saved
 
 ``with running_app(model) as app:`` starts ``python app.py --model MODEL --host 127.0.0.1 --port N``,
 waits until the page answers, yields the URL, the process id and the log, and always stops the
-process (terminate, then kill) when the block ends.
+process (terminate, then kill) when the block ends; ``serving(command, url, cwd, env)`` does the same
+for any command line (the Space test starts ``app.py`` from another folder and interpreter).
 """
 
 from __future__ import annotations
@@ -74,12 +75,19 @@ def free_port() -> int:
 def running_app(model: str, timeout_s: float = 180, env: dict | None = None) -> Iterator[RunningApp]:
     """Start the app with ``model`` and yield it once its page answers; stop it afterwards."""
     port = free_port()
-    log = Path(tempfile.mkstemp(prefix="dermfuse-app-", suffix=".log")[1])
     command = [sys.executable, str(APP), "--model", model, "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, f"http://127.0.0.1:{port}/", APP.parent, {**os.environ, **(env or {})}, timeout_s) as app:
+        yield app
+
+
+@contextmanager
+def serving(command: list, url: str, cwd: str | os.PathLike, env: dict, timeout_s: float = 180) -> Iterator[RunningApp]:
+    """Run ``command`` (a server) in ``cwd`` with exactly ``env``; yield once ``url`` answers; always stop it."""
+    log = Path(tempfile.mkstemp(prefix="dermfuse-app-", suffix=".log")[1])
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=APP.parent,
-                                   env={**os.environ, **(env or {})})
-    app = RunningApp(f"http://127.0.0.1:{port}/", process.pid, log)
+        process = subprocess.Popen([str(part) for part in command], stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                   env=env)
+    app = RunningApp(url, process.pid, log)
     try:
         deadline = time.monotonic() + timeout_s
         while True:

@@ -23,7 +23,7 @@ from PIL import Image
 from dermfuse import vocab
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import DermFusePipeline
-from dermfuse.sources import MODEL_ENV
+from dermfuse.sources import DEFAULT_MODEL, DEMO_MODEL, MODEL_ENV
 from dermfuse.ui import LAUNCH_OPTIONS, ModelCatalog, ModelSourceError, callbacks, examples, report, views
 from dermfuse.ui.layout import PIPELINE_CONCURRENCY
 from app_harness import APP, app_model
@@ -80,7 +80,8 @@ def test_importing_the_app_loads_the_model_once_and_does_not_launch(app, model_s
 def test_every_event_has_an_api_name_and_predict_is_api_only(app):
     names = [fn.api_name for fn in app.demo.fns.values()]
     assert all(names) and len(set(names)) == len(names)
-    assert {"predict", "diagnose", "report", "examples", "pick_example", "describe_model"} <= set(names)
+    assert {"predict", "diagnose", "report", "examples", "pick_example", "phantoms", "pick_phantom",
+            "describe_model"} <= set(names)
     predict = next(fn for fn in app.demo.fns.values() if fn.api_name == "predict")
     assert not predict.targets  # no button: the API's own endpoint
     assert predict.concurrency_limit == PIPELINE_CONCURRENCY
@@ -312,6 +313,65 @@ def test_examples_cover_every_class_and_are_cached(tmp_path):
     with Image.open(first[0].path) as image:
         assert image.size == (examples.SIZE, examples.SIZE)
     assert first[0].caption == "akiec" and vocab.DIAGNOSIS_NAMES["akiec"] in first[0].truth()
+
+
+def picked(index: int) -> gr.SelectData:
+    """The event a click on gallery item ``index`` sends."""
+    return gr.SelectData(None, {"index": index, "value": None})
+
+
+def descendants(block) -> list:
+    """Every block inside ``block`` (a layout such as an accordion), at any depth."""
+    children = getattr(block, "children", [])
+    return children + [d for child in children for d in descendants(child)]
+
+
+def test_the_gallery_shows_the_real_examples_with_id_diagnosis_and_licence(app, catalog):
+    real = examples.real_examples()
+    shown = callbacks.example_gallery()
+    assert len(shown) == len(real) >= 4 and [path for path, _ in shown] == [e.path for e in real]
+    assert all(Path(path).parent == examples.EXAMPLES for path, _ in shown)  # the repository's files, not phantoms
+    for (_, caption), example in zip(shown, real):
+        assert caption == f"{example.isic_id} · {example.label} · CC0"
+    assert "ISIC_0000049 · mel · CC0" in [caption for _, caption in shown]
+
+    path, age, sex, site, truth, model = callbacks.pick_example(catalog, catalog.default, picked(0))
+    assert (path, age, sex, site) == (real[0].path, real[0].age, real[0].sex, real[0].site)
+    assert f"**{real[0].isic_id}**" in truth and "licence CC0" in truth
+    assert vocab.DIAGNOSIS_NAMES[real[0].label] in truth
+    assert model == gr.skip()  # the chosen model stays
+    # Picked while the teaching model is chosen, a real example goes back to the app's default model.
+    real_default = ModelCatalog({DEFAULT_MODEL: "a", DEMO_MODEL: "b"}, DEFAULT_MODEL)
+    assert callbacks.pick_example(real_default, DEMO_MODEL, picked(0))[-1] == DEFAULT_MODEL
+    assert callbacks.pick_example(real_default, "dermfuse-tiny-ph2-melanoma", picked(0))[-1] == gr.skip()
+
+
+def test_phantoms_sit_in_the_teaching_view_and_choose_the_teaching_model(app, catalog, example_files, monkeypatch):
+    teaching = next(b for b in app.demo.blocks.values()
+                    if isinstance(b, gr.Accordion) and b.label.startswith("Teaching view"))
+    assert "phantoms" in [getattr(b, "elem_id", None) for b in descendants(teaching)]
+    main = next(b for b in app.demo.blocks.values() if getattr(b, "elem_id", None) == "examples")
+    assert main not in descendants(teaching)
+
+    monkeypatch.setattr(callbacks, "phantom_examples", lambda: example_files)
+    assert callbacks.phantom_gallery() == [(e.path, e.label) for e in example_files]
+    phantom = example_files[3]
+    path, age, sex, site, truth, model = callbacks.pick_phantom(catalog, picked(3))
+    assert (path, age, sex, site) == (phantom.path, phantom.age, phantom.sex, phantom.site)
+    assert "Ground truth of this phantom" in truth and model == DEMO_MODEL
+    without_teaching = ModelCatalog({DEFAULT_MODEL: "a"}, DEFAULT_MODEL)
+    assert callbacks.pick_phantom(without_teaching, picked(3))[-1] == gr.skip()
+
+
+def test_the_app_answers_for_a_real_example(catalog):
+    if DEFAULT_MODEL not in catalog.names:
+        pytest.skip(f"the real-data model {DEFAULT_MODEL} is not in checkpoints/ (python -m train ham10000)")
+    example = next(e for e in examples.real_examples() if e.age is not None)
+    answer = callbacks.predict(catalog, example.path, example.age, example.sex, example.site, DEFAULT_MODEL)
+    assert answer["model"]["name"] == DEFAULT_MODEL
+    assert answer["classes"] == list(vocab.HAM10000_CLASSES) and answer["lesion_found"]
+    assert sum(answer["probabilities"]) == pytest.approx(1.0)
+    assert answer["metadata"]["age"] == example.age and answer["metadata"]["sex"] == example.sex
 
 
 def test_catalog_offers_every_shipped_model_and_loads_them_lazily(monkeypatch, model_source, tmp_path):

@@ -260,3 +260,27 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
             browser.close()
     with Image.open(screenshot) as shot:
         assert shot.width == 1366 and shot.height > 900
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+def test_browser_picks_a_real_example_and_a_teaching_phantom(server):
+    """The galleries' select events reach their callbacks (gradio fills gr.SelectData by type hint only)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    first = examples.real_examples()[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(server.url)
+            expect(page.locator("#examples")).to_contain_text(first.caption, timeout=30_000)
+            page.locator("#examples button[aria-label^=Thumbnail]").first.click()
+            expect(page.locator("#truth")).to_contain_text(f"{first.isic_id} (", timeout=20_000)
+            expect(page.locator("#truth")).to_contain_text("licence CC0")
+            expect(page.locator("#upload img")).to_be_visible()
+            page.get_by_text("Teaching view: switch parts of the model off").click()
+            page.locator("#phantoms button[aria-label^=Thumbnail]").nth(8).click()
+            expect(page.locator("#truth")).to_contain_text("Ground truth of this phantom", timeout=20_000)
+            expect(page.locator("#model input")).to_have_value("dermfuse-tiny-phantom")
+        finally:
+            browser.close()

@@ -4,7 +4,7 @@
 - ``callbacks``: the event functions, pure functions of their inputs;
 - ``views``: a diagnosis as pictures and plain words, shared by the page and the report;
 - ``report``: the downloadable case sheet (PNG / PDF) and JSON;
-- ``examples``: the gallery of phantoms with their ground truth, made on first use;
+- ``examples``: the galleries: real CC0 dermoscopy examples, and phantoms for the teaching view;
 - ``layout``: the page, its events (each with an ``api_name``) and its launch options.
 """
 

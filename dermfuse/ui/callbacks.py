@@ -22,8 +22,9 @@ import gradio as gr
 import numpy as np
 
 from ..diagnosis import Diagnosis
+from ..sources import DEMO_MODEL
 from . import report, views
-from .examples import gallery_examples
+from .examples import phantom_examples, real_examples
 from .catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
@@ -157,15 +158,36 @@ def make_report(case: ShownCase | None):
 
 
 def example_gallery() -> list[tuple[str, str]]:
+    """(file, caption) of every real example: ISIC id, diagnosis and licence."""
+    return [(e.path, e.caption) for e in real_examples()]
+
+
+def pick_example(catalog: ModelCatalog, model: str | None, event: gr.SelectData):
+    """Fill the inputs from the picked real example and show its diagnosis and licence.
+
+    Real images are not what the teaching model is for: if it is chosen, go back to the app's default.
+    """
+    example = real_examples()[event.index]
+    back = model == DEMO_MODEL and catalog.default != DEMO_MODEL
+    return example.path, age_box(example.age), example.sex, example.site, example.truth(), catalog.default if back else gr.skip()
+
+
+def phantom_gallery() -> list[tuple[str, str]]:
     """(file, caption) of every example phantom, made on first use."""
-    return [(e.path, e.caption) for e in gallery_examples()]
+    return [(e.path, e.caption) for e in phantom_examples()]
 
 
-def pick_example(event: gr.SelectData):
-    """Fill the inputs from the picked example and show its ground truth (an unknown age as a blank box)."""
-    example = gallery_examples()[event.index]
-    age = "" if example.age is None else f"{example.age:g}"
-    return example.path, age, example.sex, example.site, example.truth()
+def age_box(age: float | None) -> str:
+    """An example's age as the age box shows it: blank when unknown, never 0."""
+    return "" if age is None else f"{age:g}"
+
+
+def pick_phantom(catalog: ModelCatalog, event: gr.SelectData):
+    """Fill the inputs from the picked phantom, show its ground truth, and choose the teaching model
+    (the one that learned from phantoms) when the app offers it."""
+    example = phantom_examples()[event.index]
+    model = DEMO_MODEL if DEMO_MODEL in catalog.names else gr.skip()
+    return example.path, age_box(example.age), example.sex, example.site, example.truth(), model
 
 
 @user_errors

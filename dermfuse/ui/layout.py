@@ -1,5 +1,8 @@
 """The page: inputs on the left, results on the right, the reading and downloads below, examples last.
 
+The example gallery holds real CC0 dermoscopy images (ISIC id, diagnosis, licence); the synthetic
+phantoms sit in the teaching view with the teaching model they were made for.
+
 ``build_demo(catalog)`` returns the ``gr.Blocks`` with its queue set; ``LAUNCH_OPTIONS`` holds what
 Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every event has an
 ``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
@@ -22,6 +25,7 @@ import gradio as gr
 
 from .. import vocab
 from ..render import TITLES
+from ..sources import DEMO_MODEL
 from . import callbacks
 from .catalog import ModelCatalog
 
@@ -31,7 +35,8 @@ MAX_UPLOAD = "30mb"  # a dermatoscope JPEG is a few MB; a 40-MP JPEG fits, a 40-
 CSS = """
 #banner {border-left: 6px solid #c0392b; padding: 0.2em 0.9em; background: var(--background-fill-secondary);}
 #truth {min-height: 0;}
-#examples .grid-wrap, #gates .grid-wrap {height: auto !important; min-height: 0 !important;}
+#examples .grid-wrap, #phantoms .grid-wrap, #gates .grid-wrap {height: auto !important; min-height: 0 !important;}
+#examples .caption-label {white-space: normal; max-width: 92%;}
 #reading table {display: block; overflow-x: auto;}
 #reading th, #reading td {word-break: normal; overflow-wrap: normal; padding: 4px 8px;}
 #reading td:first-child {min-width: 12em;}
@@ -75,6 +80,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                     use_metadata = gr.Checkbox(True, label="Use the metadata (age, sex, site)")
                     lesion_stream = gr.Checkbox(True, label="Use the lesion stream")
                     attention = gr.Checkbox(False, label="Show the segmenter's attention gates")
+                    gr.Markdown(f"**Synthetic phantoms** with their ground truth, for the teaching model "
+                                f"`{DEMO_MODEL}`, which learned from them: picking one chooses it.")
+                    phantoms = gr.Gallery(label="Phantom examples", columns=4, allow_preview=False, show_label=False, elem_id="phantoms")
             with gr.Column(scale=3, min_width=300):
                 scores = gr.Label(num_top_classes=5, label="Calibrated scores", elem_id="scores")
                 with gr.Row():
@@ -93,8 +101,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                          for key, kind in (("png", "PNG sheet"), ("pdf", "PDF sheet"), ("json", "JSON"))]
         with gr.Accordion("JSON result", open=False):
             result = gr.JSON(label="Result", elem_id="result")
-        with gr.Accordion("Examples: synthetic phantoms with their ground truth (pick one, then Diagnose)", open=True):
-            gallery = gr.Gallery(label="Examples", columns=7, allow_preview=False, show_label=False, elem_id="examples")
+        with gr.Accordion("Examples: real dermoscopy images from the ISIC archive, CC0, with their diagnosis "
+                          "(pick one, then Diagnose)", open=True):
+            gallery = gr.Gallery(label="Examples", columns=6, allow_preview=False, show_label=False, elem_id="examples")
         case = gr.State(time_to_live=3600)
 
         inputs = [image, age, sex, site, model]
@@ -115,7 +124,15 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         ).success(callbacks.make_report, case, downloads, api_name="report")
         gr.on([], partial(callbacks.predict, catalog), inputs, result, api_name="predict",
               api_description=callbacks.predict.__doc__, **pipeline_events)
-        gallery.select(callbacks.pick_example, None, [image, age, sex, site, truth], api_name="pick_example")
+        # Gradio finds gr.SelectData by the parameter's type hint, which functools.partial hides: small wrappers.
+        def pick_example(model: str | None, event: gr.SelectData):
+            return callbacks.pick_example(catalog, model, event)
+
+        def pick_phantom(event: gr.SelectData):
+            return callbacks.pick_phantom(catalog, event)
+
+        gallery.select(pick_example, model, [image, age, sex, site, truth, model], api_name="pick_example")
+        phantoms.select(pick_phantom, None, [image, age, sex, site, truth, model], api_name="pick_phantom")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
         # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
         model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches],
@@ -123,5 +140,6 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
               api_description=callbacks.describe_model.__doc__)
         demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
+        demo.load(callbacks.phantom_gallery, None, phantoms, api_name="phantoms")
     demo.queue(default_concurrency_limit=PIPELINE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
