@@ -336,7 +336,7 @@ def test_the_gallery_shows_the_real_examples_with_id_diagnosis_and_licence(app, 
     assert "ISIC_0000049 · mel · CC0" in [caption for _, caption in shown]
 
     path, age, sex, site, truth, model = callbacks.pick_example(catalog, catalog.default, picked(0))
-    assert (path, age, sex, site) == (real[0].path, real[0].age, real[0].sex, real[0].site)
+    assert (path, age, sex, site) == (real[0].path, callbacks.age_box(real[0].age), real[0].sex, real[0].site)
     assert f"**{real[0].isic_id}**" in truth and "licence CC0" in truth
     assert vocab.DIAGNOSIS_NAMES[real[0].label] in truth
     assert model == gr.skip()  # the chosen model stays
@@ -357,7 +357,7 @@ def test_phantoms_sit_in_the_teaching_view_and_choose_the_teaching_model(app, ca
     assert callbacks.phantom_gallery() == [(e.path, e.label) for e in example_files]
     phantom = example_files[3]
     path, age, sex, site, truth, model = callbacks.pick_phantom(catalog, picked(3))
-    assert (path, age, sex, site) == (phantom.path, phantom.age, phantom.sex, phantom.site)
+    assert (path, age, sex, site) == (phantom.path, callbacks.age_box(phantom.age), phantom.sex, phantom.site)
     assert "Ground truth of this phantom" in truth and model == DEMO_MODEL
     without_teaching = ModelCatalog({DEFAULT_MODEL: "a"}, DEFAULT_MODEL)
     assert callbacks.pick_phantom(without_teaching, picked(3))[-1] == gr.skip()
