@@ -42,9 +42,12 @@ def predict(args: argparse.Namespace) -> int:
     pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
     explain = args.overlays or args.explain
     results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1)
-    written = write_outputs(results, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission)
+    written = write_outputs(results, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission,
+                            scores_if_not_assessable=args.scores_if_not_assessable)
     for r in results[:20]:
-        print(f"{r.image_id}: {r.top_class} {r.top_probability:.2f}" + "".join(f"\n  ! {w}" for w in r.warnings))
+        verdict = f"{r.top_class} {r.top_probability:.2f}" if r.assessable else "NOT ASSESSABLE, no diagnosis"
+        print(f"{r.image_id}: {verdict}" + "".join(f"\n  - {reason}" for reason in r.reasons)
+              + "".join(f"\n  ! {w}" for w in r.warnings))
     if len(results) > 20:
         print(f"... {len(results) - 20} more")
     print(f"wrote {len(written)} files to {args.out}")
@@ -124,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "titled, with colour bar and top scores")
     p.add_argument("--explain", action="store_true", help="compute Grad-CAM and lesion focus (implied by --overlays)")
     p.add_argument("--isic-submission", action="store_true", help="also write the ISIC challenge CSV and masks")
+    p.add_argument("--scores-if-not-assessable", action="store_true",
+                   help="also write the scores of images that are not assessable (withheld by default)")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(run=predict)
 

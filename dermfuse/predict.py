@@ -77,12 +77,15 @@ def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int =
     return results
 
 
-def results_table(results: list[Diagnosis]) -> pd.DataFrame:
+def results_table(results: list[Diagnosis], scores_if_not_assessable: bool = False) -> pd.DataFrame:
+    """One row per image; the scores of an image that is not assessable are blank unless asked for."""
     rows = []
     for r in results:
-        row = {"image": r.image_id, "top_class": r.top_class, "top_probability": r.top_probability}
-        row.update({f"p_{c}": p for c, p in r.scores().items()})
-        row.update({f"p_{c}_without_metadata": p for c, p in r.scores(with_metadata=False).items()})
+        row = {"image": r.image_id, "assessable": r.assessable, "reasons": " | ".join(r.reasons)}
+        if r.assessable or scores_if_not_assessable:
+            row.update({"top_class": r.top_class, "top_probability": r.top_probability})
+            row.update({f"p_{c}": p for c, p in r.scores().items()})
+            row.update({f"p_{c}_without_metadata": p for c, p in r.scores(with_metadata=False).items()})
         for stream, value in (r.lesion_focus or {}).items():
             row[f"lesion_focus_{stream}"] = value
         for stream, method in (r.heatmap_methods or {}).items():
@@ -92,13 +95,17 @@ def results_table(results: list[Diagnosis]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(results: list[Diagnosis], out_dir: Path, overlays: bool = False,
-                  isic_submission: bool = False) -> list[Path]:
-    """Write predictions.csv and predictions.json (and overlays / ISIC files if asked); returns the paths."""
+def write_outputs(results: list[Diagnosis], out_dir: Path, overlays: bool = False, isic_submission: bool = False,
+                  scores_if_not_assessable: bool = False) -> list[Path]:
+    """Write predictions.csv and predictions.json (and overlays / ISIC files if asked); returns the paths.
+
+    An image that is not assessable gets its reasons and no scores, unless ``scores_if_not_assessable``.
+    The ISIC submission holds every image's scores: the challenge's format has no place for abstaining.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "predictions.csv", out_dir / "predictions.json"]
-    results_table(results).to_csv(written[0], index=False)
-    written[1].write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    results_table(results, scores_if_not_assessable).to_csv(written[0], index=False)
+    written[1].write_text(json.dumps([r.to_dict(scores_if_not_assessable=scores_if_not_assessable) for r in results], indent=1))
     if overlays:
         for r in results:  # the image as the pipeline decoded it: not read again
             path = out_dir / "overlays" / f"{r.image_id}.png"

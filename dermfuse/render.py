@@ -169,7 +169,9 @@ def overlay_sheet(diagnosis: Diagnosis, name: str | None = None) -> Figure:
     top = ", ".join(f"{vocab.DIAGNOSIS_NAMES[c].split(' (')[0]} ({c}) {percent(p)}" for c, p in scores)
     figure.text(0.5, 0.97, name or diagnosis.image_id or "dermfuse", ha="center", va="top", fontsize=11,
                 fontweight="bold", parse_math=False)
-    figure.text(0.5, 0.91, f"Top scores: {top}", ha="center", va="top", fontsize=9, parse_math=False)
+    line = f"Top scores: {top}" if diagnosis.assessable else "Not assessable, no diagnosis: " + " ".join(diagnosis.reasons)
+    figure.text(0.5, 0.91, textwrap.fill(line, 150), ha="center", va="top", fontsize=9, parse_math=False,
+                color="black" if diagnosis.assessable else "#c0392b")
     explained = {**(diagnosis.heatmap_methods or {}), **(diagnosis.heatmap_notes or {})}  # streams with a map or a note
     keys = ["outline"] + [f"heat_{s}" for s in STREAMS if s in explained]
     for column, key in enumerate(keys):

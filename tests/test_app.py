@@ -153,6 +153,21 @@ def test_the_json_result_names_the_uploaded_file_as_the_case_sheet_does(catalog,
     assert json.loads(paths["json"].read_text())["image_id"] == "my lesion"
 
 
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (40, 90, 200)])
+def test_a_single_colour_image_is_not_assessable_and_shows_no_diagnosis(catalog, tmp_path, colour):
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (200, 150), colour).save(path)
+    outputs = callbacks.diagnose(catalog, str(path), "", "unknown", "unknown", None, True, True, False)
+    scores, warnings, reading, result = outputs[4], outputs[5], outputs[6], outputs[7]
+    assert scores is None  # no bar chart, no top class
+    assert "Not assessable: no diagnosis is shown" in warnings and "blank" in warnings
+    assert "Withheld" in reading and "%" not in reading.split("### Scores")[1]
+    assert result["assessable"] is False and result["scores_withheld"] and result["top_class"] is None
+    sheet = report.sheet_text(outputs[9].diagnosis)
+    assert "Not assessable" in sheet and "Highest score" not in sheet
+    assert callbacks.predict(catalog, str(path))["probabilities"] is None
+
+
 def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, example_files):
     example = next(e for e in example_files if e.label == "mel")
     outputs = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, True)

@@ -43,8 +43,9 @@ def test_info_prints_parameter_counts(capsys):
 
 def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image_folder, tmp_path):
     out = tmp_path / "out"
+    # An untrained stand-in model finds no real lesion, so its images are not assessable: ask for the scores.
     code = main(["predict", str(image_folder), "--model", str(model_dir), "--out", str(out), "--overlays",
-                 "--isic-submission", "--age", "45", "--sex", "female", "--site", "back"])
+                 "--isic-submission", "--age", "45", "--sex", "female", "--site", "back", "--scores-if-not-assessable"])
     assert code == 0
     table = pd.read_csv(out / "predictions.csv")
     assert list(table["image"]) == ["case0", "case1", "case2"]
@@ -110,3 +111,14 @@ def test_evaluate_phantom_set_with_manifest(model_dir, tmp_path):
     assert metrics["images"] == metrics["segmentation"]["images"] == metrics["classification"]["cases"] == test_size
     assert 0 <= metrics["segmentation"]["dice"] <= 1 and 0 <= metrics["classification"]["balanced_accuracy"] <= 1
     assert {p.name for p in out.iterdir()} == {"metrics.json", "confusion_matrix.png", "roc_curves.png", "reliability.png"}
+
+
+def test_predict_withholds_the_scores_of_an_image_it_cannot_assess(model_dir, tmp_path, capsys):
+    Image.new("RGB", (160, 120), (255, 255, 255)).save(tmp_path / "blank.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "blank.png"), "--model", str(model_dir), "--out", str(out)]) == 0
+    assert "blank: NOT ASSESSABLE, no diagnosis" in capsys.readouterr().out
+    row = pd.read_csv(out / "predictions.csv").iloc[0]
+    assert not row["assessable"] and row["reasons"].startswith("The image is blank") and "top_class" not in row
+    record = json.loads((out / "predictions.json").read_text())[0]
+    assert record["scores_withheld"] and record["probabilities"] is None and record["top_class"] is None

@@ -46,7 +46,12 @@ def case_sheet(image: np.ndarray, diagnosis: Diagnosis, name: str = "uploaded im
         caption = render.heat_caption(diagnosis, stream) if key.startswith("heat_") and diagnosis.heatmaps else ""
         render.draw_picture(figure, (0.03 + column * 0.24, 0.685, 0.22, 0.245), pictures[key], textwrap.fill(title, 24),
                             caption, heat=key.startswith("heat_"), fontsize=7)
-    _scores(figure.add_axes((0.44, 0.45, 0.51, 0.21)), diagnosis)
+    if diagnosis.assessable:
+        _scores(figure.add_axes((0.44, 0.45, 0.51, 0.21)), diagnosis)
+    else:
+        figure.text(0.44, 0.64, "Not assessable: no diagnosis", fontsize=12, fontweight="bold", color=MALIGNANT_COLOUR)
+        figure.text(0.44, 0.61, "\n".join(textwrap.fill(reason, 60) for reason in diagnosis.reasons), va="top",
+                    fontsize=8, parse_math=False)
     _words(figure, diagnosis)
     return figure
 
@@ -91,11 +96,11 @@ def sheet_text(diagnosis: Diagnosis) -> str:
     age = "unknown" if meta.get("age") is None else f"{meta['age']:g} years"
     top = diagnosis.top_class
     lines = [
-        f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) "
-        f"at {percent(diagnosis.top_probability)}.",
+        (f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) at {percent(diagnosis.top_probability)}."
+         if diagnosis.assessable else "Not assessable, so no diagnosis and no scores: " + " ".join(diagnosis.reasons)),
         f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
         plain(views.metadata_used(diagnosis)),
-        *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) else []),
+        *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) and diagnosis.assessable else []),
         "",
         "Where the model looked:",
         *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis)],

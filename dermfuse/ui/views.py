@@ -79,7 +79,10 @@ def malignancy(label: str) -> str:
 
 
 def score_label(diagnosis: Diagnosis) -> dict[str, float]:
-    """Calibrated scores keyed 'Melanoma (mel) · malignant', for ``gr.Label``."""
+    """Calibrated scores keyed 'Melanoma (mel) · malignant', for ``gr.Label``; None (no bar chart, no top
+    class) for an image that is not assessable."""
+    if not diagnosis.assessable:
+        return None
     return {f"{short_name(c)} ({c}) · {malignancy(c)}": float(p) for c, p in diagnosis.scores().items()}
 
 
@@ -195,6 +198,8 @@ def reading(diagnosis: Diagnosis) -> str:
         parts += ["| quantity | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows]]
     else:
         parts.append("No lesion was found, so nothing could be measured.")
+    if not diagnosis.assessable:
+        return "\n".join(parts + ["### Scores", "Withheld: the image is not assessable (the reasons are above)."])
     if learned_metadata(diagnosis):
         parts += ["### What the metadata changed", metadata_used(diagnosis), "", metadata_effect(diagnosis)]
     else:
@@ -204,10 +209,15 @@ def reading(diagnosis: Diagnosis) -> str:
 
 
 def warnings_text(diagnosis: Diagnosis) -> str:
-    """Markdown list of every warning the pipeline raised (or a plain 'none')."""
+    """Markdown: first, for an image that is not assessable, that no diagnosis is shown and why; then every
+    warning the pipeline raised (or a plain 'none')."""
+    parts = []
+    if not diagnosis.assessable:
+        parts += ["### ⛔ Not assessable: no diagnosis is shown", *[f"- {reason}" for reason in diagnosis.reasons],
+                  "", "The scores are withheld; the API and the CLI return them only when asked explicitly.", ""]
     if not diagnosis.warnings:
-        return "**Warnings:** none."
-    return "**Warnings**\n" + "\n".join(f"- ⚠️ {w}" for w in diagnosis.warnings)
+        return "\n".join(parts + ["**Warnings:** none."])
+    return "\n".join(parts + ["**Warnings**", *[f"- ⚠️ {w}" for w in diagnosis.warnings]])
 
 
 def result_json(diagnosis: Diagnosis) -> dict:
