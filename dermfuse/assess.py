@@ -4,14 +4,15 @@ An image that fails it is *not assessable*: the result says why, in plain words,
 diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
 
 - **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few flat
-  colours (a graphic, not a photograph), over- or under-exposed, no lesion found, the lesion mostly
-  outside the frame. They need no fitting and hold for every model.
-- **A dermoscopy score**: logistic regression on features that describe what a dermoscopy image *is*,
+  colours (a graphic, not a photograph), over- or under-exposed, no lesion found, a lesion that fills
+  the frame (its outline is mostly the image border, so much of it may lie outside). They need no fitting and hold for every model.
+- **A dermoscopy score**: logistic regression (on each input and its square) on features that describe what a dermoscopy image *is*,
   a lesion on skin under polarised magnification: after white balance (a dermoscope's colour cast is
   not a feature), skin-coloured pixels, few foreign hues (sky, leaves, paint), little grey
   (documents, screenshots), a segmenter that finds one confident blob that differs from the skin
-  around it, soft texture rather than the sharp edges of text and drawings, and the distance of the
-  image encoder's features from the training images' (``ood.py``). It is fitted per model
+  around it, soft texture rather than the sharp edges of text and drawings, the distance of the
+  image encoder's features from the training images' (``ood.py``), and those features' first
+  principal components (what the network sees). It is fitted per model
   (the OOD distances are the model's) on real dermoscopy against a non-dermoscopy set
   (``experiments/gate.py``) and stored in the model's config under ``gate``; its threshold rejects
   a stated share of *validation* dermoscopy. A model without a fitted gate has the rules only.
@@ -69,7 +70,8 @@ def rule_reasons(numbers: dict[str, float]) -> list[str]:
     if numbers["lesion_area"] < MIN_LESION_AREA:
         reasons.append("No lesion was found in the image.")
     elif numbers["border_share"] > OUTSIDE_FRAME:
-        reasons.append("Most of the lesion lies outside the frame: retake the image with the whole lesion in view.")
+        reasons.append("The lesion fills the frame, so much of it may lie outside: retake the image with the whole "
+                       "lesion in view.")
     return reasons
 
 
@@ -134,37 +136,64 @@ def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray,
     ], dtype=np.float64)
 
 
+def gate_inputs(gate: dict, features: np.ndarray, pooled: np.ndarray | None) -> np.ndarray:
+    """The score's inputs (N, 2·D): the features, then the image encoder's pooled features projected on the
+    gate's principal components (when it has them), z-scored; each with its square, so the score can
+    penalise a value that is too low *and* one that is too high (a flat gradient and a noise image)."""
+    inputs = np.atleast_2d(features)
+    if gate.get("deep_basis"):
+        projected = (np.atleast_2d(pooled) - np.asarray(gate["deep_mean"])) @ np.asarray(gate["deep_basis"]).T
+        inputs = np.concatenate([inputs, projected], axis=1)
+    z = (inputs - np.asarray(gate["mean"])) / np.asarray(gate["std"])
+    return np.concatenate([z, z**2], axis=1)
+
+
 def fit_gate(dermoscopy: np.ndarray, other: np.ndarray, validation: np.ndarray, rejection: float = 0.01,
+             pooled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, components: int = 8,
              c: float = 0.3) -> dict:
-    """Fit the dermoscopy score on features (N, F) of real dermoscopy and of other images; the threshold
-    rejects ``rejection`` of the ``validation`` dermoscopy (images the fit did not see)."""
-    from sklearn.linear_model import LogisticRegression  # training-time only
+    """Fit the dermoscopy score on ``FEATURES`` (N, F) of real dermoscopy and of other images; the threshold
+    rejects ``rejection`` of the ``validation`` dermoscopy (images the fit did not see).
+
+    ``pooled``: the image encoder's pooled features of the same three sets; their first ``components``
+    principal components (of the fitting images) join the features: what the network sees, not only
+    what the handcrafted statistics measure.
+    """
+    from sklearn.decomposition import PCA  # training-time only
+    from sklearn.linear_model import LogisticRegression
 
     if len(dermoscopy) < 20 or len(other) < 20 or len(validation) < 20:
         raise ValueError("fitting the gate needs at least 20 images of each kind and 20 validation images")
+    gate = {"features": list(FEATURES), "rejection": rejection}
     features = np.concatenate([dermoscopy, other])
-    mean, std = features.mean(0), np.maximum(features.std(0), 1e-6)
+    if pooled is not None and components:
+        pca = PCA(n_components=components, random_state=0).fit(np.concatenate(pooled[:2]))
+        gate.update(deep_mean=pca.mean_.tolist(), deep_basis=pca.components_.tolist())
+        features = np.concatenate([features, pca.transform(np.concatenate(pooled[:2]))], axis=1)
+    gate.update(mean=features.mean(0).tolist(), std=np.maximum(features.std(0), 1e-6).tolist())
+    pooled_sets = pooled if pooled is not None else (None, None, None)
+    inputs = np.concatenate([gate_inputs(gate, dermoscopy, pooled_sets[0]), gate_inputs(gate, other, pooled_sets[1])])
     labels = np.r_[np.ones(len(dermoscopy)), np.zeros(len(other))]
-    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit((features - mean) / std, labels)
-    gate = {"features": list(FEATURES), "mean": mean.tolist(), "std": std.tolist(),
-            "weights": regression.coef_[0].tolist(), "bias": float(regression.intercept_[0]), "rejection": rejection}
-    gate["threshold"] = float(np.quantile(dermoscopy_score(gate, validation), rejection))
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(inputs, labels)
+    gate.update(weights=regression.coef_[0].tolist(), bias=float(regression.intercept_[0]))
+    gate["threshold"] = float(np.quantile(dermoscopy_score(gate, validation, pooled_sets[2]), rejection))
     return gate
 
 
-def dermoscopy_score(gate: dict, features: np.ndarray) -> np.ndarray:
+def dermoscopy_score(gate: dict, features: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
     """Log-odds (N,) that each image is dermoscopy; below ``gate["threshold"]`` it is not assessable."""
     if list(gate["features"]) != list(FEATURES):
         raise ValueError("this model's gate was fitted on other features: refit it with `python -m train gate`")
-    z = (np.atleast_2d(features) - np.asarray(gate["mean"])) / np.asarray(gate["std"])
-    return z @ np.asarray(gate["weights"]) + gate["bias"]
+    if gate.get("deep_basis") and pooled is None:
+        raise ValueError("this gate needs the image encoder's pooled features")
+    return gate_inputs(gate, features, pooled) @ np.asarray(gate["weights"]) + gate["bias"]
 
 
 def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
-           deep_distance: float | None) -> tuple[list[str], float | None, dict]:
+           deep_distance: float | None, pooled: np.ndarray | None = None) -> tuple[list[str], float | None, dict]:
     """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
 
-    The features need the model's deep OOD distance (``None`` without an OOD gate), the score a fitted ``gate``.
+    The features need the model's deep OOD distance (``None`` without an OOD gate); the score needs a
+    fitted ``gate`` and the image encoder's pooled features (C,).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
     numbers = rule_numbers(small, lesion)
@@ -175,11 +204,11 @@ def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: d
     numbers.update(zip(FEATURES, features.tolist()))
     score = None
     if gate is not None:
-        score = float(dermoscopy_score(gate, features)[0])
+        score = float(dermoscopy_score(gate, features, pooled)[0])
         if score < gate["threshold"] and reasons != [BLANK]:
             reasons.append(
                 f"This does not look like a dermoscopy image (dermoscopy score {score:.1f}, under the threshold "
-                f"{gate['threshold']:.1f} that {100 * gate['rejection']:.0f} % of real dermoscopy images fall below): "
+                f"{gate['threshold']:.1f} that {100 * gate['rejection']:.1f} % of real dermoscopy images fall below): "
                 "upload a dermoscopy image of the lesion."
             )
     return reasons, score, numbers

@@ -209,10 +209,11 @@ class DermFusePipeline:
             logits, without_logits = both[:n], both[n:]
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood, gate = model.ood, model.gate
-        scores = distances = None
+        scores = distances = pooled = None
         if ood is not None:
             capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
-            distances = ood_distances(ood, pooled_features(image_maps), capture)
+            pooled = pooled_features(image_maps)  # (B, C)
+            distances = ood_distances(ood, pooled, capture)
             scores = 0.5 * (distances[0] + distances[1])
         results = []
         for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
@@ -230,7 +231,8 @@ class DermFusePipeline:
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
             measurements = measure_lesion(pixels, mask)
             deep = None if distances is None else float(distances[0][i])
-            reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep)
+            reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
+                                                  None if pooled is None else pooled[i])
             results.append(Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),

@@ -51,7 +51,8 @@ class GateConfig:
     model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv and an OOD gate
     data: str = str(SHARED)  # the shared data folder (HAM10000/, ISIC2018_Task1/, real/, isic_cc0/)
     fit: bool = True  # fit the gate and store it in the model's config (false: measure the stored one)
-    rejection: float = 0.01  # share of validation dermoscopy the threshold rejects
+    rejection: float = 0.005  # share of validation dermoscopy the threshold rejects
+    components: int = 8  # principal components of the image encoder's pooled features among the inputs (0: none)
     train_images: int = 1000  # training-split dermoscopy images the score is fitted on
     seed: int = 0
     out: str = str(RESULTS)
@@ -89,12 +90,14 @@ def dermoscopy_sets(config: GateConfig) -> dict[str, pd.DataFrame]:
 
 def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> dict[str, np.ndarray]:
     """Run the pipeline on ``images``; keep what the gate looks at: the thumbnails and the deep OOD distance."""
-    kept = {"small": [], "prob": [], "lesion": [], "deep": []}
+    kept = {"small": [], "prob": [], "lesion": [], "deep": [], "pooled": []}
     for start in range(0, len(images), batch):
-        for result in pipeline.predict([Case(image) for image in images[start:start + batch]]):
+        chunk = images[start:start + batch]
+        for result in pipeline.predict([Case(image) for image in chunk]):
             for key, value in zip(("small", "prob", "lesion"), thumbnails(result.image, result.mask_probability, result.mask)):
                 kept[key].append(value)
             kept["deep"].append(float(np.expm1(result.assessment_numbers["deep_distance"])))
+        kept["pooled"] += list(pipeline.ood_inputs(chunk)[0])
     return {key: np.array(values) for key, values in kept.items()}
 
 
@@ -105,7 +108,7 @@ def collect(pipeline: DermFusePipeline, config: GateConfig) -> tuple[dict, pd.Da
     other = pd.DataFrame({"source": [s for s, _, _ in negatives], "group": [g for _, g, _ in negatives]})
     if cache.is_file():
         stored = np.load(cache)
-        return {name: {key: stored[f"{name}/{key}"] for key in ("small", "prob", "lesion", "deep")}
+        return {name: {key: stored[f"{name}/{key}"] for key in ("small", "prob", "lesion", "deep", "pooled")}
                 for name in sorted({k.split("/")[0] for k in stored.files})}, other  # fmt: skip
     sets = dermoscopy_sets(config)
     print({name: len(table) for name, table in sets.items()}, "+", len(negatives), "non-dermoscopy images")
@@ -138,13 +141,19 @@ def run_gate(config: GateConfig) -> dict:
     kept, other = collect(pipeline, config)
     positive, validation = features_of(kept["train"]), features_of(kept["val"])
     negative, negative_rules = features_of(kept["not_dermoscopy"]), rules_of(kept["not_dermoscopy"])
+    pooled = {name: part["pooled"] for name, part in kept.items()}
     kinds, groups = other["source"].to_numpy(), other["group"].to_numpy()
+
+    def fit(rows):
+        return fit_gate(positive, negative[rows], validation, config.rejection,
+                        (pooled["train"], pooled["not_dermoscopy"][rows], pooled["val"]), config.components)
+
     margin = np.zeros(len(negative))  # each negative's score minus its fold's threshold, from a gate not fitted on it
     for fit_rows, held_out in GroupKFold(n_splits=5).split(negative, groups=groups):
-        gate = fit_gate(positive, negative[fit_rows], validation, config.rejection)
-        margin[held_out] = dermoscopy_score(gate, negative[held_out]) - gate["threshold"]
+        gate = fit(fit_rows)
+        margin[held_out] = dermoscopy_score(gate, negative[held_out], pooled["not_dermoscopy"][held_out]) - gate["threshold"]
     if config.fit:
-        gate = fit_gate(positive, negative, validation, config.rejection)
+        gate = fit(np.arange(len(negative)))
         model_config = Path(config.model) / "config.json"
         stored = json.loads(model_config.read_text(encoding="utf-8"))
         stored["gate"] = gate
@@ -156,7 +165,7 @@ def run_gate(config: GateConfig) -> dict:
 
     measured, real_margins = {}, []
     for name in [n for n in kept if n not in ("train", "val", "not_dermoscopy")] + ["val"]:
-        scores = dermoscopy_score(gate, features_of(kept[name])) - gate["threshold"]
+        scores = dermoscopy_score(gate, features_of(kept[name]), pooled[name]) - gate["threshold"]
         rules = rules_of(kept[name])
         rejected = (scores < 0) | np.array([bool(r) for r in rules])
         if name != "val":
@@ -178,7 +187,8 @@ def run_gate(config: GateConfig) -> dict:
     summary = {
         "model": config.model, "rejection_target_on_val": config.rejection,
         "auroc_all_negatives": float(roc_auc_score(all_labels, np.r_[real_margins, margin])),
-        "features": list(FEATURES), "weights": dict(zip(FEATURES, gate["weights"])),
+        "features": list(FEATURES) + [f"deep_pc{i + 1}" for i in range(len(gate.get("deep_basis") or []))],
+        "components": config.components,
         "sources": measured, "minutes": (time.monotonic() - started) / 60,
         "command": "python -m train gate" + ("" if config.fit else " --fit=false"),
     }

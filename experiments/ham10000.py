@@ -17,6 +17,7 @@ resumes from its checkpoint; ``--fresh`` starts over):
 4. Export with its model card to ``--out``. The weights are stored in fp16 (half the size) when no
    calibrated probability on 64 test images moves by more than 0.01 through the rounding, else in
    fp32; the card says which, with the measured change (``--half=false`` skips the check: fp32).
+5. The assessability gate fitted on the exported model and measured per source (``python -m train gate``).
 
 A user with the full-size datasets points ``--ham10000`` and ``--isic2018_task1`` at them: the
 readers take any image size. ``--ph2=''`` skips the cross-dataset check.
@@ -44,6 +45,7 @@ from dermfuse.evaluate import evaluate
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import Case, DermFusePipeline
 from experiments.demo import stage_state
+from experiments.gate import GateConfig, run_gate
 from publish.push import export
 from train.checkpoint import MODEL_DIR, model_folder
 from train.classifier import run_classifier
@@ -71,6 +73,7 @@ class HAM10000Config:
     workers: int = 2  # DataLoader workers
     half: bool = True  # store the weights in fp16 if no probability moves by more than 0.01, else in fp32
     fresh: bool = False  # delete the work folder first
+    gate: bool = True  # fit the assessability gate on the exported model (experiments/gate.py; needs ../shared/data)
     progress: bool = True
 
     def __post_init__(self):
@@ -184,6 +187,8 @@ def run_ham10000(config: HAM10000Config) -> Path:
     out = export(classifier_run, config.out, reproduce=reproduce, results=results)
     if half:
         store_half(out)
+    if config.gate:
+        run_gate(GateConfig(model=str(out), data=str(Path(config.ham10000).parent)))
     print(f"real-data model in {out} ({minutes:.1f} minutes)")
     return out
 

@@ -1,0 +1,90 @@
+"""The assessability gate: its rules on constructed images, and the fitted dermoscopy score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+
+from dermfuse.assess import (BLANK, FEATURES, assess, border_share, dermoscopy_score, fit_gate, flat_colour_count,
+                             grey_world, rule_numbers, rule_reasons, thumbnails)
+
+
+def _reasons(image, mask):
+    small, _, lesion = thumbnails(image, mask.astype(np.float32), mask)
+    return rule_reasons(rule_numbers(small, lesion))
+
+
+def _lesion(height=120, width=160):
+    mask = np.zeros((height, width), dtype=bool)
+    mask[40:80, 60:110] = True
+    return mask
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (30, 120, 200)])
+def test_a_single_colour_is_blank_whatever_the_mask(colour):
+    image = np.full((120, 160, 3), colour, np.uint8)
+    assert _reasons(image, _lesion()) == [BLANK]
+
+
+def test_flat_graphics_over_and_under_exposure_no_lesion_and_a_lesion_outside_the_frame():
+    graphic = np.zeros((120, 160, 3), np.uint8)
+    graphic[:] = (0, 160, 0)
+    graphic[40:80, 60:110] = (0, 0, 255)  # a blue square on green
+    assert "2 flat colours" in _reasons(graphic, _lesion())[0]
+    photo = skimage.data.coffee()
+    mask = np.zeros(photo.shape[:2], dtype=bool)
+    mask[150:250, 200:350] = True
+    assert flat_colour_count(photo) > 8 and _reasons(photo, mask) == []
+    white = np.clip(photo.astype(int) + 200, 0, 255).astype(np.uint8)
+    assert any("over-exposed" in r for r in _reasons(white, mask))
+    dark = (photo // 20).astype(np.uint8)
+    assert any("under-exposed" in r for r in _reasons(dark, mask))
+    assert _reasons(photo, np.zeros_like(mask)) == ["No lesion was found in the image."]
+    filling = np.ones_like(mask)
+    filling[:60, :60] = False  # a lesion that fills the frame but for a corner: its outline is mostly the frame
+    assert border_share(filling) > 0.75 and "fills the frame" in _reasons(photo, filling)[0]
+    band = np.zeros_like(mask)
+    band[:, :40] = True  # cut off by the left edge, but its own outline shows on three sides
+    assert 0.4 < border_share(band) < 0.75 and _reasons(photo, band) == []
+    assert border_share(mask) == 0.0
+
+
+def test_grey_world_takes_out_a_colour_cast():
+    photo = skimage.data.coffee()[::4, ::4]
+    cast = np.clip(photo * np.array([0.7, 0.9, 1.3]), 0, 255).astype(np.uint8)
+    means = lambda image: image.reshape(-1, 3).mean(0)  # noqa: E731
+    assert np.ptp(means(grey_world(cast))) < 0.2 * np.ptp(means(cast))
+
+
+def test_the_fitted_score_separates_and_its_threshold_rejects_the_asked_share():
+    rng = np.random.default_rng(0)
+    k = len(FEATURES)
+    dermoscopy, validation = rng.normal(0, 1, (300, k)), rng.normal(0, 1, (1000, k))
+    other = np.r_[rng.normal(3, 1, (150, k)), rng.normal(-3, 1, (150, k))]  # too high and too low: both are "other"
+    pooled = (rng.normal(0, 1, (300, 32)), rng.normal(2, 1, (300, 32)), rng.normal(0, 1, (1000, 32)))
+    gate = fit_gate(dermoscopy, other, validation, rejection=0.02, pooled=pooled, components=4)
+    assert len(gate["deep_basis"]) == 4 and len(gate["weights"]) == 2 * (k + 4)
+    scores = dermoscopy_score(gate, validation, pooled[2])
+    assert (scores < gate["threshold"]).mean() == pytest.approx(0.02, abs=0.002)
+    unseen = np.r_[rng.normal(3, 1, (50, k)), rng.normal(-3, 1, (50, k))]
+    assert (dermoscopy_score(gate, unseen, rng.normal(2, 1, (100, 32))) < gate["threshold"]).mean() > 0.95
+    with pytest.raises(ValueError, match="pooled features"):
+        dermoscopy_score(gate, validation)
+    with pytest.raises(ValueError, match="at least 20"):
+        fit_gate(dermoscopy[:5], other, validation)
+
+
+def test_assess_gives_the_numbers_and_the_reason_in_words():
+    photo = skimage.data.coffee()
+    mask = np.zeros(photo.shape[:2], dtype=bool)
+    mask[150:250, 200:350] = True
+    reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, None, deep_distance=None)
+    assert reasons == [] and score is None and set(numbers) == {"flat_colours", "white_share", "mean_grey",
+                                                                "lesion_area", "border_share"}
+    rng = np.random.default_rng(1)
+    gate = fit_gate(rng.normal(0, 1, (50, len(FEATURES))), rng.normal(5, 1, (50, len(FEATURES))),
+                    rng.normal(0, 1, (50, len(FEATURES))))
+    reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, gate, deep_distance=0.5)
+    assert set(FEATURES) <= set(numbers) and score is not None
+    assert (score < gate["threshold"]) == any("does not look like a dermoscopy image" in r for r in reasons)
