@@ -99,6 +99,40 @@ def ham10000_section(metrics: dict | None, path: Path, speed: dict | None = None
     return text
 
 
+def trust_section(gate: dict | None, gate_path: Path, focus: dict | None, focus_path: Path) -> str:
+    """The assessability gate per source, and where the heatmaps lie against the expert masks."""
+    text = "## Trust on real images: the assessability gate and lesion focus\n\n### The assessability gate\n\n"
+    if gate is None:
+        text += missing(gate_path, "python -m train gate")
+    else:
+        text += (f"`{gate['command']}` on `{gate['model']}` ({gate['minutes']:.0f} min). An image is *not assessable* when a "
+                 "rule fires (blank or a few flat colours, over- or under-exposed, no lesion found, a lesion that fills the "
+                 "frame) or its dermoscopy score (quadratic logistic regression on colour, texture and lesion features and "
+                 f"the image encoder's principal components) is under the threshold that {100 * gate['rejection_target_on_val']:.1f} % "
+                 "of the *validation* dermoscopy falls below. Real dermoscopy: the model's test splits, PH2 and the CC0 "
+                 "originals, none fitted on. Non-dermoscopy: five folds grouped by source picture, each scored by a gate "
+                 f"fitted without it. Source `{gate_path}`.\n\n")
+        text += "| source | images | not assessable (by the score alone) | AUROC against all real test dermoscopy | rules that fired |\n"
+        text += "| --- | --- | --- | --- | --- |\n"
+        for name, row in gate["sources"].items():
+            rules = ", ".join(f"{k} ({v})" for k, v in row["rules"].items()) or "none"
+            auroc = number(row["auroc"]) if "auroc" in row else "—"
+            text += (f"| {name} | {row['images']} | {100 * row['rejected']:.1f} % ({100 * row['rejected_by_score']:.1f} %) | "
+                     f"{auroc} | {rules} |\n")
+        text += f"\nAUROC, every real test image against every non-dermoscopy image: {number(gate['auroc_all_negatives'])}.\n"
+    text += "\n### Where the heatmaps lie, against the expert masks\n\n"
+    if focus is None:
+        return text + missing(focus_path, "python -m experiments.lesion_focus")
+    text += (f"Share of each map's mass inside the Tschandl expert mask, {focus['images']} HAM10000 test images, "
+             f"`{focus['model']}`, as the app computes the maps (Grad-CAM; Grad-CAM++ where Grad-CAM is degenerate). "
+             f"Source `{focus_path}`.\n\n| stream | mean | median | share under 0.3 | a uniform map would score |\n"
+             "| --- | --- | --- | --- | --- |\n")
+    for stream, row in focus["shipped"].items():
+        text += (f"| {stream} | {number(row['mean'])} | {number(row['median'])} | {100 * row['share_under_0.3']:.1f} % | "
+                 f"{number(row['uniform_map']['mean'])} |\n")
+    return text
+
+
 def real_section(metrics: dict | None, path: Path, docs: Path) -> str:
     text = "## Real dermoscopy: 140 PH2 images, cross-validated\n\n"
     cv = (metrics or {}).get("cross_validation")
