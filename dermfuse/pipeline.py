@@ -3,9 +3,10 @@
 The one function the app, the CLI and the evaluation call. Steps (``design.md``'s flow):
 check the metadata and load the image (EXIF, RGB, size guard), each once, here and nowhere else
 (callers pass raw values; a bad one raises ``ValueError``) → segment → clean mask → lesion image →
-both encoders once → head with and without metadata → temperature-calibrated probabilities → optional Grad-CAM of both
+both encoders once → head with and without metadata → calibrated probabilities → optional Grad-CAM of both
 streams through the head alone (a degenerate map replaced by the fallback method's, ``explain.py``), the lesion
-stream's map put back at the lesion image's box → lesion focus, measurements, OOD score, warnings.
+stream's map put back at the lesion image's box → lesion focus, measurements, OOD score, the
+assessability gate (``assess.py``: can this image be judged at all, and if not, why), warnings.
 
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
 bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
