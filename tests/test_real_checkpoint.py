@@ -61,7 +61,9 @@ def test_isic_submission_is_accepted_by_the_official_scorer(tmp_path, test_split
     for image_id in chosen["image_id"]:
         (folder / f"{image_id}.jpg").symlink_to(HAM10000 / "HAM10000_images" / f"{image_id}.jpg")
     out = tmp_path / "out"
-    assert main(["predict", str(folder), "--model", str(REAL), "--out", str(out), "--isic-submission"]) == 0
+    # Every image's scores in predictions.csv too, as in the submission (which cannot abstain).
+    assert main(["predict", str(folder), "--model", str(REAL), "--out", str(out), "--isic-submission",
+                 "--scores-if-not-assessable"]) == 0
     truth = pd.DataFrame({"image": chosen["image_id"]})
     for label in vocab.HAM10000_CLASSES:
         truth[vocab.CSV_COLUMN[label]] = (chosen["label"] == label).astype(float).to_numpy()
