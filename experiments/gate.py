@@ -89,7 +89,8 @@ def dermoscopy_sets(config: GateConfig) -> dict[str, pd.DataFrame]:
 
 
 def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> dict[str, np.ndarray]:
-    """Run the pipeline on ``images``; keep what the gate looks at: the thumbnails and the deep OOD distance."""
+    """Run the pipeline on ``images``; keep what the gate looks at: the thumbnails, the deep OOD distance and
+    the image encoder's pooled features (``ood_inputs``: one more pass of the image encoder)."""
     kept = {"small": [], "prob": [], "lesion": [], "deep": [], "pooled": []}
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]

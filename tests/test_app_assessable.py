@@ -79,13 +79,14 @@ def test_the_browser_shows_no_diagnosis_for_a_photo_and_scores_for_dermoscopy(se
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
-            page.goto(server.url)
             for name in ("photo", "blank", "single_colour", "random_photo"):
+                page.goto(server.url)  # a fresh page per image: nothing of the last one can pass for this one's
                 page.locator("#upload input[type=file]").set_input_files(str(images[name]))
                 page.locator("#diagnose").click()
                 expect(page.locator("#warnings")).to_contain_text("Not assessable: no diagnosis is shown", timeout=30_000)
                 expect(page.locator("#reading")).to_contain_text("Withheld")
                 expect(page.locator("#scores")).not_to_contain_text("%")
+            page.goto(server.url)
             page.locator("#upload input[type=file]").set_input_files(examples.real_examples()[0].path)
             page.locator("#diagnose").click()
             expect(page.locator("#scores")).to_contain_text("%", timeout=30_000)
