@@ -57,7 +57,7 @@ def words_a_reader_gets(diagnosis) -> list[str]:
     views.pictures(image, small)  # draws without error
     overlay = render.overlay_sheet(diagnosis)
     return [
-        views.reading(small), views.warnings_text(small), " ".join(views.score_label(diagnosis)),
+        views.reading(small), views.warnings_text(small), " ".join(views.score_label(diagnosis) or {}),  # None when not assessable
         json.dumps(views.result_json(diagnosis), allow_nan=False),  # raises on NaN / inf
         json.dumps(diagnosis.to_dict(), allow_nan=False),  # the CLI's predictions.json
         report.sheet_text(small),
