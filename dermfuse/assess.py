@@ -3,19 +3,20 @@
 An image that fails it is *not assessable*: the result says why, in plain words, and shows no
 diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
 
-- **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few flat
-  colours (a graphic, not a photograph), over- or under-exposed, no lesion found, a lesion that fills
-  the frame (its outline is mostly the image border, so much of it may lie outside). They need no fitting and hold for every model.
-- **A dermoscopy score**: logistic regression (on each input and its square) on features that describe what a dermoscopy image *is*,
-  a lesion on skin under polarised magnification: after white balance (a dermoscope's colour cast is
-  not a feature), skin-coloured pixels, few foreign hues (sky, leaves, paint), little grey
-  (documents, screenshots), a segmenter that finds one confident blob that differs from the skin
-  around it, soft texture rather than the sharp edges of text and drawings, the distance of the
-  image encoder's features from the training images' (``ood.py``), and those features' first
-  principal components (what the network sees). It is fitted per model
-  (the OOD distances are the model's) on real dermoscopy against a non-dermoscopy set
-  (``experiments/gate.py``) and stored in the model's config under ``gate``; its threshold rejects
-  a stated share of *validation* dermoscopy. A model without a fitted gate has the rules only.
+- **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few
+  flat colours (a graphic, not a photograph), over- or under-exposed, no lesion found, a lesion that
+  fills the frame (its outline is mostly the image border, so much of it may lie outside). They need
+  no fitting and hold for every model.
+- **A dermoscopy score**: logistic regression (on each input and its square) on features that
+  describe what a dermoscopy image *is*, a lesion on skin under polarised magnification: after white
+  balance (a dermoscope's colour cast is not a feature), skin-coloured pixels, few foreign hues (sky,
+  leaves, paint), little grey (documents, screenshots), a segmenter that finds one confident blob
+  that differs from the skin around it, soft texture rather than the sharp edges of text and
+  drawings, the distance of the image encoder's features from the training images' (``ood.py``), and
+  those features' first principal components (what the network sees). It is fitted per model (the
+  features are the model's) on real dermoscopy against a non-dermoscopy set (``experiments/gate.py``)
+  and stored in the model's config under ``gate``; its threshold rejects a stated share of
+  *validation* dermoscopy. A model without a fitted gate has the rules only.
 """
 
 from __future__ import annotations
