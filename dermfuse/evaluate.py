@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import figures
 from .data.io import load_image_and_mask
+from .data.splits import read_manifest
 from .metrics import classification_metrics, mask_counts, segmentation_metrics, segmentation_scores
 from .pipeline import Case, DermFusePipeline
 from .predict import predict_all
@@ -40,7 +41,7 @@ def model_splits(source: str) -> pd.DataFrame | None:
             path = Path(hf_hub_download(source, SPLITS_FILE))
         except EntryNotFoundError:
             return None
-    return pd.read_csv(path, usecols=["image_id", "split"]) if path.is_file() else None
+    return read_manifest(path, paths=False) if path.is_file() else None
 
 
 def training_overlap(splits: pd.DataFrame | None, image_ids) -> dict:

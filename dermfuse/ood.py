@@ -64,7 +64,12 @@ def ood_distances(config: dict, deep: np.ndarray, capture: np.ndarray) -> tuple[
 
 def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray:
     """Scores (N,) — larger = less like the training data; compare with ``config["threshold"]``."""
-    return 0.5 * sum(ood_distances(config, deep, capture))
+    return combined_score(ood_distances(config, deep, capture))
+
+
+def combined_score(distances: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The score from :func:`ood_distances`: the two views' average."""
+    return 0.5 * (distances[0] + distances[1])
 
 
 def non_dermoscopy_images(n: int, seed: int = 0) -> list[np.ndarray]:

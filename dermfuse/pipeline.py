@@ -36,7 +36,7 @@ from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
 from .assess import assess
-from .ood import capture_statistics, ood_distances, pooled_features
+from .ood import capture_statistics, combined_score, ood_distances, pooled_features
 
 STREAMS = ("image", "lesion")
 
@@ -215,7 +215,7 @@ class DermFusePipeline:
             capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
             pooled = pooled_features(image_maps)  # (B, C)
             distances = ood_distances(ood, pooled, capture)
-            scores = 0.5 * (distances[0] + distances[1])
+            scores = combined_score(distances)
         results = []
         for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
             pixels = np.asarray(image)
@@ -255,7 +255,8 @@ class DermFusePipeline:
                 ood_score=None if scores is None else float(scores[i]),
                 ood_threshold=None if ood is None else float(ood["threshold"]),
                 model=self.model_info(),
-                warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream),
+                warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream,
+                                        assessable=not reasons),
                 top_index=top,
                 assessable=not reasons,
                 reasons=reasons,
@@ -264,7 +265,7 @@ class DermFusePipeline:
             ))
         return results
 
-    def _warnings(self, mask, measurements, score, lesion_stream: bool = True) -> list[str]:
+    def _warnings(self, mask, measurements, score, lesion_stream: bool = True, assessable: bool = True) -> list[str]:
         model, warnings = self.model, []
         if not lesion_stream and model.classifier.use_lesion_stream:
             warnings.append("Teaching view: the lesion stream was shown a blank image, so these scores ignore it.")
@@ -282,7 +283,7 @@ class DermFusePipeline:
             warnings.append(
                 f"This image looks unlike the training images (out-of-distribution score {score:.2f} > "
                 f"threshold {model.ood['threshold']:.2f}): it may not be a dermoscopy image, or it is blurred or "
-                "badly exposed. The scores are shown unchanged; treat them with extra caution."
+                "badly exposed." + (" The scores are shown unchanged; treat them with extra caution." if assessable else "")
             )
         return warnings
 

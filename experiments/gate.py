@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 from dermfuse.assess import FEATURES, dermoscopy_features, dermoscopy_score, fit_gate, rule_numbers, rule_reasons, thumbnails
-from dermfuse.data import read_dataset
+from dermfuse.data import read_dataset, read_manifest
 from dermfuse.models.dermfuse import WEIGHTS_FILE, file_digest
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
@@ -68,7 +68,7 @@ class GateConfig:
 def dermoscopy_sets(config: GateConfig) -> dict[str, pd.DataFrame]:
     """Real dermoscopy rows (image_path, ...) by use: train / val (fitting) and each measured source."""
     data = Path(config.data)
-    split = pd.read_csv(Path(config.model) / "splits.csv")[["image_id", "source", "split"]]
+    split = read_manifest(Path(config.model) / "splits.csv", paths=False)[["image_id", "source", "split"]]
     tables = []
     for source, folder in (("ham10000", "HAM10000"), ("isic2018_task1", "ISIC2018_Task1")):
         if (data / folder).is_dir():

@@ -284,8 +284,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
     if len(val_set):
         val_logits, val_labels = predict(model, val_set, config, runtime)
         if config.calibration == "prior":
-            counts = np.bincount(train_labels, minlength=len(classes)) + 1.0
-            log_prior = np.log(counts / counts.sum()) - np.log(counts / counts.sum()).mean()
+            log_prior = np.log(np.bincount(train_labels, minlength=len(classes)) + 1.0)
+            log_prior -= log_prior.mean()  # centred: a constant shift changes no softmax
             alpha, temperature = fit_prior_shift(val_logits, val_labels, log_prior, bins=config.ece_bins)
             shift = alpha * log_prior
             calibration["prior_shift"] = {"alpha": alpha, "log_prior": log_prior.tolist(), "tolerance": 0.005}
