@@ -249,6 +249,15 @@ def test_sign_bit_relu_is_relu_bit_for_bit():
     assert torch.equal(y, torch.relu(x))
 
 
+def test_sign_bit_relu6_is_relu6_bit_for_bit():
+    x = (torch.randn(4, 8, 5, 5) * 5).bfloat16()
+    x[0, 0, 0, :5] = torch.tensor([0.0, -0.0, float("inf"), 6.0, 5.99])
+    relu6 = torch.nn.functional.hardtanh(x, 0.0, 6.0)
+    assert (x > 6).any() and (x < 0).any()
+    assert torch.equal(SignBitReLU(upper=6.0)(x), relu6)
+    assert torch.equal(SignBitReLU(upper=6.0)(x.float()), relu6.float())  # other dtypes: hardtanh itself
+
+
 def test_metadata_and_image_errors(pipeline, phantoms, tmp_path):
     image = phantoms[0].image
     with pytest.raises(ValueError, match="impossible"):

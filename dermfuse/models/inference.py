@@ -8,9 +8,11 @@ Three changes, each a measured cost of bf16 autocast alone on this 2-core CPU (p
 - Convolution weights stored in bf16: autocast no longer casts every weight on every call (a sixth
   of the segmenter's time was these copies). Batch norms that stay (DenseNet's pre-activation
   ones) keep fp32 statistics: in bf16 they moved probabilities by up to 0.023, against 0.010.
-- ReLU on bf16 as an integer clamp of its bits (:class:`SignBitReLU`): PyTorch's bf16 ReLU kernel
-  on this CPU took 3.5 ms where fp32 takes 1.5 ms and the clamp 0.85 ms (16×128×56×56), and
-  DenseNet runs a ReLU after every batch norm: it was a quarter of the encoders' time.
+- ReLU and ReLU6 on bf16 as an integer clamp of their bits (:class:`SignBitReLU`): PyTorch's bf16 ReLU
+  kernel on this CPU took 3.5 ms where fp32 takes 1.5 ms and the clamp 0.85 ms (16×128×56×56), and
+  DenseNet runs a ReLU after every batch norm: it was a quarter of the encoders' time. Its bf16 ReLU6
+  (``hardtanh``, after every EfficientNet-Lite convolution) took 13.4 ms where the clamp takes 1.5 ms
+  (16×96×80×80, one thread), and was a sixth of the small preset's encoder time.
 
 Pairs are found among each module's children in registration order, which is their forward order
 in the layers used here (timm's EfficientNet / MobileNetV3 blocks: ``conv_pw, bn1, conv_dw, bn2, …``;
@@ -47,31 +49,37 @@ def fold_batchnorm(network: nn.Module) -> int:
 
 
 class SignBitReLU(nn.Module):
-    """ReLU that, on bf16, zeroes the negative values by clamping their int16 bit pattern at 0.
+    """ReLU (or ReLU6 with ``upper=6``) that, on bf16, clamps the int16 bit pattern instead of the values.
 
     A bf16 number is negative exactly when its sign bit (the int16 sign) is set, and +0 is all
-    zero bits, so ``clamp_min(bits, 0)`` is ReLU, bit for bit. Other dtypes take ``torch.relu``.
+    zero bits, so ``clamp_min(bits, 0)`` is ReLU, bit for bit. Among non-negative bf16 numbers the
+    bit patterns, read as integers, are ordered as the numbers are, so a further ``clamp_max`` at the
+    bits of ``upper`` is ReLU6. Other dtypes take ``torch.relu`` / ``hardtanh``.
     """
 
-    def __init__(self, inplace: bool = False):
+    def __init__(self, inplace: bool = False, upper: float | None = None):
         super().__init__()
-        self.inplace = inplace
+        self.inplace, self.upper = inplace, upper
+        self.upper_bits = None if upper is None else int(torch.tensor(upper, dtype=torch.bfloat16).view(torch.int16))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.bfloat16:
+            if self.upper is not None:
+                return nn.functional.hardtanh(x, 0.0, self.upper, inplace=self.inplace)
             return torch.relu_(x) if self.inplace else torch.relu(x)
         out = x if self.inplace else x.clone()
-        out.view(torch.int16).clamp_min_(0)
+        out.view(torch.int16).clamp_(0, self.upper_bits)
         return out
 
 
 def replace_relu(network: nn.Module) -> int:
-    """Swap every ``nn.ReLU`` in ``network`` for a :class:`SignBitReLU` of the same ``inplace``; return how many."""
+    """Swap every ``nn.ReLU`` and ``nn.ReLU6`` in ``network`` for a :class:`SignBitReLU` of the same
+    ``inplace`` (and bound); return how many."""
     swapped = 0
     for parent in list(network.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.ReLU:
-                setattr(parent, name, SignBitReLU(child.inplace))
+            if type(child) in (nn.ReLU, nn.ReLU6):
+                setattr(parent, name, SignBitReLU(child.inplace, 6.0 if type(child) is nn.ReLU6 else None))
                 swapped += 1
     return swapped
 
