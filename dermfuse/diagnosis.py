@@ -12,6 +12,7 @@ import numpy as np
 from . import vocab
 
 WITHHELD_FIELDS = ("probabilities", "probabilities_without_metadata", "top_index", "top_class", "top_probability", "top_diagnosis")
+WITHHELD_FIELDS += ("operating_points",)  # they state where the melanoma score falls
 ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention", "image")
 
 
@@ -33,6 +34,12 @@ class Diagnosis:
     patient's checked values as given (age in years or ``None`` when unknown, sex, site) and
     ``metadata_used`` the known fields the model was given: only those it learned from, none with the
     teaching switch off. ``probabilities_without_metadata`` had every field unknown.
+
+    ``skin_tone`` is the ITA° and band of the skin around the lesion, or why it could not be measured
+    (``skin_tone.py``), with the band's share of the model's training images where the model stores it.
+    ``operating_points`` places the melanoma score against each threshold the model stores (rule,
+    threshold, validation sensitivity and specificity, whether it flags the case, one sentence saying
+    so: ``operating_points.py``); ``None`` for a model without them.
 
     ``assessable`` is False when the image failed the assessability gate (``assess.py``); ``reasons``
     then say why, and no diagnosis should be shown: ``to_dict`` leaves the scores out unless asked.
@@ -57,6 +64,8 @@ class Diagnosis:
     measurements: dict | None = None
     ood_score: float | None = None
     ood_threshold: float | None = None
+    skin_tone: dict | None = None
+    operating_points: list[dict] | None = None
     image_id: str | None = None
     image: np.ndarray | None = None
     assessable: bool = True

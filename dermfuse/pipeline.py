@@ -37,6 +37,8 @@ from .models import DermFuse
 from .models.inference import inference_copy
 from .assess import assess
 from .ood import capture_statistics, combined_score, ood_distances, pooled_features
+from .operating_points import place
+from .skin_tone import describe, measure_skin_tone, rare_tone_caution
 
 STREAMS = ("image", "lesion")
 
@@ -234,6 +236,8 @@ class DermFusePipeline:
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i])
+            tone = describe(measure_skin_tone(pixels, mask), model.skin_tone)
+            caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
             results.append(Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),
@@ -254,9 +258,12 @@ class DermFusePipeline:
                 measurements=measurements.to_dict() if measurements else None,
                 ood_score=None if scores is None else float(scores[i]),
                 ood_threshold=None if ood is None else float(ood["threshold"]),
+                skin_tone=tone,
+                # The thresholds were set on the whole model's scores: not for the teaching view's blinded lesion stream.
+                operating_points=place(probabilities[i], model.classes, model.operating_points) if lesion_stream else None,
                 model=self.model_info(),
                 warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream,
-                                        assessable=not reasons),
+                                        assessable=not reasons) + ([caution] if caution else []),
                 top_index=top,
                 assessable=not reasons,
                 reasons=reasons,

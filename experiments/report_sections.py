@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from dermfuse.sources import DEMO_MODEL  # noqa: E402
 from experiments.real import CASES_FIGURE  # noqa: E402
+from experiments.operating_points import operating_points_table  # noqa: E402
+from experiments.skin_tone import band_table  # noqa: E402
 
 
 def number(value, digits: int = 3) -> str:
@@ -382,6 +384,53 @@ def gpu_section(batch32: dict | None, batch128: dict | None, ablation: dict | No
                  f"epochs, no ImageNet weights offline): the command works at `--preset=paper`; its accuracies after two "
                  f"epochs are not evidence and are not shown.\n")  # fmt: skip
     return text
+
+
+
+def skin_tone_section(tones: dict | None, tones_path: Path, points: dict | None, points_path: Path) -> str:
+    """Skin tone (ITA°) of the training, test and CC0 images with the model per band; the melanoma operating points."""
+    text = "## Skin tone and melanoma operating points (the real-data model)\n\n### Skin tone (ITA°)\n\n"
+    if tones is None:
+        text += missing(tones_path, "python -m train skin-tone")
+    else:
+        test, cc0, training = tones["ham10000_test"], tones["isic_cc0"], tones["training"]
+        agree = test["pipeline_vs_expert_mask"]
+        text += (f"`{tones['command']}` on `{tones['model']}`. {tones['definition']} "
+                 f"Sources: {tones['source']}. {tones['caveat']} Training images: {training['how']}; test images and the "
+                 f"CC0 originals: around the lesion the pipeline found, as the app measures it. A band is judged only with "
+                 f"at least {tones['thin']['min_images']} images (balanced accuracy, 7 classes) and {tones['thin']['min_melanomas']} "
+                 f"melanomas and {tones['thin']['min_melanomas']} other lesions (melanoma AUC); intervals are bootstrap 95 % "
+                 f"({tones['thin']['bootstrap']} resamples). Source `{tones_path}`.\n\n")
+        text += band_table(tones) + "\n\n"
+        quantiles, bands = test["ita_quantiles"] or {}, test["per_band"]
+        melanomas = sum(row["melanomas"] for row in bands.values())
+        darker = [row for band, row in bands.items() if band not in ("very light", "not measurable")]
+        darker_nevi = sum(row["labels"].get("nv", 0) for row in darker)
+        cast = ", ".join(f"`{label}` {100 * share:.0f} %" for label, share in test["colour_cast_by_label"].items())
+        text += (f"- {bands['very light']['melanomas']} of the {melanomas} test melanomas lie in *very light*; the other "
+                 f"measured bands hold {sum(row['images'] for row in darker)} test images, {darker_nevi} of them nevi. "
+                 f"Within HAM10000 the band goes with the diagnosis (share of test images with a colour cast by label: "
+                 f"{cast}), so these per-band numbers cannot say how the model does on darker skin: that needs "
+                 "labelled images of darker skin, which these data lack.\n")
+        text += (f"- Colour cast (median skin b* ≤ 0, ITA taken at its ±90° limit): {training['colour_cast']} of "
+                 f"{training['measured']} measured training images, {test['colour_cast']} of {test['measured']} test images, "
+                 f"{cc0['colour_cast']} of {cc0['measured']} CC0 originals. Under a dermatoscope's light the skin is often "
+                 "bluish or pinkish, so these ITA values say more about the light and camera than about the skin.\n"
+                 f"- HAM10000 test ITA quantiles (5 / 25 / 50 / 75 / 95 %): "
+                 + " / ".join(f"{value:.0f}°" for value in quantiles.values()) + "; median L* "
+                 f"{number(test['median_lightness'], 1)}, b* {number(test['median_yellowness'], 1)}.\n"
+                 f"- CC0 originals: median L* {number(cc0['median_lightness'], 1)}, b* {number(cc0['median_yellowness'], 1)}.\n"
+                 f"- Band from the pipeline's mask against the expert mask (test, {agree['images']} images measured by both): "
+                 f"{100 * agree['same_band']:.1f} % the same band; median ITA difference {agree['median_abs_ita_difference']:.1f}°, "
+                 f"{agree['median_abs_ita_difference_without_colour_cast']:.1f}° on the {agree['images_without_colour_cast']} "
+                 "without a colour cast in either.\n")
+    text += "\n### Melanoma operating points\n\n"
+    if points is None:
+        return text + missing(points_path, "python -m train operating-points")
+    return text + (f"`{points['command']}` on `{points['model']}`: thresholds on the calibrated melanoma score chosen on the "
+                   "**validation** split, stored in the model's `config.json` and card, then measured on the **test** split "
+                   f"with each image's patient data and with none. Source `{points_path}`.\n\n"
+                   + operating_points_table(points) + "\n")
 
 
 LIMITS = """## What this does not show

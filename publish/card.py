@@ -8,7 +8,7 @@ split counts) and ``train_config.json`` (the recipe). A number the run did not m
 
 from __future__ import annotations
 
-from dermfuse import vocab
+from dermfuse import skin_tone, vocab
 
 PAPER = "https://arxiv.org/abs/2510.17773"
 HAM10000_CITATION = ("Philipp Tschandl, Cliff Rosendahl, Harald Kittler. \"The HAM10000 dataset, a large collection of "
@@ -45,6 +45,7 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         _real_results(metrics),
         _cross_validation(metrics.get("cross_validation")),
         _calibration(metrics, model_config),
+        *[text for text in (_operating_points(model_config, metrics), _skin_tone(model_config)) if text],
         _usage(repo_id or name),
         _intended_use(phantom),
         _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"), ham10000),
@@ -325,6 +326,61 @@ def _ood(ood: dict | None) -> str:
             f"features and capture statistics against the training images, `dermfuse.ood`) exceeds the "
             f"{100 * ood['quantile']:g} % quantile of the training scores, {ood['threshold']:.3f}, gets a warning; the "
             f"scores are never changed. Test images flagged: {share}.\n")  # fmt: skip
+
+
+def _operating_points(config: dict, metrics: dict) -> str:
+    """The melanoma thresholds stored in ``config.json`` with their validation rates, and the test rates
+    ``python -m train operating-points`` measured (clearly the test split's)."""
+    fitted = config.get("operating_points")
+    if not fitted:
+        return ""
+    test = (metrics.get("operating_points") or {}).get("test")
+    rows = []
+    for i, point in enumerate(fitted["points"]):
+        rule = f"{100 * point['value']:g} % melanoma {point['target']}"
+        row = f"| {rule} | {point['threshold']:.4f} | {point['sensitivity']:.3f} | {point['specificity']:.3f} |"
+        if test:
+            with_meta, without = test["with_metadata"][i], test["without_metadata"][i]
+            row += (f" {with_meta['sensitivity']:.3f} | {with_meta['specificity']:.3f} | {without['sensitivity']:.3f} | "
+                    f"{without['specificity']:.3f} |")
+        rows.append(row)
+    header = "| rule | threshold | validation sensitivity | validation specificity |"
+    rule_line = "|---|---|---|---|"
+    if test:
+        header += " **test** sensitivity | **test** specificity | test, patient data unknown: sensitivity | specificity |"
+        rule_line += "---|---|---|---|"
+    where = (f"; measured on the **test split** ({test['images']} images, {test['positives']} melanomas) with each "
+             "image's patient data and with none" if test else "; not measured on the test split")
+    return f"""## Melanoma operating points
+
+Thresholds on the calibrated melanoma score, each chosen on the **validation split** ({fitted['images']} images,
+{fitted['positives']} melanomas) to meet its rule (`dermfuse.operating_points`, `python -m train operating-points`),
+stored in `config.json` (`operating_points`){where}. A lesion is flagged when its score is at or above
+the threshold; the app and the case sheet say where each case falls.
+
+{header}
+{rule_line}
+{chr(10).join(rows)}
+"""
+
+
+def _skin_tone(config: dict) -> str:
+    """The skin-tone bands of the training images stored in ``config.json`` (the app's caution)."""
+    tones = config.get("skin_tone")
+    if not tones:
+        return ""
+    rows = "\n".join(f"| {band} | {count} | {100 * count / tones['measured']:.1f} % |" for band, count in tones["counts"].items())
+    return f"""## Skin tone of the training images
+
+{skin_tone.DEFINITION} Sources: {skin_tone.SOURCE}. Measured on the {tones['how']}: {tones['measured']} of
+{tones['images']} images measurable, {tones['colour_cast']} of them with a colour cast (median b* ≤ 0, ITA taken at its
+±90° limit). {skin_tone.CAVEAT} The app cautions when an image's band holds under {100 * tones['rare_share']:g} % of the
+measurable training images (`python -m train skin-tone`, which also measures the model per band).
+
+| band | training images | share of the measurable |
+|---|---|---|
+{rows}
+"""
 
 
 def _usage(source: str) -> str:

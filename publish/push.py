@@ -82,6 +82,18 @@ def export(run, folder, reproduce: dict | None = None, repo_id: str | None = Non
     return folder
 
 
+def rewrite_card(folder) -> Path:
+    """Write the model card ``README.md`` of an exported model folder again from its ``config.json``,
+    ``metrics.json`` and ``train_config.json`` (after a step that adds to them, e.g. ``python -m train
+    operating-points``); return its path."""
+    folder = Path(folder)
+    config, metrics, train_config = (json.loads((folder / name).read_text(encoding="utf-8"))
+                                     for name in ("config.json", "metrics.json", CONFIG_FILE))
+    path = folder / "README.md"
+    path.write_text(model_card(config, metrics, train_config, None, metrics.get("reproduce")), encoding="utf-8")
+    return path
+
+
 def push(run, repo_id: str, api=None, folder=None, private: bool = False, commit_message: str = "Upload dermfuse model") -> int:
     """Export ``run`` and upload it to ``repo_id`` with ``api`` (default ``HfApi()``); 0 on success, 1 on failure."""
     if not repo_id or not REPO_ID.match(repo_id):

@@ -18,6 +18,10 @@ commands:
               through the pipeline, exported to checkpoints/dermfuse-small-ham10000); resumable
   gate        fit the assessability gate of a model on real dermoscopy vs non-dermoscopy images, store it
               in the model's config and measure it per source (docs/results/gate.json)
+  skin-tone   store the skin-tone (ITA) bands of a model's training images in its config (the app's caution)
+              and measure the model per band (docs/results/skin_tone.json)
+  operating-points  fit melanoma thresholds (95 % sensitivity, 80 % specificity) on a model's validation
+              split, store them in its config and card, measure them on its test split
   metadata-benchmark  age, sex and site alone on the real HAM10000 / ISIC 2019 tables, against
               logistic regression and gradient boosting (5-fold, grouped by lesion)
 
@@ -51,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.ham10000 import HAM10000Config as config_class, main as run
     elif command == "gate":
         from experiments.gate import GateConfig as config_class, main as run
+    elif command == "skin-tone":
+        from experiments.skin_tone import SkinToneConfig as config_class, main as run
+    elif command == "operating-points":
+        from experiments.operating_points import OperatingPointsConfig as config_class, main as run
     else:
         print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata")
+MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -94,6 +95,8 @@ class DermFuse(
         ood: dict | None = None,
         gate: dict | None = None,
         trained_metadata: list[str] | None = None,
+        skin_tone: dict | None = None,
+        operating_points: dict | None = None,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -121,6 +124,8 @@ class DermFuse(
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
         self.gate = gate  # the assessability gate's dermoscopy score (dermfuse/assess.py), fitted by experiments/gate.py
         self.trained_metadata = _check_trained_metadata(trained_metadata)
+        self.skin_tone = skin_tone  # the training split's skin-tone bands (dermfuse/skin_tone.py)
+        self.operating_points = operating_points  # melanoma thresholds fitted on validation (dermfuse/operating_points.py)
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)

@@ -1,5 +1,8 @@
 """The page: inputs on the left, results on the right, the reading and downloads below, examples last.
 
+The image comes from a file, the clipboard or the camera (a phone's rear camera by default); the page
+works at phone width (columns stack, wide tables scroll inside their box).
+
 The example gallery holds real CC0 dermoscopy images (ISIC id, diagnosis, licence); the synthetic
 phantoms sit in the teaching view with the teaching model they were made for.
 
@@ -41,6 +44,11 @@ CSS = """
 #reading th, #reading td {word-break: normal; overflow-wrap: normal; padding: 4px 8px;}
 #reading td:first-child {min-width: 12em;}
 """
+# A phone's rear camera where the browser lets the page choose (``facingMode`` is a preference, not a demand,
+# so a laptop's only camera still opens); not mirrored, so the photo shows the skin as it is. Browsers open a
+# camera only on a secure page: https (a Hugging Face Space) or localhost.
+CAMERA = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": {"ideal": "environment"},
+                                                               "width": {"ideal": 1920}, "height": {"ideal": 1440}}})
 LAUNCH_OPTIONS = dict(
     theme=gr.themes.Soft(primary_hue="indigo"),  # local fonts only: no request leaves the page
     css=CSS,
@@ -62,8 +70,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         banner = gr.Markdown(catalog.describe(catalog.default), label="Model in use", show_label=False, elem_id="banner")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
-                image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "clipboard"], height=300,
-                                 elem_id="upload")
+                image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "webcam", "clipboard"],
+                                 webcam_options=CAMERA, height=300, elem_id="upload")
                 truth = gr.Markdown(label="Ground truth of the example", show_label=False, elem_id="truth")
                 with gr.Row():
                     # A text box, not gr.Number: Gradio 6's number box shows and sends 0 when left empty, and

@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .. import render, vocab
+from .. import render, skin_tone, vocab
 from ..diagnosis import Diagnosis
 from ..render import percent
 from . import views
@@ -28,6 +29,7 @@ PAGE_INCHES = (8.27, 11.69)  # A4 portrait
 PNG_DPI = 110
 MALIGNANT_COLOUR, BENIGN_COLOUR = "#c0392b", "#2e86c1"
 WRAP = 115  # characters per line of the text block at 8 pt on A4
+TEXT_BOTTOM, SMALLEST_TEXT = 0.075, 5.5  # the text block ends above the disclaimer, shrinking its font down to this
 
 
 def plain(markdown: str) -> str:
@@ -83,8 +85,11 @@ def _scores(axis, diagnosis: Diagnosis) -> None:
 
 
 def _words(figure: Figure, diagnosis: Diagnosis) -> None:
-    """The text block (:func:`sheet_text`) and the disclaimer."""
-    figure.text(0.05, 0.40, sheet_text(diagnosis), va="top", ha="left", fontsize=8, parse_math=False, linespacing=1.4)
+    """The text block (:func:`sheet_text`), in a smaller font where it would reach the disclaimer, and the disclaimer."""
+    words = figure.text(0.05, 0.40, sheet_text(diagnosis), va="top", ha="left", fontsize=8, parse_math=False, linespacing=1.4)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    while words.get_fontsize() > SMALLEST_TEXT and words.get_window_extent(renderer).y0 < TEXT_BOTTOM * figure.bbox.height:
+        words.set_fontsize(words.get_fontsize() - 0.25)
     figure.text(0.05, 0.03, textwrap.fill(DISCLAIMER, 90), va="bottom", ha="left", fontsize=10, fontweight="bold",
                 color=MALIGNANT_COLOUR, parse_math=False)
 
@@ -98,6 +103,7 @@ def sheet_text(diagnosis: Diagnosis) -> str:
     lines = [
         (f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) at {percent(diagnosis.top_probability)}."
          if diagnosis.assessable else "Not assessable, so no diagnosis and no scores: " + " ".join(diagnosis.reasons)),
+        *[plain(p["statement"]) for p in (diagnosis.operating_points or []) if diagnosis.assessable],
         f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
         plain(views.metadata_used(diagnosis)),
         *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) and diagnosis.assessable else []),
@@ -107,6 +113,9 @@ def sheet_text(diagnosis: Diagnosis) -> str:
         "",
         "Lesion measurements:",
         *([f"  - {k}: {v}" for k, v in views.measurement_rows(diagnosis)] or ["  - no lesion found"]),
+        *([f"Skin tone around the lesion: {views.skin_tone_summary(diagnosis, markdown=False)} (ITA after Chardon et "
+           f"al. 1991, bands after Del Bino & Bernerd 2013; {skin_tone.CAVEAT[0].lower()}{skin_tone.CAVEAT[1:]})"]
+          if diagnosis.skin_tone else []),
         "",
         f"Model: {views.model_line(diagnosis)}",
         f"Made: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",

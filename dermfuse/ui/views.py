@@ -11,7 +11,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from .. import render, vocab
+from .. import render, skin_tone, vocab
 from ..diagnosis import Diagnosis
 from ..render import TITLES, gray_map, percent
 
@@ -188,6 +188,45 @@ def measurement_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
     ]
 
 
+def skin_tone_summary(diagnosis: Diagnosis, markdown: bool = True) -> str | None:
+    """One sentence: the ITA° and band of the skin around the lesion (or why it is not measurable), and the band's
+    share of the model's training images where the model stores it; None when not measured. Markdown (the band in
+    bold, the stars of L* and b* escaped) or plain text."""
+    tone = diagnosis.skin_tone
+    if tone is None:
+        return None
+    star, bold = ("\\*", "**") if markdown else ("*", "")
+    if tone["ita"] is None:
+        return f"Not measurable: {tone['reason']}.".replace("*", star)
+    cast = (f" (the limit of ITA: the skin shows no yellow, median b{star} {tone['yellowness']:.1f} ≤ 0, a colour cast "
+            "of the light or the camera)" if tone["colour_cast"] else "")
+    found = (f"{bold}ITA {tone['ita']:.0f}° · {tone['band']}{bold}{cast}; median L{star} {tone['lightness']:.1f}, "
+             f"b{star} {tone['yellowness']:.1f} over {percent(tone['skin_share'])} of the image.")
+    if tone.get("training_share") is not None:
+        found += f" This band holds {100 * tone['training_share']:.1f} % of the model's measurable training images."
+    return found
+
+
+def skin_tone_lines(diagnosis: Diagnosis) -> list[str]:
+    """Markdown: :func:`skin_tone_summary` under its heading, with the definition and its source."""
+    summary = skin_tone_summary(diagnosis)
+    if summary is None:
+        return []
+    about = f"{skin_tone.DEFINITION} Source: {skin_tone.SOURCE}. {skin_tone.CAVEAT}".replace("*", "\\*")
+    return ["### Skin tone around the lesion", summary, "", f"<small>{about}</small>"]
+
+
+def operating_point_lines(diagnosis: Diagnosis) -> list[str]:
+    """Markdown: where the melanoma score falls against each operating point the model stores (none: nothing)."""
+    points = diagnosis.operating_points
+    if not points:
+        return []
+    first = points[0]
+    return ["### Melanoma operating points", *[f"- {p['statement']}" for p in points], "",
+            f"Thresholds set on the model's validation split ({first['validation_images']} images, "
+            f"{first['validation_positives']} melanomas); its model card gives their rates on the test split."]
+
+
 def reading(diagnosis: Diagnosis) -> str:
     """Markdown under the pictures: lesion focus, measurements, the patient data used (and, for a model that
     learned from metadata, what they changed), all scores."""
@@ -198,13 +237,14 @@ def reading(diagnosis: Diagnosis) -> str:
         parts += ["| quantity | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows]]
     else:
         parts.append("No lesion was found, so nothing could be measured.")
+    parts += skin_tone_lines(diagnosis)
     if not diagnosis.assessable:
         return "\n".join(parts + ["### Scores", "Withheld: the image is not assessable (the reasons are above)."])
     if learned_metadata(diagnosis):
         parts += ["### What the metadata changed", metadata_used(diagnosis), "", metadata_effect(diagnosis)]
     else:
         parts += ["### Patient data", metadata_used(diagnosis), "", "### Scores"]
-    parts += ["", scores_table(diagnosis)]
+    parts += ["", scores_table(diagnosis), *operating_point_lines(diagnosis)]
     return "\n".join(parts)
 
 
