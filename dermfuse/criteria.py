@@ -14,12 +14,13 @@ calling the functions here, so the page's measurements and the ABCD panel never 
   area is coloured differently from the other half, four times the 5 % a colour needs to count).
   Stolz also mirrors *structures*; they are not detected here, so they do not enter A.
 - **B** (0–8): the outline is cut into 8 pie segments of 45° around the centroid, starting at the
-  major axis. In each, the lightness step from the lesion to the skin is measured as the difference of
-  median CIELAB L* just outside and just inside the outline, in bands of ``NARROW_BAND`` (10 %) of the
-  lesion's equivalent radius, and again in bands of ``WIDE_BAND`` (30 %). The segment's border is
-  *abrupt* (a sharp cut-off of pigment) when at least ``ABRUPT_SHARE`` (half) of the wide step happens
-  within the narrow bands, and the wide step is at least ``MIN_STEP`` L* (a visible step at all). A
-  pigment that fades out gradually spreads its step over the wide band and is not abrupt.
+  major axis. In each, the lightness profile across the outline is measured: the median CIELAB L* in
+  bins of ``PROFILE_BIN`` (5 %) of the lesion's equivalent radius, from ``PROFILE_SPAN`` (30 %) inside
+  the outline to 30 % outside. The segment's border is *abrupt* (a sharp cut-off of pigment) when the
+  profile's step from lesion to skin is at least ``MIN_STEP`` L* (a visible step at all) and at least
+  ``ABRUPT_SHARE`` (half) of it happens within ``STEEP_SPAN`` (10 %) of the radius, anywhere in the
+  profile: a pigment that fades out gradually spreads its step wider. Looking for the steepest stretch,
+  not at the outline itself, keeps the score from hanging on where exactly a segmenter drew the outline.
 - **C** (1–6): the image is first white-balanced on the skin around the lesion (von Kries gains in linear
   RGB that give that skin the chroma ``SKIN_CHROMA``: dermatoscopes differ in colour cast, and a pink
   cast would otherwise make every nevus "red"). Each lesion pixel (lightly smoothed, σ = 1 % of the
@@ -57,11 +58,12 @@ NOT_COMPUTED = ("D (differential structures: pigment network, structureless area
 SHAPE_ASYMMETRY = 0.10
 COLOUR_ASYMMETRY = 0.20
 SEGMENTS = 8
-NARROW_BAND = 0.10  # of the equivalent radius
-WIDE_BAND = 0.30
+PROFILE_SPAN = 0.30  # of the equivalent radius, on each side of the outline
+PROFILE_BIN = 0.05
+STEEP_SPAN = 0.10
 ABRUPT_SHARE = 0.5
 MIN_STEP = 4.0  # L* units
-MIN_BAND_PIXELS = 10  # per segment and side; fewer (e.g. outside the frame) and the segment cannot be judged
+MIN_BIN_PIXELS = 3  # per segment and bin; fewer (e.g. outside the frame) and the segment cannot be judged
 WORK_SIDE = 512
 SMOOTHING = 0.01  # Gaussian σ as a share of the equivalent diameter
 # CIELAB (L*, a*, b*) references of the six ABCD colours (ours, approximate), each a range of
@@ -144,13 +146,24 @@ def working_copy(image: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> 
     if not mask.any():  # a lesion of a few pixels can vanish at the working size: keep its centre pixel
         mask = np.zeros(mask.shape, bool)
         mask[mask.shape[0] // 2, mask.shape[1] // 2] = True
-    linear = srgb_to_linear(image.astype(np.float32) / 255)
-    sigma = SMOOTHING * equivalent_diameter(mask)
-    if sigma >= 0.5:
-        linear = cv2.GaussianBlur(linear, (0, 0), sigma)
+    linear = smooth_each_side(srgb_to_linear(image.astype(np.float32) / 255), mask, SMOOTHING * equivalent_diameter(mask))
     gains, skin = skin_balance(linear, mask)
     lab = cv2.cvtColor(np.clip(linear * gains, 0, 1), cv2.COLOR_LRGB2Lab)
     return lab, mask, {"skin_lab": skin, "white_balance_gains": [round(float(g), 3) for g in gains]}
+
+
+def smooth_each_side(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing (σ in pixels) of the lesion and of the skin separately (normalised convolution), so the
+    lesion's rim does not take the skin's colour nor the skin the lesion's."""
+    if sigma < 0.5:
+        return values
+    out = np.empty_like(values)
+    for side in (mask, ~mask):
+        weight = side.astype(np.float32)
+        total = cv2.GaussianBlur(values * weight[..., None], (0, 0), sigma)
+        norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+        out[side] = (total / np.maximum(norm, 1e-6))[side]
+    return out
 
 
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
@@ -303,38 +316,52 @@ def half_difference(aligned: np.ndarray, labels: np.ndarray, rows: bool, centre:
 
 # ----------------------------------------------------------------------------------------------- border
 def border_criterion(lab: np.ndarray, mask: np.ndarray) -> Criterion:
-    lightness = lab[..., 0]
-    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)  # lesion pixels: distance to the skin
-    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
-    radius = equivalent_diameter(mask) / 2
-    narrow, wide = max(1.5, NARROW_BAND * radius), max(3.0, WIDE_BAND * radius)
-    (cx, cy), angle, _ = principal_axes(mask)
-    ys, xs = np.mgrid[: mask.shape[0], : mask.shape[1]]
-    theta = (np.degrees(np.arctan2(ys - cy, xs - cx)) - angle) % 360
-    segment = (theta // (360 / SEGMENTS)).astype(np.int8)
+    profiles, radius = border_profiles(lab[..., 0], mask)
+    edge = int(round(STEEP_SPAN / PROFILE_BIN))  # bins between the two ends of the steepest stretch
     rows = []
-    for k in range(SEGMENTS):
-        here = segment == k
-        bands = {f"{side}_{width}": here & (distance > 0) & (distance <= limit)
-                 for side, distance in (("inside", inside), ("outside", outside))
-                 for width, limit in (("narrow", narrow), ("wide", wide))}
-        if min(b.sum() for b in bands.values()) < MIN_BAND_PIXELS:
+    for k, profile in enumerate(profiles):
+        if np.isnan(profile).any():
             rows.append({"segment": k + 1, "abrupt": False, "judged": False})
             continue
-        step = {w: float(np.median(lightness[bands[f"outside_{w}"]]) - np.median(lightness[bands[f"inside_{w}"]]))
-                for w in ("narrow", "wide")}
-        share = step["narrow"] / step["wide"] if abs(step["wide"]) >= MIN_STEP else 0.0
-        rows.append({"segment": k + 1, "narrow_step": round(step["narrow"], 2), "wide_step": round(step["wide"], 2),
-                     "share_in_narrow_band": round(share, 3), "judged": True,
-                     "abrupt": abs(step["wide"]) >= MIN_STEP and share >= ABRUPT_SHARE})
+        step = float(profile[-2:].mean() - profile[:2].mean())  # skin beyond the outline − lesion within it
+        steepest = float(max(np.sign(step) * (profile[i + edge] - profile[i]) for i in range(len(profile) - edge)))
+        share = steepest / abs(step) if abs(step) >= MIN_STEP else 0.0
+        rows.append({"segment": k + 1, "step": round(step, 2), "steepest_share": round(share, 3), "judged": True,
+                     "abrupt": abs(step) >= MIN_STEP and share >= ABRUPT_SHARE})
     return Criterion(
         name="Border", score=sum(r["abrupt"] for r in rows), low=0, high=8, weight=WEIGHTS["border"],
-        numbers={"segments": rows, "narrow_band_px": round(narrow, 1), "wide_band_px": round(wide, 1),
+        numbers={"segments": rows, "radius_px": round(radius, 1), "profile_span": PROFILE_SPAN, "steep_span": STEEP_SPAN,
                  "abrupt_share": ABRUPT_SHARE, "min_step": MIN_STEP,
                  "not_judged": [r["segment"] for r in rows if not r["judged"]]},
         definition=(f"Of {SEGMENTS} pie segments of 45° around the centroid (from the major axis), those with an abrupt "
-                    "cut-off of pigment at the outline: at least half of the lightness step from lesion to skin "
-                    f"(median CIELAB L* outside − inside, in bands of {WIDE_BAND:.0%} of the lesion's radius) happens "
-                    f"within {NARROW_BAND:.0%} of the radius of the outline, and that step is at least {MIN_STEP:g} L*. "
-                    "A segment whose skin lies outside the image cannot be judged and does not count."),
+                    "cut-off of pigment: across the outline, from "
+                    f"{PROFILE_SPAN:.0%} of the lesion's radius inside to {PROFILE_SPAN:.0%} outside, the lightness (median "
+                    f"CIELAB L* in steps of {PROFILE_BIN:.0%} of the radius) changes by at least {MIN_STEP:g} L*, and at least "
+                    f"{ABRUPT_SHARE:.0%} of that change happens within {STEEP_SPAN:.0%} of the radius. A pigment that fades "
+                    "out gradually spreads its change wider. A segment whose skin lies outside the image cannot be judged "
+                    "and does not count."),
     )  # fmt: skip
+
+
+def border_profiles(lightness: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per pie segment, the median lightness in bins of signed distance to the outline (negative inside), from
+    −``PROFILE_SPAN`` to +``PROFILE_SPAN`` of the equivalent radius: (segments, bins), NaN where a bin holds fewer
+    than ``MIN_BIN_PIXELS``; and the radius in pixels."""
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)  # lesion pixels: distance to the skin
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    radius = equivalent_diameter(mask) / 2
+    signed = np.where(mask, 0.5 - inside, outside - 0.5) / radius  # in radii; the outline lies at 0
+    (cx, cy), angle, _ = principal_axes(mask)
+    ys, xs = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    segment = ((np.degrees(np.arctan2(ys - cy, xs - cx)) - angle) % 360 // (360 / SEGMENTS)).astype(np.int64)
+    bins = int(round(2 * PROFILE_SPAN / PROFILE_BIN))
+    where = np.abs(signed) < PROFILE_SPAN
+    cell = segment[where] * bins + np.minimum(((signed[where] + PROFILE_SPAN) / PROFILE_BIN).astype(np.int64), bins - 1)
+    values = lightness[where]
+    profiles = np.full(SEGMENTS * bins, np.nan)
+    order = np.argsort(cell, kind="stable")
+    cells, starts, counts = np.unique(cell[order], return_index=True, return_counts=True)
+    for c, start, count in zip(cells, starts, counts):
+        if count >= MIN_BIN_PIXELS:
+            profiles[c] = np.median(values[order[start:start + count]])
+    return profiles.reshape(SEGMENTS, bins), radius
