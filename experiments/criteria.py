@@ -12,7 +12,9 @@
    distribution of scores. Melanoma against nevus with a one-sided Mann-Whitney U test ("melanomas score
    higher"), one image per lesion (the first by image id), so that several photographs of one lesion do not
    count as independent; the effect size is the probability that a random melanoma scores higher than a
-   random nevus (ties count half: the AUC, U / (n_mel · n_nv)). The same test on PH2's expert masks.
+   random nevus (ties count half: the AUC, U / (n_mel · n_nv)). The same test on PH2's expert masks. Per class
+   also: how often each colour counts, and the median CIELAB a* (redness) of the skin around the lesion
+   before the white balance (a camera's colour cast).
 
 Expert masks for HAM10000 keep the segmenter out of the by-diagnosis comparison (its agreement is
 measured in part 1). The numbers are what these definitions give, not a clinical validation: there are
@@ -50,9 +52,10 @@ def scores(image: np.ndarray, mask: np.ndarray) -> dict:
     """A, B, C, the partial score and the colours counted of one lesion (NaN and none without a lesion)."""
     result = lesion_criteria(image, mask)
     if result is None:
-        return {**{k: np.nan for k in CRITERIA}, "partial": np.nan, "colour_names": []}
+        return {**{k: np.nan for k in CRITERIA}, "partial": np.nan, "colour_names": [], "skin_a": np.nan}
+    skin = result.colours.numbers["skin_lab"]
     return {**{k: getattr(result, k).score for k in CRITERIA}, "partial": result.partial_score,
-            "colour_names": result.colours.numbers["colours"]}
+            "colour_names": result.colours.numbers["colours"], "skin_a": np.nan if skin is None else skin[1]}
 
 
 def ph2_table(pipeline: DermFusePipeline, data: Path, batch_size: int) -> pd.DataFrame:
@@ -116,6 +119,7 @@ def by_class(table: pd.DataFrame, prefix: str = "") -> dict:
         row["partial"] = {"mean": float(group[f"{prefix}partial"].mean())}
         row["colour_frequency"] = {c: float(group[f"{prefix}colour_names"].map(lambda names: c in names).mean())
                                    for c in COLOUR_REFERENCES}  # share of the images in which each colour counts
+        row["median_skin_a"] = float(group[f"{prefix}skin_a"].median())  # the skin's redness before the white balance
         out[str(label)] = row
     return out
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import shutil
 
-import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from app_harness import running_app
+from conftest import ham10000_lesion_pair
 
 DEFAULT = CHECKPOINTS / DEFAULT_MODEL
 CHROMIUM = "/usr/bin/chromium"
@@ -34,13 +34,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def pair(shared_data) -> tuple[str, str]:
-    """(current, previous): two HAM10000 images of one melanoma, both in the shared copy."""
-    table = pd.read_csv(shared_data / "HAM10000_metadata.csv")
-    folder = shared_data / "HAM10000" / "HAM10000_images"
-    table = table[[(folder / f"{i}.jpg").is_file() for i in table["image_id"]]]
-    lesion_id = sorted(table[table["dx"] == "mel"].groupby("lesion_id").filter(lambda g: len(g) >= 2)["lesion_id"])[0]
-    first, second = sorted(table[table["lesion_id"] == lesion_id]["image_id"])[:2]
-    return str(folder / f"{second}.jpg"), str(folder / f"{first}.jpg")
+    """(current, previous): two HAM10000 images of one melanoma."""
+    return ham10000_lesion_pair(shared_data)
 
 
 def test_the_compare_api_returns_the_diagnosis_and_its_followup(server, pair):

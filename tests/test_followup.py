@@ -11,13 +11,13 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
 from dermfuse.followup import compare
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui import ModelCatalog, callbacks, examples, report
+from conftest import ham10000_lesion_pair
 
 DEFAULT = CHECKPOINTS / DEFAULT_MODEL
 pytestmark = pytest.mark.skipif(not (DEFAULT / "config.json").is_file(), reason=f"{DEFAULT} is not in this copy")
@@ -75,17 +75,8 @@ def test_a_previous_image_with_no_lesion_or_not_assessable_is_refused_in_words(p
         compare(replace(current, assessable=False, reasons=["Too dark."]), current)
 
 
-def ham_pair(shared_data) -> tuple[str, str]:
-    """Two HAM10000 images of one melanoma (``lesion_id``), both in the shared copy."""
-    table = pd.read_csv(shared_data / "HAM10000_metadata.csv")
-    folder = shared_data / "HAM10000" / "HAM10000_images"
-    table = table[[(folder / f"{i}.jpg").is_file() for i in table["image_id"]]]
-    lesion_id = sorted(table[table["dx"] == "mel"].groupby("lesion_id").filter(lambda g: len(g) >= 2)["lesion_id"])[0]
-    return tuple(str(folder / f"{i}.jpg") for i in sorted(table[table["lesion_id"] == lesion_id]["image_id"])[:2])
-
-
 def test_two_images_of_one_ham10000_lesion_compare_in_the_page_report_and_json(catalog, shared_data, tmp_path):
-    current, previous = ham_pair(shared_data)
+    current, previous = ham10000_lesion_pair(shared_data)
     shown = callbacks.diagnose(catalog, current, "55", "male", "back", None, True, True, False, previous)
     assert shown[OUTPUTS["scores"]]  # the current diagnosis
     assert "Follow-up: change since the previous image" in shown[OUTPUTS["followup"]]
@@ -94,6 +85,7 @@ def test_two_images_of_one_ham10000_lesion_compare_in_the_page_report_and_json(c
     followup = shown[OUTPUTS["result"]]["followup"]
     assert followup["previous"]["image_id"] and followup["change"]["overlap_iou"] > 0
     assert "Stolz" in shown[OUTPUTS["abcd"]] and "D not computed" in shown[OUTPUTS["abcd"]]
+    assert r"CIELAB L\*" in shown[OUTPUTS["abcd"]]  # L* written as such, not as emphasis
     case = shown[OUTPUTS["case"]]
     paths = report.write_case_report(case.image, case.diagnosis, tmp_path, case.name, case.followup)
     with Image.open(paths["png"]) as sheet:

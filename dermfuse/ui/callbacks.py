@@ -15,7 +15,7 @@ import functools
 import logging
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -133,7 +133,9 @@ def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, 
     shown = views.pictures(small_picture, small)
     gates = views.attention_pictures(small)
     comparison, problem = follow_up(catalog, diagnosis, previous, age, sex, site, model, use_metadata, lesion_stream)
-    overlay = None if comparison is None else views.fit(comparison.picture, 2 * views.DISPLAY_SIDE)
+    if comparison is not None:  # kept for the report at screen size, as the case's pictures are
+        comparison = replace(comparison, picture=views.fit(comparison.picture, 2 * views.DISPLAY_SIDE))
+    overlay = None if comparison is None else comparison.picture
     hidden = gr.DownloadButton(visible=False)
     return (
         shown["outline"], shown["lesion"], shown["heat_image"], shown["heat_lesion"],

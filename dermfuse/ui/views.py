@@ -277,13 +277,18 @@ def abcd_panel(diagnosis: Diagnosis) -> str:
     abcd = diagnosis.abcd
     rows = ["| criterion | score | what was measured |", "| --- | --- | --- |",
             *[f"| {name} | {score} | {how} |" for name, score, how in abcd_rows(diagnosis)]]
-    definitions = [f"- **{abcd[key]['name']}:** {abcd[key]['definition']}" for key in ("asymmetry", "border", "colours")]
+    definitions = [f"- **{abcd[key]['name']}:** {literal(abcd[key]['definition'])}" for key in ("asymmetry", "border", "colours")]
     return "\n".join([
         head, *rows, "",
         f"**{abcd['partial_label'][0].upper() + abcd['partial_label'][1:]}: {abcd['partial_score']:.1f}.** {abcd['not_computed']}",
         "", "**How each was measured** (on the segmenter's outline of this image):", *definitions, "",
         f"*Source:* {abcd['source']}",
     ])
+
+
+def literal(text: str) -> str:
+    """Plain text as Markdown shows it word for word: the asterisks of L*, a*, b* are not emphasis."""
+    return text.replace("*", r"\*")
 
 
 def followup_rows(result: FollowUp) -> list[tuple[str, str, str, str]]:
