@@ -8,8 +8,8 @@ calling the functions here, so the page's measurements and the ABCD panel never 
 - **A** (0–2): the lesion is mirrored about each of its two principal axes through the centroid
   (second moments of the mask). An axis is asymmetric when the *shape* or the *colour make-up*
   differs across it: shape, when the share of the lesion and its mirror image together that does not
-  overlap is at least ``SHAPE_ASYMMETRY`` (0.10: a tenth of the area, well above the few per cent a
-  symmetric lesion's outline error gives); colour, when the two halves' shares of the ABCD colours
+  overlap is at least ``SHAPE_ASYMMETRY`` (0.10: ten times the 0.01 that an outline drawn 2 px too wide
+  on one side gives a disc of radius 100 px, δ/2r); colour, when the two halves' shares of the ABCD colours
   differ by a total-variation distance of at least ``COLOUR_ASYMMETRY`` (0.20: a fifth of a half's
   area is coloured differently from the other half, four times the 5 % a colour needs to count).
   Stolz also mirrors *structures*; they are not detected here, so they do not enter A.
@@ -33,7 +33,7 @@ calling the functions here, so the page's measurements and the ABCD panel never 
   partial sum 1.3·A + 0.1·B + 0.5·C is, labelled as such: it cannot be read against the TDS
   cut-offs (4.75, 5.45), which assume D.
 
-Colours and bands are measured on a copy whose longest side is at most ``WORK_SIDE`` pixels: every
+Colours and border profiles are measured on a copy whose longest side is at most ``WORK_SIDE`` pixels: every
 quantity is a share or a ratio, so it does not depend on the image's resolution, and a 40-MP upload
 costs what a 0.3-MP one does. The shape non-overlap uses the mask at full size (cheap).
 """
