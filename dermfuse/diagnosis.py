@@ -11,8 +11,9 @@ import numpy as np
 
 from . import vocab
 
-WITHHELD_FIELDS = ("probabilities", "probabilities_without_metadata", "top_index", "top_class", "top_probability", "top_diagnosis")
-WITHHELD_FIELDS += ("operating_points",)  # they state where the melanoma score falls
+# Withheld for an image that is not assessable: the scores, and what is read from them or from the lesion.
+WITHHELD_FIELDS = ("probabilities", "probabilities_without_metadata", "top_index", "top_class", "top_probability", "top_diagnosis",
+                   "abcd", "operating_points")
 ARRAY_FIELDS = ("mask", "mask_probability", "lesion_image", "heatmaps", "attention", "image")
 
 
@@ -43,6 +44,10 @@ class Diagnosis:
 
     ``assessable`` is False when the image failed the assessability gate (``assess.py``); ``reasons``
     then say why, and no diagnosis should be shown: ``to_dict`` leaves the scores out unless asked.
+
+    ``abcd`` holds the ABCD rule of dermoscopy's A, B and C (``criteria.ABCDCriteria.to_dict``: each score with
+    its numbers, definition and source; D not computed), ``None`` when no lesion was found; it is withheld
+    with the scores.
     """
 
     classes: list[str]
@@ -73,6 +78,7 @@ class Diagnosis:
     dermoscopy_score: float | None = None
     assessment_numbers: dict[str, float] | None = None
     metadata_used: list[str] = field(default_factory=list)
+    abcd: dict | None = None
 
     @property
     def top_class(self) -> str:

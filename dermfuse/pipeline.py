@@ -5,8 +5,9 @@ check the metadata and load the image (EXIF, RGB, size guard), each once, here a
 (callers pass raw values; a bad one raises ``ValueError``) → segment → clean mask → lesion image →
 both encoders once → head with and without metadata → calibrated probabilities → optional Grad-CAM of both
 streams through the head alone (a degenerate map replaced by the fallback method's, ``explain.py``), the lesion
-stream's map put back at the lesion image's box → lesion focus, measurements, OOD score, the
-assessability gate (``assess.py``: can this image be judged at all, and if not, why), warnings.
+stream's map put back at the lesion image's box → lesion focus, measurements, the ABCD criteria (``criteria.py``,
+from the same mask and pixels), OOD score, the assessability gate (``assess.py``: can this image be judged at
+all, and if not, why), warnings.
 
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
 bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
@@ -36,6 +37,7 @@ from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
 from .assess import assess
+from .criteria import lesion_criteria
 from .ood import capture_statistics, combined_score, ood_distances, pooled_features
 from .operating_points import place
 from .skin_tone import describe, measure_skin_tone, rare_tone_caution
@@ -233,6 +235,7 @@ class DermFusePipeline:
                             for s in methods}
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
             measurements = measure_lesion(pixels, mask)
+            criteria = lesion_criteria(pixels, mask)
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i])
@@ -269,6 +272,7 @@ class DermFusePipeline:
                 reasons=reasons,
                 dermoscopy_score=dermoscopy,
                 assessment_numbers=numbers,
+                abcd=None if criteria is None else criteria.to_dict(),
             ))
         return results
 

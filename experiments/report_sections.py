@@ -448,3 +448,57 @@ LIMITS = """## What this does not show
 - The planted shortcut is one simple bias (violet ink beside the lesion). Real datasets carry others
   (rulers, hair, vignettes, skin tone, camera) that this experiment does not model.
 """
+
+
+def criteria_section(report: dict | None, path: Path) -> str:
+    """The ABCD criteria: predicted against expert masks on PH2, and melanoma against nevus on HAM10000 and PH2."""
+    text = "## ABCD criteria of dermoscopy: stability and what they separate\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.criteria")
+    ph2, ham = report["ph2"], report["ham10000"]
+    agreement = ph2["agreement"]
+    text += ("A (asymmetry, 0–2), B (border, 0–8) and C (colours, 1–6) of the ABCD rule of dermoscopy (Stolz et al. 1994) "
+             "as `dermfuse/criteria.py` defines them (each definition is on the app's ABCD panel and in the JSON result); D "
+             f"is not computed, so only the {report['definitions']['partial']} is given. `{report['command']}` "
+             f"({report['seconds']:.0f} s on {report['machine']}), source `{path}`. No dermatologist rated these images, so "
+             "this measures stability and separation, not agreement with clinicians. The border definition was revised "
+             "once, after a first version (the lightness step measured in fixed bands at the outline) agreed poorly between "
+             "predicted and expert masks on these same PH2 images: B's agreement below is not an independent test.\n\n"
+             f"**Predicted against expert masks**, PH2 ({agreement['images']} images; the shipped segmenter's masks, mean Dice "
+             f"{ph2['mean_dice']:.3f} with the experts'), the same pixels:\n\n"
+             "| criterion | same score | Cohen's kappa (linear) | mean absolute difference | mean, expert masks | mean, predicted |\n"
+             "| --- | --- | --- | --- | --- | --- |\n")
+    for name in ("asymmetry", "border", "colours"):
+        row = agreement[name]
+        text += (f"| {name} | {100 * row['exact_agreement']:.1f} % | {number(row['kappa_linear'])} | "
+                 f"{number(row['mean_absolute_difference'], 2)} | {number(row['expert_mean'], 2)} | "
+                 f"{number(row['predicted_mean'], 2)} |\n")
+    text += (f"\n**By diagnosis**, HAM10000 test split ({ham['images']} images, expert masks): mean score per class\n\n"
+             "| class | images | A | B | C | partial score |\n| --- | --- | --- | --- | --- | --- |\n")
+    for label, row in ham["by_class"].items():
+        text += (f"| `{label}` | {row['images']} | {number(row['asymmetry']['mean'], 2)} | {number(row['border']['mean'], 2)} | "
+                 f"{number(row['colours']['mean'], 2)} | {number(row['partial']['mean'], 2)} |\n")
+    for title, test in (("HAM10000 test split, one image per lesion", ham["melanoma_vs_nevus"]),
+                        ("PH2, expert masks", ph2["melanoma_vs_nevus"])):
+        text += (f"\n**Do melanomas score higher than nevi?** {title} ({test['melanomas']} melanomas, {test['nevi']} nevi), "
+                 "one-sided Mann-Whitney U; AUC = P(a melanoma scores higher than a nevus), ties counted half:\n\n"
+                 "| score | melanoma mean | nevus mean | AUC | p | holds (p < 0.05) |\n| --- | --- | --- | --- | --- | --- |\n")
+        for name in ("asymmetry", "border", "colours", "partial"):
+            row = test[name]
+            text += (f"| {name} | {number(row['mel_mean'], 2)} | {number(row['nv_mean'], 2)} | {number(row['auc'])} | "
+                     f"{row['p_value']:.1e} | {'yes' if row['holds'] else '**no**'} |\n")
+    frequency = {label: row.get("colour_frequency") for label, row in ham["by_class"].items()}
+    if all(frequency.values()):
+        colours = list(next(iter(frequency.values())))
+        text += ("\nShare of HAM10000 test images in which each colour counts (≥ 5 % of the lesion):\n\n"
+                 f"| class | {' | '.join(colours)} |\n| --- |{' --- |' * len(colours)}\n")
+        for label, row in frequency.items():
+            text += f"| `{label}` | " + " | ".join(f"{100 * row[c]:.0f} %" for c in colours) + " |\n"
+        rows = ham["by_class"]
+        if {"mel", "nv"} <= set(frequency) and "red" in colours and "median_skin_a" in rows["nv"]:
+            text += (f"\nRed counts in {100 * frequency['nv']['red']:.0f} % of the nevi and {100 * frequency['mel']['red']:.0f} % "
+                     "of the melanomas. The skin around the nevi is redder before the white balance (median CIELAB a* "
+                     f"{rows['nv']['median_skin_a']:.1f} against {rows['mel']['median_skin_a']:.1f} around the melanomas): a "
+                     "camera's pinkish cast that the white balance does not fully undo inside the lesion is the likely reason "
+                     "the colour count does not separate the two classes here, while on PH2 (one dermatoscope) it does.\n")
+    return text

@@ -33,10 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
-    LIMITS, ablation_section, claims_section, gpu_section, ham10000_section, inference_section, load, metadata_section,
-    phantom_section, real_section, shortcut_section, training_section, trust_section,
+    LIMITS, ablation_section, claims_section, criteria_section, gpu_section, ham10000_section, inference_section, load,
+    metadata_section, phantom_section, real_section, shortcut_section, skin_tone_section, training_section, trust_section,
 )  # fmt: skip
-from experiments.report_sections import skin_tone_section  # noqa: E402
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
 from experiments.real import NAME as REAL_MODEL  # noqa: E402
 
@@ -45,6 +44,7 @@ HAM10000_SPEED = Path("docs/results/inference_small_ham10000.json")  # bench_inf
 GATE = Path("docs/results/gate.json")  # python -m train gate
 LESION_FOCUS = Path("docs/results/lesion_focus.json")  # python -m experiments.lesion_focus
 SKIN_TONE, OPERATING_POINTS = Path("docs/results/skin_tone.json"), Path("docs/results/operating_points.json")  # python -m train skin-tone / operating-points
+CRITERIA = Path("docs/results/criteria.json")  # python -m experiments.criteria
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
@@ -131,6 +131,7 @@ def write_results_page(results: Path, out: Path) -> Path:
         ham10000_section(load(ROOT / ham10000_path), ham10000_path, load(ROOT / HAM10000_SPEED), HAM10000_SPEED),
         trust_section(load(ROOT / GATE), GATE, load(ROOT / LESION_FOCUS), LESION_FOCUS),
         skin_tone_section(load(ROOT / SKIN_TONE), SKIN_TONE, load(ROOT / OPERATING_POINTS), OPERATING_POINTS),
+        criteria_section(load(ROOT / CRITERIA), CRITERIA),
         claims_section(data["ablation"], data["shortcut"], data["metadata"]),
         ablation_section(data["ablation"], paths["ablation"], docs),
         shortcut_section(data["shortcut"], paths["shortcut"], docs),

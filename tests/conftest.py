@@ -28,6 +28,19 @@ def real_images() -> Path:
     return folder
 
 
+def ham10000_lesion_pair(shared_data: Path, label: str = "mel") -> tuple[str, str]:
+    """(later, earlier) image paths of one HAM10000 lesion (``lesion_id``) of ``label`` with at least two images in the
+    shared copy: the first such lesion by id, its first two images by id (the first read as the earlier)."""
+    import pandas as pd
+
+    table = pd.read_csv(shared_data / "HAM10000_metadata.csv")
+    folder = shared_data / "HAM10000" / "HAM10000_images"
+    table = table[[(folder / f"{i}.jpg").is_file() for i in table["image_id"]]]
+    lesion_id = sorted(table[table["dx"] == label].groupby("lesion_id").filter(lambda g: len(g) >= 2)["lesion_id"])[0]
+    earlier, later = sorted(table[table["lesion_id"] == lesion_id]["image_id"])[:2]
+    return str(folder / f"{later}.jpg"), str(folder / f"{earlier}.jpg")
+
+
 def _save_image(path, size=(24, 16), colour=(180, 120, 90), mask_box=None, **save_options) -> Path:
     """Write a small image file (format from the suffix); with ``mask_box`` = (x0, y0, x1, y1) a 0/255 mask."""
     path = Path(path)

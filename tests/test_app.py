@@ -239,7 +239,8 @@ def test_switching_the_model_clears_the_old_results_then_diagnoses_the_case_agai
     cleared = steps[0]  # at once, before the new model loads: nothing of the old result is left
     assert cleared[0] == gr.skip() and cleared[1:6] == (None,) * 5 and cleared[7:9] == ("", None)
     assert f"Model changed to `{real}`" in cleared[6] and "diagnosing the case again" in cleared[6]
-    assert cleared[10] is None and not cleared[9].visible and not any(button.visible for button in cleared[11:])
+    assert cleared[10] is None and not cleared[9].visible and not any(button.visible for button in cleared[-3:])
+    assert cleared[11:13] == ("", "") and not cleared[13].visible  # the ABCD panel, the follow-up and its picture
     banner, *again = steps[1]
     assert "trained on real dermoscopy images (PH2)" in banner
     assert again[7]["model"]["name"] == real and again[7]["classes"] == ["mel", "nv"]

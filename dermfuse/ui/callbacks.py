@@ -15,13 +15,14 @@ import functools
 import logging
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from ..diagnosis import Diagnosis
+from ..followup import FollowUp, compare
 from ..sources import DEMO_MODEL
 from . import report, views
 from .examples import phantom_examples, real_examples
@@ -39,6 +40,8 @@ class ShownCase:
     image: np.ndarray
     diagnosis: Diagnosis
     name: str
+    followup: FollowUp | None = None
+    followup_problem: str | None = None
 
 
 def user_errors(fn):
@@ -76,7 +79,8 @@ def uploaded_file(image: dict | str | None) -> tuple[str, str]:
 
 
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
-        use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False) -> tuple[np.ndarray, Diagnosis]:
+        use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False, explain: bool = True
+        ) -> tuple[np.ndarray, Diagnosis]:  # fmt: skip
     """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis).
 
     The result's ``image_id`` is the user's file name without its suffix, as the CLI names its results,
@@ -85,7 +89,7 @@ def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: 
     path, name = uploaded_file(image)
     pipeline = catalog.pipeline(model or catalog.default)
     try:
-        diagnosis = pipeline(path, age, sex, site, explain=True, attention=attention, lesion_stream=lesion_stream,
+        diagnosis = pipeline(path, age, sex, site, explain=explain, attention=attention, lesion_stream=lesion_stream,
                              use_metadata=use_metadata, image_id=Path(name).stem)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
@@ -101,31 +105,69 @@ def predict(catalog: ModelCatalog, image: dict | str | None, age: float | str | 
     return views.result_json(diagnosis)
 
 
+def follow_up(catalog: ModelCatalog, current: Diagnosis, previous: dict | str | None, age, sex, site, model: str | None,
+              use_metadata: bool = True, lesion_stream: bool = True) -> tuple[FollowUp | None, str | None]:
+    """The current diagnosis compared with a previous image of the same lesion (diagnosed with the same inputs, no
+    heatmaps): (comparison, None), or (None, what is wrong and what to do) for a previous image that cannot be read,
+    is not assessable or shows no lesion; (None, None) without one. Never raises for a bad previous image: the
+    current diagnosis stands on its own."""
+    if previous is None:
+        return None, None
+    try:
+        _, before = run(catalog, previous, age, sex, site, model, use_metadata, lesion_stream, explain=False)
+    except ValueError as error:
+        return None, (f"the previous image could not be used: {str(error).rstrip('.')}. Upload a JPEG or PNG of the "
+                      "same lesion taken earlier, or clear the previous-image box.")
+    try:
+        return compare(current, before), None
+    except ValueError as error:
+        return None, str(error)
+
+
 @user_errors
-def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention):
-    """Everything the page shows for one case (the button, and each teaching switch)."""
+def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous=None):
+    """Everything the page shows for one case (the button, and each teaching switch); with ``previous`` (an earlier
+    image of the same lesion) the follow-up comparison too."""
     picture, diagnosis = run(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
     small_picture, small = views.shrink(picture, diagnosis)
     shown = views.pictures(small_picture, small)
     gates = views.attention_pictures(small)
+    comparison, problem = follow_up(catalog, diagnosis, previous, age, sex, site, model, use_metadata, lesion_stream)
+    if comparison is not None:  # kept for the report at screen size, as the case's pictures are
+        comparison = replace(comparison, picture=views.fit(comparison.picture, 2 * views.DISPLAY_SIDE))
+    overlay = None if comparison is None else comparison.picture
     hidden = gr.DownloadButton(visible=False)
     return (
         shown["outline"], shown["lesion"], shown["heat_image"], shown["heat_lesion"],
         views.score_label(diagnosis), views.warnings_text(diagnosis), views.reading(diagnosis),
-        views.result_json(diagnosis), gr.Gallery(value=gates or None, visible=bool(gates)),
-        ShownCase(small_picture, small, uploaded_file(image)[1]), hidden, hidden, hidden,
+        views.result_json(diagnosis, comparison, problem), gr.Gallery(value=gates or None, visible=bool(gates)),
+        ShownCase(small_picture, small, uploaded_file(image)[1], comparison, problem),
+        views.abcd_panel(diagnosis), views.followup_panel(comparison, problem),
+        gr.Image(value=overlay, visible=overlay is not None), hidden, hidden, hidden,
     )
+
+
+@user_errors
+def compare_images(catalog: ModelCatalog, image: dict | str | None, previous: dict | str | None, age: float | str | None = None,
+                   sex: str | None = "unknown", site: str | None = "unknown", model: str | None = None) -> dict:
+    """Diagnose the current image and compare it with a previous image of the same lesion (the ``/compare`` API): the
+    JSON result with ``followup`` (change in area, diameter, asymmetry, colours and scores) or ``followup_problem``
+    (why there is none: the current diagnosis is still returned)."""
+    _, diagnosis = run(catalog, image, age, sex, site, model)
+    if previous is None:
+        return views.result_json(diagnosis, None, "no previous image was given: pass one to compare.")
+    return views.result_json(diagnosis, *follow_up(catalog, diagnosis, previous, age, sex, site, model))
 
 
 def cleared_results(note: str) -> tuple:
     """The diagnose outputs emptied, with ``note`` where the warnings go: nothing of an earlier result stays."""
     hidden = gr.DownloadButton(visible=False)
     return (None, None, None, None, None, note, "", None, gr.Gallery(value=None, visible=False), None,
-            hidden, hidden, hidden)
+            "", "", gr.Image(value=None, visible=False), hidden, hidden, hidden)
 
 
 def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, image, age, sex, site, use_metadata,
-                 lesion_stream, attention):
+                 lesion_stream, attention, previous=None):
     """The model menu changed: clear the old model's results at once, load and describe the new model, then
     diagnose the shown case again with it (and remake its downloads).
 
@@ -141,7 +183,7 @@ def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, imag
     if not again:
         yield banner, *(gr.skip(),) * len(cleared_results(""))
         return
-    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
+    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous)
     yield banner, *shown
     yield gr.skip(), *(gr.skip(),) * (len(shown) - 3), *make_report(shown[9])
 
@@ -153,7 +195,8 @@ def make_report(case: ShownCase | None):
         raise ValueError("No case yet: diagnose an image first.")
     REPORTS.mkdir(parents=True, exist_ok=True)
     report.tidy(REPORTS)
-    paths = report.write_case_report(case.image, case.diagnosis, REPORTS / uuid.uuid4().hex, case.name)
+    paths = report.write_case_report(case.image, case.diagnosis, REPORTS / uuid.uuid4().hex, case.name, case.followup,
+                                     case.followup_problem)
     return tuple(gr.DownloadButton(value=str(paths[key]), visible=True) for key in ("png", "pdf", "json"))
 
 

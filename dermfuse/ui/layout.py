@@ -9,7 +9,8 @@ phantoms sit in the teaching view with the teaching model they were made for.
 ``build_demo(catalog)`` returns the ``gr.Blocks`` with its queue set; ``LAUNCH_OPTIONS`` holds what
 Gradio 6 takes at ``launch()`` (theme, CSS, upload limit, error policy). Every event has an
 ``api_name``; ``/predict`` is an API-only endpoint (no trigger on the page) that returns the JSON
-result, so ``gradio_client`` users get one plain answer instead of the page's many outputs. Every
+result, so ``gradio_client`` users get one plain answer instead of the page's many outputs; ``/compare``
+(API-only too) adds the follow-up against a previous image of the same lesion. Every
 component has a ``label``, even where the page hides it: Gradio names API inputs and outputs by it
 (an unlabelled one is ``value_<id>`` in ``view_api()``). Changing the model clears the shown results at
 once and diagnoses the shown case again with the new model, so one model's scores, warnings and
@@ -73,6 +74,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                 image = gr.Image(label="Dermoscopy image", type="filepath", sources=["upload", "webcam", "clipboard"],
                                  webcam_options=CAMERA, height=300, elem_id="upload")
                 truth = gr.Markdown(label="Ground truth of the example", show_label=False, elem_id="truth")
+                previous = gr.Image(label="Previous image of the same lesion (optional: compares the two)", type="filepath",
+                                    sources=["upload", "clipboard"], height=160, elem_id="previous")
                 with gr.Row():
                     # A text box, not gr.Number: Gradio 6's number box shows and sends 0 when left empty, and
                     # age 0 is a real age that moves the scores. Blank here reaches the pipeline as unknown.
@@ -104,6 +107,11 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                            elem_id="gates")
         reading = gr.Markdown(label="Reading: where the model looked, lesion measurements, metadata",
                               show_label=False, elem_id="reading")
+        abcd = gr.Markdown(label="ABCD rule of dermoscopy: criteria, how each was measured, source", show_label=False,
+                           elem_id="abcd")
+        followup_text = gr.Markdown(label="Follow-up: change since the previous image", show_label=False, elem_id="followup")
+        followup_picture = gr.Image(label="Follow-up: previous image aligned (left) and current (right), previous outline "
+                                    "orange, current green", interactive=False, visible=False, elem_id="followup-picture")
         with gr.Row():
             downloads = [gr.DownloadButton(f"Download the case ({kind})", visible=False, elem_id=f"download-{key}")
                          for key, kind in (("png", "PNG sheet"), ("pdf", "PDF sheet"), ("json", "JSON"))]
@@ -116,7 +124,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
 
         inputs = [image, age, sex, site, model]
         switches = [use_metadata, lesion_stream, attention]
-        results = [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case, *downloads]
+        results = [outlined, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates, case,
+                   abcd, followup_text, followup_picture, *downloads]
         # preprocess=False: the upload reaches the callback as its file (gr.Image would first open it with
         # PIL, whose errors and laxer size limit would pre-empt dermfuse's loader); the callbacks check
         # every other input themselves.
@@ -124,7 +133,7 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         gr.on(
             [button.click, use_metadata.input, lesion_stream.input, attention.input],
             partial(callbacks.diagnose, catalog),
-            inputs + switches,
+            inputs + switches + [previous],
             results,
             api_name="diagnose",
             api_description=callbacks.diagnose.__doc__,
@@ -132,6 +141,8 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         ).success(callbacks.make_report, case, downloads, api_name="report")
         gr.on([], partial(callbacks.predict, catalog), inputs, result, api_name="predict",
               api_description=callbacks.predict.__doc__, **pipeline_events)
+        gr.on([], partial(callbacks.compare_images, catalog), [image, previous, age, sex, site, model], result,
+              api_name="compare", api_description=callbacks.compare_images.__doc__, **pipeline_events)
         # Gradio finds gr.SelectData by the parameter's type hint, which functools.partial hides: small wrappers.
         def pick_example(model: str | None, event: gr.SelectData):
             return callbacks.pick_example(catalog, model, event)
@@ -143,7 +154,7 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         phantoms.select(pick_phantom, None, [image, age, sex, site, truth, model], api_name="pick_phantom")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
         # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
-        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches],
+        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches, previous],
                      [banner, *results], api_name="switch_model", api_visibility="undocumented", **pipeline_events)
         gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
               api_description=callbacks.describe_model.__doc__)

@@ -1,8 +1,9 @@
-"""The case sheet: one page with the pictures, scores, heatmaps, measurements, model and disclaimer.
+"""The case sheet: one page with the pictures, scores, heatmaps, measurements, ABCD criteria, model and
+disclaimer; with a follow-up comparison, a second page with both outlines and the changes.
 
 Drawn once with matplotlib's object API (``Figure``, no ``pyplot``: no global state, so two requests
-can draw at once) and written as PNG and PDF, beside the case's JSON. The words come from
-:mod:`dermfuse.ui.views`, the same as on the page.
+can draw at once) and written as PNG (the pages one under the other) and PDF, beside the case's JSON.
+The words come from :mod:`dermfuse.ui.views`, the same as on the page.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from PIL import Image
 
 from .. import render, skin_tone, vocab
 from ..diagnosis import Diagnosis
+from ..followup import FollowUp
 from ..render import percent
 from . import views
 from .catalog import DISCLAIMER
@@ -116,6 +120,7 @@ def sheet_text(diagnosis: Diagnosis) -> str:
         *([f"Skin tone around the lesion: {views.skin_tone_summary(diagnosis, markdown=False)} (ITA after Chardon et "
            f"al. 1991, bands after Del Bino & Bernerd 2013; {skin_tone.CAVEAT[0].lower()}{skin_tone.CAVEAT[1:]})"]
           if diagnosis.skin_tone else []),
+        *abcd_lines(diagnosis),
         "",
         f"Model: {views.model_line(diagnosis)}",
         f"Made: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
@@ -126,16 +131,55 @@ def sheet_text(diagnosis: Diagnosis) -> str:
     return "\n".join(textwrap.fill(line, WRAP, subsequent_indent="    ") if line else "" for line in lines)
 
 
-def write_case_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image"
-                 ) -> dict[str, Path]:
-    """Write ``dermfuse-case.{png,pdf,json}`` into ``folder``; return {format: path}."""
+def abcd_lines(diagnosis: Diagnosis) -> list[str]:
+    """The ABCD criteria as one line under the measurements (the page shows each with its numbers, definition and
+    source); nothing diagnostic for an image that is not assessable."""
+    if not diagnosis.assessable or not diagnosis.abcd:
+        return []
+    abcd = diagnosis.abcd
+    a, b, c = (abcd[key] for key in ("asymmetry", "border", "colours"))
+    return [f"  - ABCD rule of dermoscopy (Stolz et al. 1994): A {a['score']}/2, B {b['score']}/8, C {c['score']}/6 "
+            f"({', '.join(c['numbers']['colours'])}), D not computed; partial 1.3·A + 0.1·B + 0.5·C = "
+            f"{abcd['partial_score']:.1f} (not a total dermoscopy score)"]
+
+
+def followup_sheet(result: FollowUp, name: str = "uploaded image") -> Figure:
+    """The follow-up page: both images with both outlines, the changes, the alignment and its assumptions."""
+    figure = Figure(figsize=PAGE_INCHES)
+    figure.text(0.5, 0.975, "dermfuse follow-up", ha="center", va="top", fontsize=15, fontweight="bold")
+    figure.text(0.5, 0.952, f"{result.previous['image_id'] or 'previous image'} → {result.current['image_id'] or name}",
+                ha="center", va="top", fontsize=9, color="dimgrey", parse_math=False)
+    render.draw_picture(figure, (0.05, 0.60, 0.90, 0.32), result.picture,
+                        "Previous image aligned (left) and current (right): previous outline orange, current green")
+    lines = [f"{what}: previous {before}, current {now} ({change})" for what, before, now, change in views.followup_rows(result)]
+    lines += ["", f"Largest score changes: {views.score_changes(result)}", "", f"Alignment: {views.alignment_text(result)}",
+              "", *result.notes, *[f"Warning: {w}" for w in result.warnings]]
+    figure.text(0.05, 0.56, "\n".join(textwrap.fill(line, WRAP) if line else "" for line in lines), va="top", ha="left",
+                fontsize=8, parse_math=False, linespacing=1.4)
+    figure.text(0.05, 0.03, textwrap.fill(DISCLAIMER, 90), va="bottom", ha="left", fontsize=10, fontweight="bold",
+                color=MALIGNANT_COLOUR, parse_math=False)
+    return figure
+
+
+def write_case_report(image: np.ndarray, diagnosis: Diagnosis, folder: Path, name: str = "uploaded image",
+                      followup: FollowUp | None = None, followup_problem: str | None = None) -> dict[str, Path]:
+    """Write ``dermfuse-case.{png,pdf,json}`` into ``folder``; return {format: path}. With ``followup`` the sheet
+    has a second page (the PNG shows it under the first); ``followup_problem`` goes into the JSON."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    figure = case_sheet(image, diagnosis, name)
+    pages = [case_sheet(image, diagnosis, name)] + ([followup_sheet(followup, name)] if followup is not None else [])
     paths = {kind: folder / f"dermfuse-case.{kind}" for kind in ("png", "pdf", "json")}
-    figure.savefig(paths["png"], dpi=PNG_DPI)
-    figure.savefig(paths["pdf"])
-    paths["json"].write_text(json.dumps(views.result_json(diagnosis), indent=2), encoding="utf-8")
+    if len(pages) == 1:
+        pages[0].savefig(paths["png"], dpi=PNG_DPI)
+    else:
+        for page in pages:
+            page.set_dpi(PNG_DPI)
+        Image.fromarray(np.concatenate([render.as_pixels(page) for page in pages], axis=0)).save(paths["png"])
+    with PdfPages(paths["pdf"]) as pdf:
+        for page in pages:
+            pdf.savefig(page)
+    result = views.result_json(diagnosis, followup, followup_problem)
+    paths["json"].write_text(json.dumps(result, indent=2), encoding="utf-8")
     return paths
 
 

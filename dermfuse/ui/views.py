@@ -12,10 +12,13 @@ import cv2
 import numpy as np
 
 from .. import render, skin_tone, vocab
+from ..criteria import COLOUR_REFERENCES
 from ..diagnosis import Diagnosis
+from ..followup import FollowUp
 from ..render import TITLES, gray_map, percent
 
 DISPLAY_SIDE = 768  # pixels, longest side of every picture the app sends (a 40-MP upload stays light)
+COLOUR_NAMES = tuple(COLOUR_REFERENCES)
 
 
 def shrink(image: np.ndarray, diagnosis: Diagnosis, max_side: int = DISPLAY_SIDE) -> tuple[np.ndarray, Diagnosis]:
@@ -260,14 +263,119 @@ def warnings_text(diagnosis: Diagnosis) -> str:
     return "\n".join(parts + ["**Warnings**", *[f"- ⚠️ {w}" for w in diagnosis.warnings]])
 
 
-def result_json(diagnosis: Diagnosis) -> dict:
-    """The JSON result (no arrays), plus each class's full name and malignancy."""
+def result_json(diagnosis: Diagnosis, followup: FollowUp | None = None, followup_problem: str | None = None) -> dict:
+    """The JSON result (no arrays), plus each class's full name and malignancy; with a previous image, its
+    comparison (``followup``) or why there is none (``followup_problem``)."""
     result = json.loads(diagnosis.to_json())
     result["labels"] = {c: {"name": vocab.DIAGNOSIS_NAMES[c], "malignant": c in vocab.MALIGNANT}
                         for c in diagnosis.classes}
+    if followup is not None or followup_problem is not None:
+        result["followup"] = None if followup is None else followup.to_dict()
+        result["followup_problem"] = followup_problem
     return result
 
 
 def model_line(diagnosis: Diagnosis) -> str:
     info = diagnosis.model
     return f"{info['name']} (revision {info['revision']}, trained on {info['dataset']})"
+
+
+def abcd_rows(diagnosis: Diagnosis) -> list[tuple[str, str, str]]:
+    """(criterion, score, what was measured) of the ABCD rule, D included as not computed; empty without a result."""
+    abcd = diagnosis.abcd
+    if not abcd:
+        return []
+    a, b, c = abcd["asymmetry"], abcd["border"], abcd["colours"]
+    axes = []
+    for axis in a["numbers"]["axes"]:
+        why = [kind for kind in ("shape", "colour") if axis[f"asymmetric_in_{kind}"]]
+        axes.append(f"{axis['axis']} axis: shape {axis['shape_non_overlap']:.3f}, colour {axis['colour_difference']:.3f} → "
+                    + (f"asymmetric ({', '.join(why)})" if why else "symmetric"))
+    segments = b["numbers"]["segments"]
+    abrupt = [str(s["segment"]) for s in segments if s["abrupt"]]
+    unjudged = b["numbers"]["not_judged"]
+    shares = c["numbers"]["shares"]
+    found = [f"{name} {percent(shares[name])}" for name in COLOUR_NAMES if shares[name] > 0.005]
+    return [
+        (f"A · {a['name']}", f"{a['score']} (0–2)", "; ".join(axes)),
+        (f"B · {b['name']}", f"{b['score']} (0–8)", "abrupt in segment(s) " + (", ".join(abrupt) or "none")
+         + (f"; not judged (skin outside the image): {', '.join(map(str, unjudged))}" if unjudged else "")),
+        (f"C · {c['name']}", f"{c['score']} (1–6)", (", ".join(c["numbers"]["colours"]) or "none reaches 5 %")
+         + f" — shares: {', '.join(found) or 'none'}"),
+        ("D · Differential structures", "not computed", "network, structureless areas, dots, globules, streaks are not detected"),
+    ]
+
+
+def abcd_panel(diagnosis: Diagnosis) -> str:
+    """Markdown: the ABCD criteria with the numbers behind each, their definitions and the source; for an image that is
+    not assessable, or without a lesion, nothing diagnostic, only why."""
+    head = "### ABCD rule of dermoscopy (A, B, C; D not computed)"
+    if not diagnosis.assessable:
+        return f"{head}\nNot shown: the image is not assessable (the reasons are above)."
+    if not diagnosis.abcd:
+        return f"{head}\nNo lesion was found, so the criteria cannot be computed."
+    abcd = diagnosis.abcd
+    rows = ["| criterion | score | what was measured |", "| --- | --- | --- |",
+            *[f"| {name} | {score} | {how} |" for name, score, how in abcd_rows(diagnosis)]]
+    definitions = [f"- **{abcd[key]['name']}:** {literal(abcd[key]['definition'])}" for key in ("asymmetry", "border", "colours")]
+    return "\n".join([
+        head, *rows, "",
+        f"**{abcd['partial_label'][0].upper() + abcd['partial_label'][1:]}: {abcd['partial_score']:.1f}.** {abcd['not_computed']}",
+        "", "**How each was measured** (on the segmenter's outline of this image):", *definitions, "",
+        f"*Source:* {abcd['source']}",
+    ])
+
+
+def literal(text: str) -> str:
+    """Plain text as Markdown shows it word for word: the asterisks of L*, a*, b* are not emphasis."""
+    return text.replace("*", r"\*")
+
+
+def followup_rows(result: FollowUp) -> list[tuple[str, str, str, str]]:
+    """(quantity, previous, current, change) of a follow-up comparison."""
+    before, now, change = result.previous, result.current, result.change
+
+    def score(side: dict) -> str:
+        return f"{short_name(side['top_class'])} ({side['top_class']}) {percent(side['scores'][side['top_class']])}"
+
+    new, gone = change["colours_new"], change["colours_gone"]
+    return [
+        ("area (px of the current image)", f"{before['area_px']:,.0f}", f"{now['area_px']:,.0f}", f"{change['area_percent']:+.1f} %"),
+        ("greatest diameter (px)", f"{before['greatest_diameter_px']:.0f}", f"{now['greatest_diameter_px']:.0f}",
+         f"{change['greatest_diameter_percent']:+.1f} %"),
+        ("equivalent diameter (px)", f"{before['equivalent_diameter_px']:.0f}", f"{now['equivalent_diameter_px']:.0f}",
+         f"{change['equivalent_diameter_percent']:+.1f} %"),
+        ("asymmetry (ABCD A, 0–2)", str(before["asymmetry"]), str(now["asymmetry"]), f"{change['asymmetry']:+d}"),
+        ("colours (ABCD C)", ", ".join(before["colours"]) or "—", ", ".join(now["colours"]) or "—",
+         f"{change['colour_count']:+d}" + (f"; new: {', '.join(new)}" if new else "") + (f"; gone: {', '.join(gone)}" if gone else "")),
+        ("highest score", score(before), score(now), "top class changed" if change["top_class_changed"] else "same top class"),
+    ]
+
+
+def followup_panel(result: FollowUp | None, problem: str | None = None) -> str:
+    """Markdown: the change since the previous image, or why there is no comparison; empty when none was asked."""
+    head = "### Follow-up: change since the previous image"
+    if problem:
+        return f"{head}\n**No comparison:** {problem}\n\nThe diagnosis above is of the current image alone."
+    if result is None:
+        return ""
+    rows = ["| | previous (aligned) | current | change |", "| --- | --- | --- | --- |",
+            *[f"| {name} | {before} | {now} | {change} |" for name, before, now, change in followup_rows(result)]]
+    return "\n".join([
+        head, "Previous outline orange, current green, on each image.", "", *rows, "",
+        f"**Largest score changes:** {score_changes(result)}", "", f"**Alignment:** {alignment_text(result)}",
+        "", *[f"- {note}" for note in result.notes], *[f"- ⚠️ {warning}" for warning in result.warnings],
+    ])
+
+
+def score_changes(result: FollowUp, count: int = 3) -> str:
+    """The ``count`` largest changes of the model's scores, in percentage points."""
+    moved = sorted(result.change["scores"].items(), key=lambda item: -abs(item[1]))[:count]
+    return ", ".join(f"{short_name(c)} ({c}) {100 * d:+.1f} pts" for c, d in moved) + "."
+
+
+def alignment_text(result: FollowUp) -> str:
+    """How the previous image was aligned, and how well the two then match."""
+    align = result.alignment
+    return (f"{align['method']}. Rotation {align['rotation_deg']:.0f}°, scale {align['scale']:.3f}, lightness correlation "
+            f"{align['lightness_correlation']:.2f}, overlap of the aligned outlines (IoU) {result.change['overlap_iou']:.2f}.")
