@@ -115,8 +115,7 @@ def sheet_text(diagnosis: Diagnosis) -> str:
         "Where the model looked:",
         *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis)],
         "",
-        "Lesion measurements:",
-        *([f"  - {k}: {v}" for k, v in views.measurement_rows(diagnosis)] or ["  - no lesion found"]),
+        "Lesion measurements: " + ("; ".join(f"{k} {v}" for k, v in views.measurement_rows(diagnosis)) or "no lesion found") + ".",
         *([f"Skin tone around the lesion: {views.skin_tone_summary(diagnosis, markdown=False)} (ITA after Chardon et "
            f"al. 1991, bands after Del Bino & Bernerd 2013; {skin_tone.CAVEAT[0].lower()}{skin_tone.CAVEAT[1:]})"]
           if diagnosis.skin_tone else []),
