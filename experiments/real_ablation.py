@@ -183,10 +183,26 @@ class Clock:
 
 def train_run(config: RealAblationConfig, run: Path, variant: str, seed: int, source: DermFuse, table: pd.DataFrame,
               cache: FeatureCache, classes: list[str], name: str) -> dict | None:
-    """Train (or resume) one variant × seed on ``cache`` unless finished; the time it took now (``None``: reused)."""
+    """Train (or resume) one variant × seed on ``cache`` unless finished; the time it took now (``None``: reused).
+
+    A run folder records the settings it was made with (``study.json``); one made with others is refused, so a
+    smoke run's models never stand in a full study's table."""
     state = stage_state(run)
+    wanted = {"variant": variant, "seed": seed, "model": Path(config.model).name, "cache": cache.key,
+              **{k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "warmup_steps", "weight_decay",
+                                                 "frozen_stages", "focus_images")}}  # fmt: skip
+    recorded = run / "study.json"
+    if state != "new" and recorded.is_file():
+        made = json.loads(recorded.read_text(encoding="utf-8"))
+        same = lambda key: json.dumps(wanted.get(key), sort_keys=True) == json.dumps(made.get(key), sort_keys=True)  # noqa: E731
+        changed = sorted(key for key in wanted.keys() | made.keys() if not same(key))
+        if changed:
+            raise ValueError(f"{run} was made with other settings ({', '.join(changed)} differ): pass --fresh to train "
+                             "the study again, or another --out")
     if state == "done":
         return None
+    run.mkdir(parents=True, exist_ok=True)
+    write_json(recorded, wanted)
     with Clock() as clock:
         settings = make_config(
             FrozenConfig, "small", out=str(run), resume=state == "resume", seed=seed, variant=variant, segmenter=config.model,
