@@ -22,11 +22,10 @@ applied to a cache. Class imbalance: the small recipe's weighted loss; metadata 
 from __future__ import annotations
 
 import copy
-import hashlib
+import itertools
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +156,7 @@ def compute_features(model: DermFuse, split: int, cases: Iterable[tuple[str, Ima
 
     batch: list = []
     bar = tqdm(total=count, unit="image", desc="frozen stages", disable=not progress, mininterval=2.0)
-    for case in [*cases, None]:
+    for case in itertools.chain(cases, [None]):  # lazily: a whole dataset of decoded images would not fit in memory
         if case is not None:
             batch.append(case)
         if batch and (case is None or len(batch) == batch_size):
@@ -252,19 +251,19 @@ def freeze_early(model: DermFuse, split: int) -> None:
 
 
 def run_frozen_classifier(config: FrozenConfig, source: DermFuse, table: pd.DataFrame, cache: FeatureCache,
-                          classes: list[str], on_finish: Callable[[DermFuse, Path], dict] | None = None) -> Path:
+                          classes: list[str]) -> Path:
     """Train one variant on ``cache`` (rows of ``table`` with ``split`` train / val), calibrate it on val as the
-    small recipe does (``--calibration=prior``), save it in ``<out>/model``; ``on_finish(model, run)`` may add
-    to ``metrics.json`` (the test scores). Resumes from ``<out>/checkpoint.pt`` with ``config.resume``."""
+    small recipe does (``--calibration=prior``), save it in ``<out>/model`` with ``metrics.json`` beside it (the
+    experiment scores the test split itself). Resumes from ``<out>/checkpoint.pt`` with ``config.resume``."""
     runtime = setup_runtime(config)
     try:
-        return _train(config, runtime, source, table, cache, classes, on_finish)
+        return _train(config, runtime, source, table, cache, classes)
     finally:
         teardown_runtime(runtime)
 
 
 def _train(config: FrozenConfig, runtime: Runtime, source: DermFuse, table: pd.DataFrame, cache: FeatureCache,
-           classes: list[str], on_finish) -> Path:
+           classes: list[str]) -> Path:
     run = open_run(config, runtime)
     split = config.frozen_stages
     checkpoint = resume_checkpoint(config, run)
@@ -299,26 +298,10 @@ def _train(config: FrozenConfig, runtime: Runtime, source: DermFuse, table: pd.D
     alpha, temperature = fit_prior_shift(val_logits, val_set.labels.numpy(), log_prior, bins=config.ece_bins)
     best.update_config(temperature=temperature, prior_shift=(alpha * log_prior).tolist() if alpha else None)
     save_model(best, run / MODEL_DIR)
-    extra = on_finish(best, run) if on_finish is not None else {}
     write_json(run / "metrics.json", {
         "stage": "classifier", "finished": True, "variant": config.variant, "seed": config.seed,
         "frozen_stages": split, "classes": classes, "best_epoch": state.best_epoch, "best_val": state.best,
         "steps": state.step, "epochs": state.history, "calibration": {"alpha": alpha, "temperature": temperature},
-        **extra,
     })  # fmt: skip
     (run / CHECKPOINT).unlink(missing_ok=True)  # finished: the model folder is all that is kept
     return run
-
-
-def stage_done(run: Path) -> bool:
-    metrics = run / "metrics.json"
-    return metrics.is_file() and bool(json.loads(metrics.read_text(encoding="utf-8")).get("finished"))
-
-
-def remove_run(run: Path) -> None:
-    if run.exists():
-        shutil.rmtree(run)
-
-
-def digest_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
