@@ -47,7 +47,7 @@ import torch
 
 from dermfuse import DermFuse
 from dermfuse.data import load_image, load_mask, read_ham10000, read_manifest
-from dermfuse.data.artefacts import CITATION, ArtefactInserter, templates_folder
+from dermfuse.data.artefacts import CITATION, KINDS, ArtefactInserter, templates_folder
 from dermfuse.explain import explain_streams
 from dermfuse.figures import grouped_bars
 from dermfuse.lesion import paste_into_frame
@@ -55,7 +55,7 @@ from dermfuse.measure import lesion_focus
 from dermfuse.metrics import classification_metrics, softmax
 from dermfuse.models.presets import VARIANTS
 from experiments import real_artefacts
-from experiments.ablation import stat
+from experiments.ablation import parse_seeds, stat
 from experiments.demo import stage_state
 from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.classifier import MASK_DIR, cache_masks
@@ -103,16 +103,11 @@ class RealAblationConfig:
             chosen = [v.strip() for v in getattr(self, name).split(",") if v.strip()]
             if (not chosen and name == "variants") or any(v not in VARIANTS for v in chosen):
                 raise ValueError(f"--{name}={getattr(self, name)}: expected names from {', '.join(VARIANTS)}")
-        try:
-            seeds = self.seed_list
-        except ValueError:
-            seeds = []
-        if not seeds:
-            raise ValueError(f"--seeds={self.seeds}: expected comma-separated integers, e.g. 0,1,2")
+        parse_seeds(self.seeds)
         if not 0 < self.artefact_rate <= 1:
             raise ValueError(f"--artefact_rate={self.artefact_rate}: a share of the training melanomas in (0, 1]")
-        if self.artefact not in ("bubble", "marking", "ruler"):
-            raise ValueError(f"--artefact={self.artefact}: expected bubble, marking or ruler")
+        if self.artefact not in KINDS:
+            raise ValueError(f"--artefact={self.artefact}: expected one of {', '.join(KINDS)}")
         if self.epochs < 1 or self.focus_images < 1 or self.limit < 0:
             raise ValueError("--epochs and --focus_images must be at least 1, --limit not negative")
 
@@ -126,7 +121,7 @@ class RealAblationConfig:
 
     @property
     def seed_list(self) -> list[int]:
-        return [int(s) for s in self.seeds.split(",") if s.strip()]
+        return parse_seeds(self.seeds)
 
 
 # --- data ---------------------------------------------------------------------------------------
