@@ -8,8 +8,8 @@
 ``--run`` runs, in this order, each as its own command: the real-image studies first (the calibration
 stickers, then ``python -m train real-ablation``: the paper's claims on HAM10000, ≈ 30 min of its own), then
 the inference and training benchmarks, the independent logistic-regression check, the real-metadata
-benchmark, the phantom ablation and the shortcut experiment (the phantom studies: the page's teaching appendix). Their JSON and figures go to
-``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
+benchmark, the phantom ablation and the shortcut experiment (the phantom studies: the page's teaching
+appendix). Their JSON and figures go to ``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
 to ``runs/results/`` (``runs/results-quick/work/``). ``run.json`` records each step's command and time.
 
 The real-data (HAM10000), demo and PH2 sections read the committed checkpoints' ``metrics.json``: those

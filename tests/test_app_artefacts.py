@@ -28,7 +28,7 @@ def test_a_pasted_artefact_changes_only_its_footprint_and_the_page_says_so(catal
     example = real_examples()[0]
     clean = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, False)
     inked = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, False,
-                               "ink marking")
+                               artefact="ink marking")
     original, shown = np.asarray(load_image(example.path)), inked[9].diagnosis.image
     changed = np.abs(shown.astype(int) - original.astype(int)).max(axis=-1) > 0
     assert 0 < changed.mean() < 0.3  # some ink, not a repainted picture
@@ -36,7 +36,7 @@ def test_a_pasted_artefact_changes_only_its_footprint_and_the_page_says_so(catal
     assert "pasted" not in clean[5]
     assert inked[7]["probabilities"] != clean[7]["probabilities"]  # the scores it shows are the inked image's
     again = callbacks.diagnose(catalog, example.path, example.age, example.sex, example.site, None, True, True, False,
-                               "ink marking")
+                               artefact="ink marking")
     assert np.array_equal(again[9].diagnosis.image, shown)  # the same artefact every time: a fair comparison
 
 
@@ -45,6 +45,6 @@ def test_without_the_templates_the_choice_explains_itself(catalog, monkeypatch, 
     assert not callbacks.artefacts_available()
     example = real_examples()[0]
     with pytest.raises(gr.Error, match="artefact templates are not installed"):
-        callbacks.diagnose(catalog, example.path, None, "unknown", "unknown", None, True, True, False, "ruler")
+        callbacks.diagnose(catalog, example.path, None, "unknown", "unknown", None, True, True, False, artefact="ruler")
     with pytest.raises(gr.Error, match="unknown artefact 'glitter'"):
-        callbacks.diagnose(catalog, example.path, None, "unknown", "unknown", None, True, True, False, "glitter")
+        callbacks.diagnose(catalog, example.path, None, "unknown", "unknown", None, True, True, False, artefact="glitter")

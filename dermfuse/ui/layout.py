@@ -159,8 +159,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         phantoms.select(pick_phantom, None, [image, age, sex, site, truth, model], api_name="pick_phantom")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
         # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
-        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches, previous, artefact],
-                     [banner, *results], api_name="switch_model", api_visibility="undocumented", **pipeline_events)
+        model.change(partial(callbacks.switch_model, catalog),
+                     [model, case, image, age, sex, site, *switches, previous, artefact], [banner, *results],
+                     api_name="switch_model", api_visibility="undocumented", **pipeline_events)
         gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
               api_description=callbacks.describe_model.__doc__)
         demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
