@@ -498,7 +498,7 @@ def make_figures(config, runs, artefact_runs, classes, test, work, report, sourc
         figures.append(real_artefacts.gallery(
             models, rows, ArtefactInserter(config.artefact, config.artefacts or None), report / "real_artefact_gallery.png",
             f"Image-stream Grad-CAM, trained with {config.artefact} on {config.artefact_rate:.0%} of the training melanomas "
-            f"(seed {seed}); white: expert mask"))
+            f"(seed {seed}); white: expert mask. HAM10000 images (Tschandl et al. 2018), templates Katsch et al. 2022: CC BY-NC 4.0"))
     return figures
 
 
