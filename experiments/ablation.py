@@ -96,12 +96,7 @@ class AblationConfig:
         unknown = [v for v in self.variant_list if v not in VARIANTS]
         if unknown or not self.variant_list:
             raise ValueError(f"--variants={self.variants}: expected names from {', '.join(VARIANTS)}")
-        try:
-            seeds = self.seed_list
-        except ValueError:
-            seeds = []
-        if not seeds:
-            raise ValueError(f"--seeds={self.seeds}: expected comma-separated integers, e.g. 0,1,2")
+        parse_seeds(QUICK["seeds"] if self.quick else self.seeds)
         if self.shortcut:
             self.shortcut_spec  # raises ValueError naming the problem
         if self.phantoms < 0 or (self.phantoms and self.phantoms < 140):
@@ -113,7 +108,7 @@ class AblationConfig:
 
     @property
     def seed_list(self) -> list[int]:
-        return [int(s) for s in (QUICK["seeds"] if self.quick else self.seeds).split(",") if s.strip()]
+        return parse_seeds(QUICK["seeds"] if self.quick else self.seeds)
 
     @property
     def shortcut_spec(self) -> Shortcut | None:
@@ -122,6 +117,17 @@ class AblationConfig:
     @property
     def experiment(self) -> str:
         return "shortcut" if self.shortcut else "ablation"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; ``ValueError`` naming the setting for anything else."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise ValueError(f"--seeds={text}: expected comma-separated integers, e.g. 0,1,2")
+    return seeds
 
 
 def recipe(config: AblationConfig) -> dict:

@@ -433,15 +433,12 @@ def skin_tone_section(tones: dict | None, tones_path: Path, points: dict | None,
                    + operating_points_table(points) + "\n")
 
 
-LIMITS = """## What this does not show
+LIMITS = """## What the phantom studies do not show
 
 - Phantoms are not patients. The phantom numbers prove the machinery (segmentation, two streams,
-  calibration, explanations) on images whose truth is known; they say nothing about real lesions.
-- The only real images here are PH2's 140 (one clinic, one dermatoscope, nevi and melanomas only,
-  28 melanomas): the cross-validated numbers carry wide uncertainty and do not cover other lesion
-  types, cameras or skin tones.
-- No HAM10000 / ISIC image could be downloaded where this was made: the paper-preset numbers on real
-  data remain to be produced on a GPU with the README's recipe.
+  calibration, explanations) on images whose truth is known; they say nothing about real lesions
+  (the real-image sections above do, within their own limits).
+- The paper-preset numbers on real data remain to be produced on a GPU with the README's recipe.
 - The ablation and the shortcut experiment use the `tiny` preset (narrow DenseNets trained from scratch,
   a few epochs on about a thousand phantoms) so that they run on a CPU; the paper's DenseNet201 with
   ImageNet weights may rank the variants differently. The same command takes `--preset=paper` on a GPU.

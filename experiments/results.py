@@ -1,14 +1,15 @@
 """Re-run every experiment behind ``docs/RESULTS.md`` and write it from the JSON they leave: no number typed by hand.
 
     .venv/bin/python experiments/results.py                  # only write docs/RESULTS.md from docs/results/*.json
-    .venv/bin/python experiments/results.py --run            # re-run everything (67 min on a 2-core CPU), then write
+    .venv/bin/python experiments/results.py --run            # re-run everything (≈ 100 min on a 2-core CPU), then write
     .venv/bin/python experiments/results.py --run --reuse    # keep finished runs and benchmark JSON; do only what is missing
     .venv/bin/python experiments/results.py --run --quick    # one seed, short schedules (< 15 min): a smoke run, not evidence
 
-``--run`` runs, in this order (benchmarks first, while the machine is quiet), each as its own command:
+``--run`` runs, in this order, each as its own command: the real-image studies first (the calibration
+stickers, then ``python -m train real-ablation``: the paper's claims on HAM10000, ≈ 30 min of its own), then
 the inference and training benchmarks, the independent logistic-regression check, the real-metadata
-benchmark, the phantom ablation and the shortcut experiment. Their JSON and figures go to
-``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
+benchmark, the phantom ablation and the shortcut experiment (the phantom studies: the page's teaching
+appendix). Their JSON and figures go to ``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
 to ``runs/results/`` (``runs/results-quick/work/``). ``run.json`` records each step's command and time.
 
 The real-data (HAM10000), demo and PH2 sections read the committed checkpoints' ``metrics.json``: those
@@ -37,6 +38,9 @@ from experiments.report_sections import (  # noqa: E402
     metadata_section, phantom_section, real_section, shortcut_section, skin_tone_section, training_section, trust_section,
 )  # fmt: skip
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
+from experiments.real_sections import (  # noqa: E402
+    real_ablation_section, real_artefact_section, real_claims_section, real_focus_section, stickers_section,
+)  # fmt: skip
 from experiments.real import NAME as REAL_MODEL  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -48,7 +52,9 @@ CRITERIA = Path("docs/results/criteria.json")  # python -m experiments.criteria
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
-             metadata="metadata_benchmark.json", ablation="ablation.json", shortcut="shortcut.json", run="run.json")  # fmt: skip
+             metadata="metadata_benchmark.json", ablation="ablation.json", shortcut="shortcut.json", run="run.json",
+             real_ablation="real_ablation.json", stickers="stickers.json")  # fmt: skip
+REAL_QUICK = ["--limit=300", "--seeds=0", "--epochs=1", "--focus_images=50"]  # a smoke run of the real study
 
 
 def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str, list[str]]]:
@@ -58,7 +64,13 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
     ablation = [python, "-m", "train", "ablation", f"--report={results}", "--progress=false"]
     ablation += ["--quick"] if quick else []
     ablation += [] if reuse else ["--fresh"]
+    real = [python, "-m", "train", "real-ablation", f"--report={results}", f"--out={work / 'real_ablation'}", "--progress=false"]
+    real += REAL_QUICK if quick else []
+    real += [] if reuse else ["--fresh"]
     return [
+        ("stickers", [python, "-m", "experiments.stickers", "--json", str(results / FILES["stickers"]),
+                      *(["--limit", "300"] if quick else [])]),
+        ("real_ablation", real),
         ("inference", [python, "benchmarks/bench_inference.py", "--preset", "tiny" if quick else "paper", "--repeats", "2" if quick else "5",
                        "--json", str(results / FILES["inference"])]),
         ("training", [python, "benchmarks/bench_train.py", "--steps", "1" if quick else "3", "--warmup", "1" if quick else "2",
@@ -79,7 +91,7 @@ def run_all(results: Path, work: Path, quick: bool, reuse: bool) -> dict:
               "machine": machine(), "steps": {}}  # fmt: skip
     started = time.monotonic()
     for name, command in steps(results, work, quick, reuse):
-        reusable = name not in ("ablation", "shortcut") and (ROOT / results / FILES[name]).is_file()  # these reuse per run
+        reusable = name not in ("ablation", "shortcut", "real_ablation") and (ROOT / results / FILES[name]).is_file()  # these reuse per run
         shown = " ".join(Path(c).name if c == sys.executable else c for c in command)
         if reuse and reusable:
             print(f"== {name}: kept {results / FILES[name]}", flush=True)
@@ -100,6 +112,13 @@ def machine() -> str:
     import torch
 
     return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+APPENDIX = """# Appendix: the phantom studies (teaching)
+
+The same experiments on synthetic phantoms, whose truth is known: they show what each measurement can detect
+(a planted shortcut, a stream that helps) before it is asked of real images. They are not evidence about patients.
+"""
 
 
 def write_results_page(results: Path, out: Path) -> Path:
@@ -132,16 +151,22 @@ def write_results_page(results: Path, out: Path) -> Path:
         trust_section(load(ROOT / GATE), GATE, load(ROOT / LESION_FOCUS), LESION_FOCUS),
         skin_tone_section(load(ROOT / SKIN_TONE), SKIN_TONE, load(ROOT / OPERATING_POINTS), OPERATING_POINTS),
         criteria_section(load(ROOT / CRITERIA), CRITERIA),
-        claims_section(data["ablation"], data["shortcut"], data["metadata"]),
-        ablation_section(data["ablation"], paths["ablation"], docs),
-        shortcut_section(data["shortcut"], paths["shortcut"], docs),
-        phantom_section(load(ROOT / demo_path), demo_path),
+        real_claims_section(data["real_ablation"], paths["real_ablation"], data["stickers"], paths["stickers"]),
+        real_ablation_section(data["real_ablation"], paths["real_ablation"], docs),
+        real_focus_section(data["real_ablation"], paths["real_ablation"]),
+        real_artefact_section(data["real_ablation"], paths["real_ablation"], docs),
+        stickers_section(data["stickers"], paths["stickers"]),
         real_section(load(ROOT / real_path), real_path, docs),
         metadata_section(data["metadata"], paths["metadata"], data["independent_lr"], paths["independent_lr"]),
         inference_section(data["inference"], paths["inference"]),
         training_section(data["training"], paths["training"]),
         gpu_section(load(ROOT / GPU_RESULTS / "training_batch32.json"), load(ROOT / GPU_RESULTS / "training_batch128.json"),
                     load(ROOT / GPU_RESULTS / "ablation_paper_quick.json"), GPU_RESULTS),
+        APPENDIX,
+        claims_section(data["ablation"], data["shortcut"], data["metadata"]),
+        ablation_section(data["ablation"], paths["ablation"], docs),
+        shortcut_section(data["shortcut"], paths["shortcut"], docs),
+        phantom_section(load(ROOT / demo_path), demo_path),
         LIMITS,
     ]
     out.parent.mkdir(parents=True, exist_ok=True)

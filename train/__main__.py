@@ -16,6 +16,8 @@ commands:
   real        cross-validate on the real PH2 images, then build the melanoma-vs-nevus checkpoint
   ham10000    the real-data model: small preset on HAM10000 + ISIC 2018 Task 1 (both stages, scored
               through the pipeline, exported to checkpoints/dermfuse-small-ham10000); resumable
+  real-ablation  the paper's claims on real HAM10000 images: the ablation (frozen early stages, cached),
+              lesion focus against the expert masks, and a real artefact shortcut (docs/results/real_ablation.json)
   gate        fit the assessability gate of a model on real dermoscopy vs non-dermoscopy images, store it
               in the model's config and measure it per source (docs/results/gate.json)
   skin-tone   store the skin-tone (ITA) bands of a model's training images in its config (the app's caution)
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.real import RealConfig as config_class, main as run
     elif command == "ham10000":
         from experiments.ham10000 import HAM10000Config as config_class, main as run
+    elif command == "real-ablation":
+        from experiments.real_ablation import RealAblationConfig as config_class, main as run
     elif command == "gate":
         from experiments.gate import GateConfig as config_class, main as run
     elif command == "skin-tone":

@@ -93,3 +93,21 @@ def packaged_imagenet_state(name: str) -> dict[str, torch.Tensor]:
             )
         state[key] = tensor.to(expected.dtype)
     return state
+
+
+def encoder_stages(encoder: nn.Module, split: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """A timm EfficientNet-family encoder's ``forward_features`` cut before stage ``split`` (``blocks[split]``):
+    ``early`` = stem + ``blocks[:split]``, ``late`` = ``blocks[split:]`` + head conv + its norm.
+
+    Both are views of the encoder's own modules (training ``late`` trains the encoder), and
+    ``late(early(x))`` is ``encoder.forward_features(x)``: what a feature cache of the frozen early
+    stages needs (``train/frozen.py``). ``split`` runs from 1 to ``len(encoder.blocks)``.
+    """
+    if not all(hasattr(encoder, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        raise ValueError(f"{type(encoder).__name__} is not an EfficientNet-family encoder (conv_stem, blocks, conv_head): "
+                         "frozen early stages are only defined for those (the 'small' preset's tf_efficientnet_lite0)")
+    if not 1 <= split <= len(encoder.blocks):
+        raise ValueError(f"split={split}: expected a stage index from 1 to {len(encoder.blocks)}")
+    early = nn.Sequential(encoder.conv_stem, encoder.bn1, *encoder.blocks[:split])
+    late = nn.Sequential(*encoder.blocks[split:], encoder.conv_head, encoder.bn2)
+    return early, late

@@ -21,6 +21,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from ..data import load_image
+from ..data.artefacts import CITATION, ArtefactInserter, templates_folder
 from ..diagnosis import Diagnosis
 from ..followup import FollowUp, compare
 from ..sources import DEMO_MODEL
@@ -31,6 +33,8 @@ from .catalog import ModelCatalog
 log = logging.getLogger(__name__)
 REPORTS = Path(tempfile.gettempdir()) / "dermfuse-app" / "reports"
 NO_IMAGE = "No image: upload a dermoscopy image (JPEG or PNG) or pick an example first."
+# The teaching view's real artefacts (Katsch, Rinner & Tschandl 2022's templates): menu entry → template kind.
+ARTEFACTS = {"none": None, "ink marking": "marking", "ruler": "ruler", "air bubbles": "bubble"}
 
 
 @dataclass(frozen=True)
@@ -78,21 +82,50 @@ def uploaded_file(image: dict | str | None) -> tuple[str, str]:
     return str(path), Path(name).name
 
 
+def artefacts_available() -> bool:
+    """Whether the artefact templates are here (they are not shipped: CC BY-NC 4.0, see dermfuse/data/artefacts.py)."""
+    return (templates_folder() / "meta.json").is_file()
+
+
+@functools.lru_cache(maxsize=None)
+def artefact_inserter(kind: str) -> ArtefactInserter:
+    return ArtefactInserter(kind)
+
+
+def with_artefact(pipeline, path: str, choice: str) -> np.ndarray:
+    """The image at ``path`` with a real artefact pasted in (teaching view), placed around the lesion the segmenter
+    finds; always seed 0, so switching between "none" and an artefact compares the same two pictures."""
+    if choice not in ARTEFACTS:
+        raise ValueError(f"unknown artefact {choice!r}: choose one of {', '.join(ARTEFACTS)}")
+    if not artefacts_available():
+        raise ValueError(f"The artefact templates are not installed here (looked in {templates_folder()}): they are "
+                         "not shipped with dermfuse. Set DERMFUSE_ARTEFACTS to the folder of Katsch et al.'s templates.")
+    image = load_image(path)
+    _, masks, _ = pipeline.segment([image])
+    pixels, _ = artefact_inserter(ARTEFACTS[choice])(np.asarray(image), masks[0], 0)
+    return pixels
+
+
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
-        use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False, explain: bool = True
-        ) -> tuple[np.ndarray, Diagnosis]:  # fmt: skip
+        use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False, explain: bool = True,
+        artefact: str = "none") -> tuple[np.ndarray, Diagnosis]:  # fmt: skip
     """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis).
 
     The result's ``image_id`` is the user's file name without its suffix, as the CLI names its results,
-    so the JSON and the case sheet name the same image.
+    so the JSON and the case sheet name the same image. ``artefact`` (teaching view): a real artefact is pasted
+    into the image first (:func:`with_artefact`), and the warnings say so.
     """
     path, name = uploaded_file(image)
     pipeline = catalog.pipeline(model or catalog.default)
     try:
-        diagnosis = pipeline(path, age, sex, site, explain=explain, attention=attention, lesion_stream=lesion_stream,
+        source = path if artefact in (None, "", "none") else with_artefact(pipeline, path, artefact)
+        diagnosis = pipeline(source, age, sex, site, explain=explain, attention=attention, lesion_stream=lesion_stream,
                              use_metadata=use_metadata, image_id=Path(name).stem)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
+    if source is not path:
+        diagnosis.warnings.insert(0, f"Teaching view: a real {artefact} was pasted into this image (template of {CITATION}). "
+                                     "Compare the scores and heatmaps with the artefact set to none.")
     return diagnosis.image, diagnosis
 
 
@@ -125,10 +158,13 @@ def follow_up(catalog: ModelCatalog, current: Diagnosis, previous: dict | str | 
 
 
 @user_errors
-def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous=None):
+def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous=None,
+             artefact="none"):
     """Everything the page shows for one case (the button, and each teaching switch); with ``previous`` (an earlier
-    image of the same lesion) the follow-up comparison too."""
-    picture, diagnosis = run(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention)
+    image of the same lesion) the follow-up comparison too; with ``artefact`` (teaching view) a real artefact pasted
+    into the image first."""
+    picture, diagnosis = run(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention,
+                             artefact=artefact)
     small_picture, small = views.shrink(picture, diagnosis)
     shown = views.pictures(small_picture, small)
     gates = views.attention_pictures(small)
@@ -167,7 +203,7 @@ def cleared_results(note: str) -> tuple:
 
 
 def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, image, age, sex, site, use_metadata,
-                 lesion_stream, attention, previous=None):
+                 lesion_stream, attention, previous=None, artefact="none"):
     """The model menu changed: clear the old model's results at once, load and describe the new model, then
     diagnose the shown case again with it (and remake its downloads).
 
@@ -183,7 +219,7 @@ def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, imag
     if not again:
         yield banner, *(gr.skip(),) * len(cleared_results(""))
         return
-    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous)
+    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous, artefact)
     yield banner, *shown
     yield gr.skip(), *(gr.skip(),) * (len(shown) - 3), *make_report(shown[9])
 

@@ -91,6 +91,11 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                     use_metadata = gr.Checkbox(True, label="Use the metadata (age, sex, site)")
                     lesion_stream = gr.Checkbox(True, label="Use the lesion stream")
                     attention = gr.Checkbox(False, label="Show the segmenter's attention gates")
+                    artefact = gr.Dropdown(list(callbacks.ARTEFACTS), value="none", label="Paste a real artefact into the image",
+                                           info="Ink, a ruler or air bubbles cut from real images (Katsch, Rinner & Tschandl "
+                                                "2022): do the scores and the heat move to it?" if callbacks.artefacts_available()
+                                           else "Needs the artefact templates (not shipped): set DERMFUSE_ARTEFACTS.",
+                                           interactive=callbacks.artefacts_available(), elem_id="artefact")
                     gr.Markdown(f"**Synthetic phantoms** with their ground truth, for the teaching model "
                                 f"`{DEMO_MODEL}`, which learned from them: picking one chooses it.")
                     phantoms = gr.Gallery(label="Phantom examples", columns=4, allow_preview=False, show_label=False, elem_id="phantoms")
@@ -131,9 +136,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         # every other input themselves.
         pipeline_events = dict(concurrency_limit=PIPELINE_CONCURRENCY, concurrency_id="pipeline", preprocess=False)
         gr.on(
-            [button.click, use_metadata.input, lesion_stream.input, attention.input],
+            [button.click, use_metadata.input, lesion_stream.input, attention.input, artefact.input],
             partial(callbacks.diagnose, catalog),
-            inputs + switches + [previous],
+            inputs + switches + [previous, artefact],
             results,
             api_name="diagnose",
             api_description=callbacks.diagnose.__doc__,
@@ -154,8 +159,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         phantoms.select(pick_phantom, None, [image, age, sex, site, truth, model], api_name="pick_phantom")
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
         # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
-        model.change(partial(callbacks.switch_model, catalog), [model, case, image, age, sex, site, *switches, previous],
-                     [banner, *results], api_name="switch_model", api_visibility="undocumented", **pipeline_events)
+        model.change(partial(callbacks.switch_model, catalog),
+                     [model, case, image, age, sex, site, *switches, previous, artefact], [banner, *results],
+                     api_name="switch_model", api_visibility="undocumented", **pipeline_events)
         gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
               api_description=callbacks.describe_model.__doc__)
         demo.load(callbacks.example_gallery, None, gallery, api_name="examples")
