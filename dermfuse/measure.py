@@ -41,8 +41,9 @@ class LesionMeasurements:
         return asdict(self)
 
 
-def measure_lesion(image: np.ndarray, mask: np.ndarray) -> LesionMeasurements | None:
-    """Measurements of the lesion in ``mask`` (H, W bool) on ``image`` (H, W, 3 uint8); None if empty."""
+def measure_lesion(image: np.ndarray, mask: np.ndarray, colours: list[str] | None = None) -> LesionMeasurements | None:
+    """Measurements of the lesion in ``mask`` (H, W bool) on ``image`` (H, W, 3 uint8); None if empty.
+    ``colours``: the ABCD colours already counted by :func:`dermfuse.criteria.lesion_criteria` (else counted here)."""
     area = int(mask.sum())
     if area == 0:
         return None
@@ -53,7 +54,7 @@ def measure_lesion(image: np.ndarray, mask: np.ndarray) -> LesionMeasurements | 
         asymmetry_major_axis=major,
         asymmetry_minor_axis=minor,
         border_irregularity=border_irregularity(mask),
-        colours=counted_colours(colour_shares(image, mask)),
+        colours=counted_colours(colour_shares(image, mask)) if colours is None else list(colours),
         touches_border=bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()),
     )
 

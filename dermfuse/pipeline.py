@@ -234,8 +234,8 @@ class DermFusePipeline:
                 heatmaps = {s: paste_into_frame(explained.maps[s][i], box if s == "lesion" else None, mask.shape)
                             for s in methods}
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
-            measurements = measure_lesion(pixels, mask)
-            criteria = lesion_criteria(pixels, mask)
+            criteria = lesion_criteria(pixels, mask)  # the ABCD colours, counted once for both
+            measurements = measure_lesion(pixels, mask, None if criteria is None else criteria.colours.numbers["colours"])
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i])

@@ -19,6 +19,9 @@ resumes from its checkpoint; ``--fresh`` starts over):
    fp32; the card says which, with the measured change (``--half=false`` skips the check: fp32).
 5. The assessability gate fitted on the exported model and measured per source (``python -m train gate``).
 
+Where the shipped weights were made otherwise than by one fresh run (a run continued with more epochs,
+a stage swapped in), ``<work>/history.txt`` says how, and the model card repeats it.
+
 A user with the full-size datasets points ``--ham10000`` and ``--isic2018_task1`` at them: the
 readers take any image size. ``--ph2=''`` skips the cross-dataset check.
 """
@@ -56,6 +59,7 @@ from train.segmenter import run_segmenter
 NAME = "dermfuse-small-ham10000"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HALF_TOLERANCE = 0.01  # largest probability change fp16 storage may cause
+HISTORY = "history.txt"  # in the work folder: how the weights were made, where that differs from one fresh run
 
 
 @dataclass
@@ -184,6 +188,9 @@ def run_ham10000(config: HAM10000Config) -> Path:
                      "for this invocation's remaining stages, scoring and export",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
     }
+    history = work / HISTORY
+    if history.is_file():  # written by hand when a run was continued or assembled across sessions
+        reproduce["history"] = history.read_text(encoding="utf-8").strip()
     out = export(classifier_run, config.out, reproduce=reproduce, results=results)
     if half:
         store_half(out)

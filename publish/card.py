@@ -26,7 +26,8 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
                reproduce: dict | None = None) -> str:  # fmt: skip
     """The Markdown model card (with Hub YAML front matter) for one trained model.
 
-    ``reproduce``: optional {"command": ..., "wall_time": ..., "machine": ...} for a "Reproduce" section.
+    ``reproduce``: optional {"command": ..., "wall_time": ..., "machine": ..., "history": ...} for a "Reproduce"
+    section (``history``: how the weights were made where it differs from a from-scratch run).
     """
     name = model_config.get("name", "dermfuse")
     phantom = str(model_config.get("dataset", "")).startswith("phantom")
@@ -431,4 +432,6 @@ def _reproduce(reproduce: dict) -> str:
     lines = ["## Reproduce", "", "```bash", reproduce["command"], "```", ""]
     if reproduce.get("wall_time"):
         lines.append(f"Wall time: {reproduce['wall_time']}" + (f" on {reproduce['machine']}." if reproduce.get("machine") else "."))
+    if reproduce.get("history"):
+        lines += ["", f"How these weights differ from a from-scratch run of the command: {reproduce['history']}"]
     return "\n".join(lines) + "\n"

@@ -108,7 +108,7 @@ class ClassifierConfig(TrainConfig):
 TRAINING_RECIPES: dict[str, dict[str, dict]] = {
     "segmenter": {
         "tiny": dict(epochs=8, batch_size=16, lr=2e-3, weight_decay=1e-4, warmup_steps=30),
-        "small": dict(epochs=4, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
+        "small": dict(epochs=8, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=100, pretrained=True,
                       checkpoint_every=100),
         "paper": dict(epochs=60, batch_size=16, lr=3e-4, weight_decay=1e-4, warmup_steps=500, pretrained=True,
                       patience=10, workers=8, checkpoint_every=500, eval_batch_size=64),
