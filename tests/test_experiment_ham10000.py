@@ -28,3 +28,17 @@ def test_half_storage_loads_back_as_fp32_and_agrees(tmp_path):
                      for m in (half, full)]
     assert np.abs(probabilities[0] - probabilities[1]).max() < 0.01
     assert (folder / "model.safetensors").stat().st_size < 0.6 * (CHECKPOINTS / DEMO_MODEL / "model.safetensors").stat().st_size
+
+
+def test_the_card_says_how_the_weights_differ_from_a_fresh_run():
+    from publish.card import _reproduce
+
+    plain = _reproduce({"command": "python -m train ham10000", "wall_time": "5 minutes"})
+    told = _reproduce({"command": "python -m train ham10000", "history": "the segmenter was resumed to 8 epochs."})
+    assert "differ from a from-scratch run" not in plain
+    assert "How these weights differ from a from-scratch run of the command: the segmenter was resumed to 8 epochs." in told
+
+
+def test_the_shipped_card_tells_its_history():
+    card = (CHECKPOINTS / "dermfuse-small-ham10000" / "README.md").read_text(encoding="utf-8")
+    assert "How these weights differ from a from-scratch run" in card and "8-epoch segmenter" in card
