@@ -69,6 +69,9 @@ STREAMS = ("image", "lesion")
 UNDER = 0.3  # lesion focus below this: the map lies mostly off the lesion
 HISTOGRAM_BINS = 10
 GALLERY_IMAGES = 2  # melanomas and other test images each
+# The gallery shows HAM10000 images (CC BY-NC 4.0): it stays in the run folder, never in the repository (which holds
+# only CC0 images), like the stickers' contact sheet.
+GALLERY = "real_artefact_gallery.png"
 
 
 @dataclass
@@ -396,7 +399,8 @@ def run_real_ablation(config: RealAblationConfig) -> Path:
                                   if VARIANTS[v]["use_metadata"]},
         "runs": runs,
         "artefacts": artefacts,
-        "figures": [str(f.relative_to(report)) for f in figures],
+        "figures": [str(f.relative_to(report)) for f in figures if f.is_relative_to(report)],
+        "gallery": str(work / GALLERY) if (work / GALLERY).is_file() else None,  # HAM10000 images: not committed
         "wall_minutes": round((time.monotonic() - started) / 60, 1),
         "runs_reused": reused,
     }
@@ -479,7 +483,8 @@ def budget(config: RealAblationConfig, reference: DermFuse, runs: list[dict], ti
 
 
 def make_figures(config, runs, artefact_runs, classes, test, work, report, source) -> list[Path]:
-    """Balanced accuracy per variant (with and without metadata at test time), and the artefact gallery."""
+    """Balanced accuracy per variant (with and without metadata at test time) into ``report``, and the artefact
+    gallery into ``work``."""
     report.mkdir(parents=True, exist_ok=True)
     summary = summarise(runs, config.variant_list, ["clean"], classes)
     means = {v: {s.replace("_", " "): summary[v]["clean"][s]["balanced_accuracy"]["mean"] for s in ("with_metadata", "without_metadata")}
@@ -496,7 +501,7 @@ def make_figures(config, runs, artefact_runs, classes, test, work, report, sourc
         target = test["label"] == real_artefacts.TARGET
         rows = pd.concat([test[target].head(GALLERY_IMAGES), test[~target].head(GALLERY_IMAGES)])
         figures.append(real_artefacts.gallery(
-            models, rows, ArtefactInserter(config.artefact, config.artefacts or None), report / "real_artefact_gallery.png",
+            models, rows, ArtefactInserter(config.artefact, config.artefacts or None), work / GALLERY,
             f"Image-stream Grad-CAM, trained with {config.artefact} on {config.artefact_rate:.0%} of the training melanomas "
             f"(seed {seed}); white: expert mask. HAM10000 images (Tschandl et al. 2018), templates Katsch et al. 2022: CC BY-NC 4.0"))
     return figures

@@ -499,3 +499,30 @@ def criteria_section(report: dict | None, path: Path) -> str:
                      "camera's pinkish cast that the white balance does not fully undo inside the lesion is the likely reason "
                      "the colour count does not separate the two classes here, while on PH2 (one dermatoscope) it does.\n")
     return text
+
+
+def preset_comparison_section(report: dict | None, path: Path) -> str:
+    """Issue 13's preset choice: the ``tiny`` classifier from scratch against the ``small`` one at the same budget."""
+    text = "### Why the `small` preset: against `tiny` from scratch, same split, masks and budget\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.tiny_vs_small")
+    small, tiny = report["small"], report["tiny"]
+
+    def cells(metrics: dict | None) -> str:
+        if not metrics:
+            return "– | – | –"
+        return " | ".join(number(metrics.get(k)) for k in ("balanced_accuracy", "macro_auc", "ece"))
+
+    text += (f"Budget: {report['budget']} ({report['budget_seconds'] / 60:.1f} minutes of wall time on this CPU); split "
+             f"`{Path(report['split']).name}` of the shipped model; both classifiers learn from the lesion images of the "
+             "same segmenter's masks. Validation is the split that picks models; the tiny run's test numbers are beside "
+             f"the small run's final ones. Source `{path}`.\n\n"
+             "| classifier | encoders | epochs | validation balanced accuracy | macro AUC | ECE |\n| --- | --- | --- | --- | --- | --- |\n"
+             f"| small, at the budget | {small['encoders']} | {small['epochs_at_budget']} | {cells(small['val_at_budget'])} |\n"
+             f"| tiny, at the budget | {tiny['encoders']} | {tiny['epochs_at_budget']} | {cells(tiny['val_at_budget'])} |\n"
+             f"| small, its full schedule (shipped) | {small['encoders']} | {small['epochs_final']} | {cells(small['val_final'])} |\n\n"
+             "| test split (training-time path, cached masks) | balanced accuracy | macro AUC | ECE |\n| --- | --- | --- | --- |\n"
+             f"| tiny, at the budget | {cells(tiny['test_at_budget'])} |\n"
+             f"| small, its full schedule | {cells(small['test_final'])} |\n\n"
+             f"Command: `{report['command']}`.\n")  # fmt: skip
+    return text

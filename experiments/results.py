@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
     LIMITS, ablation_section, claims_section, criteria_section, gpu_section, ham10000_section, inference_section, load,
-    metadata_section, phantom_section, real_section, shortcut_section, skin_tone_section, training_section, trust_section,
+    metadata_section, phantom_section, preset_comparison_section, real_section, shortcut_section, skin_tone_section,
+    training_section, trust_section,
 )  # fmt: skip
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
 from experiments.real_sections import (  # noqa: E402
@@ -50,6 +51,7 @@ GATE = Path("docs/results/gate.json")  # python -m train gate
 LESION_FOCUS = Path("docs/results/lesion_focus.json")  # python -m experiments.lesion_focus
 SKIN_TONE, OPERATING_POINTS = Path("docs/results/skin_tone.json"), Path("docs/results/operating_points.json")  # python -m train skin-tone / operating-points
 CRITERIA = Path("docs/results/criteria.json")  # python -m experiments.criteria
+PRESET_COMPARISON = Path("docs/results/tiny_vs_small.json")  # python -m experiments.tiny_vs_small (needs the ham10000 runs)
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
@@ -158,6 +160,7 @@ def write_results_page(results: Path, out: Path) -> Path:
         "# dermfuse results\n",
         header + "\n",
         ham10000_section(load(ROOT / ham10000_path), ham10000_path, load(ROOT / HAM10000_SPEED), HAM10000_SPEED),
+        preset_comparison_section(load(ROOT / PRESET_COMPARISON), PRESET_COMPARISON),
         trust_section(load(ROOT / GATE), GATE, load(ROOT / LESION_FOCUS), LESION_FOCUS),
         skin_tone_section(load(ROOT / SKIN_TONE), SKIN_TONE, load(ROOT / OPERATING_POINTS), OPERATING_POINTS),
         criteria_section(load(ROOT / CRITERIA), CRITERIA),
