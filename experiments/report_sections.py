@@ -517,12 +517,14 @@ def preset_comparison_section(report: dict | None, path: Path) -> str:
              f"`{Path(report['split']).name}` of the shipped model; both classifiers learn from the lesion images of the "
              "same segmenter's masks. Validation is the split that picks models; the tiny run's test numbers are beside "
              f"the small run's final ones. Source `{path}`.\n\n"
-             "| classifier | encoders | epochs | validation balanced accuracy | macro AUC | ECE |\n| --- | --- | --- | --- | --- | --- |\n"
+             "| classifier | encoders | epochs | validation balanced accuracy | macro AUC | ECE before calibration |\n| --- | --- | --- | --- | --- | --- |\n"
              f"| small, at the budget | {small['encoders']} | {small['epochs_at_budget']} | {cells(small['val_at_budget'])} |\n"
              f"| tiny, at the budget | {tiny['encoders']} | {tiny['epochs_at_budget']} | {cells(tiny['val_at_budget'])} |\n"
              f"| small, its full schedule (shipped) | {small['encoders']} | {small['epochs_final']} | {cells(small['val_final'])} |\n\n"
-             "| test split (training-time path, cached masks) | balanced accuracy | macro AUC | ECE |\n| --- | --- | --- | --- |\n"
+             "| test split (training-time path, cached masks) | balanced accuracy | macro AUC | ECE after calibration |\n| --- | --- | --- | --- |\n"
              f"| tiny, at the budget | {cells(tiny['test_at_budget'])} |\n"
              f"| small, its full schedule | {cells(small['test_final'])} |\n\n"
-             f"Command: `{report['command']}`.\n")  # fmt: skip
+             f"The tiny run {'finished its own schedule' if tiny['epochs_at_budget'] >= 15 else 'was cut'} within the budget "
+             f"({tiny['epochs_at_budget']} epochs); the small run was then {small['epochs_at_budget']} epochs into its "
+             f"{small['epochs_final']}-epoch schedule. Command: `{report['command']}`.\n")  # fmt: skip
     return text
