@@ -7,7 +7,7 @@
 
 ``--run`` runs, in this order, each as its own command: the real-image studies first (the calibration
 stickers, then ``python -m train real-ablation``: the paper's claims on HAM10000, ≈ 30 min of its own; then the
-shipped real-data model's ABCD validation, skin-tone bands, operating points and speed), then
+shipped real-data model's lesion focus, ABCD validation, skin-tone bands, operating points and speed), then
 the inference and training benchmarks, the independent logistic-regression check, the real-metadata
 benchmark, the phantom ablation and the shortcut experiment (the phantom studies: the page's teaching
 appendix). Their JSON and figures go to ``docs/results/`` (``--quick``: ``runs/results-quick/``, with its own RESULTS.md), the training runs
@@ -56,7 +56,7 @@ GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, 
 SHORTCUT = "mel:0.9"
 FILES = dict(inference="inference.json", training="training.json", independent_lr="independent_lr.json",
              metadata="metadata_benchmark.json", ablation="ablation.json", shortcut="shortcut.json", run="run.json",
-             real_ablation="real_ablation.json", stickers="stickers.json", criteria="criteria.json",
+             real_ablation="real_ablation.json", stickers="stickers.json", criteria="criteria.json", lesion_focus="lesion_focus.json",
              skin_tone="skin_tone.json", operating_points="operating_points.json",
              inference_ham10000="inference_small_ham10000.json")  # fmt: skip
 REAL_QUICK = ["--limit=300", "--seeds=0", "--epochs=1", "--focus_images=50"]  # a smoke run of the real study
@@ -77,6 +77,8 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
                       *(["--limit", "300"] if quick else [])]),
         ("real_ablation", real),
         # The shipped real-data model's own studies (they also write its config and card where they fit something).
+        ("lesion_focus", [python, "-m", "experiments.lesion_focus", "--json", str(results / FILES["lesion_focus"]),
+                          *(["--limit", "100"] if quick else [])]),
         ("criteria", [python, "-m", "experiments.criteria", "--json", str(results / FILES["criteria"]),
                       *(["--limit", "100"] if quick else [])]),
         ("skin_tone", [python, "-m", "train", "skin-tone", f"--out={results / FILES['skin_tone']}"]),
