@@ -83,3 +83,13 @@ def colour_bars_in(pixels: np.ndarray) -> int:
             start = None
         most = max(most, runs)
     return most
+
+
+@pytest.fixture(scope="module")
+def shipped_app():
+    """The app on the shipped default model, served for one test module (the browser and API tests share it)."""
+    from app_harness import running_app
+    from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+
+    with running_app(str(CHECKPOINTS / DEFAULT_MODEL)) as app:
+        yield app

@@ -19,7 +19,6 @@ from PIL import Image
 
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui import examples
-from app_harness import running_app
 
 DEFAULT = CHECKPOINTS / DEFAULT_MODEL
 CHROMIUM = "/usr/bin/chromium"
@@ -30,14 +29,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_app(str(DEFAULT)) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return Client(server.url, verbose=False)
+def client(shipped_app):
+    return Client(shipped_app.url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ def test_the_api_diagnoses_a_real_dermoscopy_example(client):
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
-def test_the_browser_shows_no_diagnosis_for_a_photo_and_scores_for_dermoscopy(server, images):
+def test_the_browser_shows_no_diagnosis_for_a_photo_and_scores_for_dermoscopy(shipped_app, images):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -80,13 +73,13 @@ def test_the_browser_shows_no_diagnosis_for_a_photo_and_scores_for_dermoscopy(se
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
             for name in ("photo", "blank", "single_colour", "random_photo"):
-                page.goto(server.url)  # a fresh page per image: nothing of the last one can pass for this one's
+                page.goto(shipped_app.url)  # a fresh page per image: nothing of the last one can pass for this one's
                 page.locator("#upload input[type=file]").set_input_files(str(images[name]))
                 page.locator("#diagnose").click()
                 expect(page.locator("#warnings")).to_contain_text("Not assessable: no diagnosis is shown", timeout=30_000)
                 expect(page.locator("#reading")).to_contain_text("Withheld")
                 expect(page.locator("#scores")).not_to_contain_text("%")
-            page.goto(server.url)
+            page.goto(shipped_app.url)
             page.locator("#upload input[type=file]").set_input_files(examples.real_examples()[0].path)
             page.locator("#diagnose").click()
             expect(page.locator("#scores")).to_contain_text("%", timeout=30_000)

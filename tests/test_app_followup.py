@@ -15,7 +15,6 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
-from app_harness import running_app
 from conftest import ham10000_lesion_pair
 
 DEFAULT = CHECKPOINTS / DEFAULT_MODEL
@@ -27,19 +26,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_app(str(DEFAULT)) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def pair(shared_data) -> tuple[str, str]:
     """(current, previous): two HAM10000 images of one melanoma."""
     return ham10000_lesion_pair(shared_data)
 
 
-def test_the_compare_api_returns_the_diagnosis_and_its_followup(server, pair):
-    client = Client(server.url, verbose=False)
+def test_the_compare_api_returns_the_diagnosis_and_its_followup(shipped_app, pair):
+    client = Client(shipped_app.url, verbose=False)
     result = client.predict(handle_file(pair[0]), handle_file(pair[1]), None, "unknown", "unknown", api_name="/compare")
     assert result["top_class"] in result["classes"] and result["abcd"]["asymmetry"]["score"] in (0, 1, 2)
     change = result["followup"]["change"]
@@ -47,17 +40,17 @@ def test_the_compare_api_returns_the_diagnosis_and_its_followup(server, pair):
     assert result["followup"]["previous"]["image_id"] == pair[1].rsplit("/", 1)[1].removesuffix(".jpg")
 
 
-def test_the_compare_api_names_a_previous_file_that_is_not_an_image(server, pair, tmp_path):
+def test_the_compare_api_names_a_previous_file_that_is_not_an_image(shipped_app, pair, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")
-    client = Client(server.url, verbose=False)
+    client = Client(shipped_app.url, verbose=False)
     result = client.predict(handle_file(pair[0]), handle_file(str(notes)), None, "unknown", "unknown", api_name="/compare")
     assert result["top_class"] in result["classes"] and result["followup"] is None  # the current diagnosis stands
     assert "'notes.txt' is not an image file" in result["followup_problem"]
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
-def test_the_browser_compares_two_images_of_one_lesion(server, pair, tmp_path):
+def test_the_browser_compares_two_images_of_one_lesion(shipped_app, pair, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     flat = tmp_path / "flat.png"  # the page's image box takes only images: a flat one is the bad previous image here
@@ -66,7 +59,7 @@ def test_the_browser_compares_two_images_of_one_lesion(server, pair, tmp_path):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900})
-            page.goto(server.url)
+            page.goto(shipped_app.url)
             page.locator("#upload input[type=file]").set_input_files(pair[0])
             page.locator("#previous input[type=file]").set_input_files(pair[1])
             page.locator("#diagnose").click()
@@ -80,7 +73,7 @@ def test_the_browser_compares_two_images_of_one_lesion(server, pair, tmp_path):
             expect(page.locator("#abcd")).to_contain_text("Stolz")
             expect(page.locator("#abcd")).to_contain_text("D not computed")
 
-            page.goto(server.url)
+            page.goto(shipped_app.url)
             page.locator("#upload input[type=file]").set_input_files(pair[0])
             page.locator("#previous input[type=file]").set_input_files(str(flat))
             page.locator("#diagnose").click()
