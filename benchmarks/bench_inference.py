@@ -10,7 +10,11 @@ generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in
 (b) explained diagnosis: (a) + Grad-CAM of both streams through the head alone;
 (c) the same networks the way a typical project runs them: eager fp32, a forward for the scores,
     then one standard pytorch-grad-cam ``GradCAM`` call per stream (full backward each).
-Then batch-16 evaluation throughput (segment + classify, no CAM): fast path vs eager fp32.
+Then batch-16 throughput, fast path vs eager fp32: (d) the networks alone (segmenter, both encoders, head, on
+ready tensors); (e) evaluation, ``dermfuse evaluate``'s path (decode-free: segment, mask at the image's size,
+lesion image, classify, assessability and OOD checks; ``describe=False``); (f) full diagnoses as the CLI
+writes them (e) + the ABCD criteria, measurements and skin tone, per-image CPU work that is the same on
+both paths and so caps their ratio.
 With ``--preset`` the weights are random (speed does not depend on them); ``--model`` times a saved
 model (its own weights, so the masks and lesion crops are the real ones). Prints a markdown table and writes JSON.
 """
@@ -54,6 +58,15 @@ def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
     standard_gradcam(pipeline.model.classifier, x, les, metadata, top)
 
 
+def networks_only(pipeline: DermFusePipeline, images, lesions, metadata) -> None:
+    """Segmenter, both encoders and the head on ``images`` (tensors made once, outside the timing)."""
+    networks = pipeline._networks
+    with torch.inference_mode(), pipeline._autocast():
+        networks["segmenter"](images[0])
+        maps = [networks[stream].forward_features(x).float() for stream, x in (("image", images[1]), ("lesion", lesions))]
+    pipeline.head_logits(*maps, metadata)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
@@ -77,16 +90,29 @@ def main() -> None:
     explained = median_seconds(lambda: fast(image, **case, explain=True), args.repeats)
     typical = median_seconds(lambda: typical_explained(eager, image, metadata), args.repeats)
     batch = [Case(image, **case) for _ in range(args.batch)]
-    fast_batch = median_seconds(lambda: fast.predict(batch), max(3, args.repeats // 2))
-    eager_batch = median_seconds(lambda: eager.predict(batch), max(3, args.repeats // 2))
+    batch_repeats = max(3, args.repeats // 2)
+    seconds = {}
+    for name, pipeline in (("fast", fast), ("eager", eager)):
+        lesion = pipeline.make_lesion_image(image, pipeline.segment([image])[1][0])
+        tensors = (pipeline._batch([image] * args.batch, model.segmentation_size), pipeline._batch([image] * args.batch, model.image_size))
+        lesions = pipeline._batch([lesion] * args.batch, model.image_size)
+        encoded = {k: v.repeat(args.batch) for k, v in zip(("age", "sex", "site"), metadata)}
+        seconds[name] = {
+            "networks": median_seconds(lambda: networks_only(pipeline, tensors, lesions, encoded), batch_repeats),
+            "evaluation": median_seconds(lambda: pipeline.predict(batch, describe=False), batch_repeats),
+            "diagnosis": median_seconds(lambda: pipeline.predict(batch), batch_repeats),
+        }
 
     numbers = {
         "preset": args.model or args.preset, "image": description, "threads": torch.get_num_threads(), "fast_path_bf16": fast.fast,
         "plain_s": plain, "explained_s": explained, "typical_explained_s": typical,
         "explained_over_plain": explained / plain, "explained_over_typical": explained / typical,
-        "batch": args.batch, "fast_images_per_s": args.batch / fast_batch, "eager_images_per_s": args.batch / eager_batch,
-        "batch_speedup": eager_batch / fast_batch, "repeats": args.repeats,
+        "batch": args.batch, "repeats": args.repeats,
     }
+    for work in ("networks", "evaluation", "diagnosis"):
+        numbers[f"{work}_fast_images_per_s"] = args.batch / seconds["fast"][work]
+        numbers[f"{work}_eager_images_per_s"] = args.batch / seconds["eager"][work]
+        numbers[f"{work}_speedup"] = seconds["eager"][work] / seconds["fast"][work]
     print(f"{'model ' + args.model if args.model else 'preset ' + args.preset}, {description}, {numbers['threads']} threads, medians of {args.repeats}")
     print("| measurement | value | target |\n|---|---|---|")
     print(f"| (a) plain diagnosis, batch 1 | {plain * 1e3:.0f} ms | |")
@@ -96,9 +122,9 @@ def main() -> None:
     print(f"| (b) / (c) | {numbers['explained_over_typical']:.2f} | ≤ 0.35 |")
     print(f"| (b) explained diagnosis, seconds | {explained:.3f} s | < {PEER_PLAIN_S} s (a published Keras HAM10000 "
           "classifier's plain prediction on this CPU, as measured in issue 13) |")
-    print(f"| batch-{args.batch} evaluation, fast path | {numbers['fast_images_per_s']:.1f} images/s | |")
-    print(f"| batch-{args.batch} evaluation, eager fp32 | {numbers['eager_images_per_s']:.1f} images/s | |")
-    print(f"| fast / eager throughput | {numbers['batch_speedup']:.2f}× | ≥ 2.5× |")
+    for label, work in (("(d) networks alone", "networks"), ("(e) evaluation", "evaluation"), ("(f) full diagnoses", "diagnosis")):
+        print(f"| batch-{args.batch} {label}: fast path / eager fp32 | {numbers[f'{work}_fast_images_per_s']:.1f} / "
+              f"{numbers[f'{work}_eager_images_per_s']:.1f} images/s = {numbers[f'{work}_speedup']:.2f}× | ≥ 2.5× |")
     if args.json:
         Path(args.json).write_text(json.dumps(numbers, indent=1))
 

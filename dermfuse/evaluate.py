@@ -70,7 +70,7 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
     if table.empty:
         raise ValueError("the evaluation table is empty: check the dataset path and the split")
     cases = [Case(row.image_path, row.age, row.sex, row.site, image_id=row.image_id) for row in table.itertuples()]
-    results = predict_all(pipeline, cases, batch_size=batch_size, explain=explain, progress=progress)
+    results = predict_all(pipeline, cases, batch_size=batch_size, explain=explain, progress=progress, describe=False)
     classes = list(pipeline.model.classes)
     metrics: dict = {"model": pipeline.model_info(), "images": len(results)}
     arrays: dict = {}

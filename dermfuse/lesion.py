@@ -54,9 +54,9 @@ def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, i
 
     The box may reach outside the image; ``lesion_image`` pads with the fill colour there.
     """
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = max(y1 - y0, x1 - x0)
+    x0, y0, width, height = cv2.boundingRect(mask.astype(np.uint8))  # the mask's bounding box
+    x1, y1 = x0 + width, y0 + height
+    side = max(height, width)
     side = int(round(side * (1 + 2 * margin)))
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     top, left = int(round(cy - side / 2)), int(round(cx - side / 2))
@@ -112,8 +112,8 @@ def lesion_image(
     fill_pixel = np.asarray(fill, dtype=np.uint8)
     out = image
     if mode in ("crop_mask", "mask"):
-        ys, xs = np.nonzero(mask)
-        radius = max(1, int(round(dilation * max(np.ptp(ys) + 1, np.ptp(xs) + 1))))
+        _, _, width, height = cv2.boundingRect(mask.astype(np.uint8))
+        radius = max(1, int(round(dilation * max(width, height))))
         # Dilation by a disc, as a distance threshold: linear in the image size whatever the radius.
         keep = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
         out = np.where(keep[..., None], image, fill_pixel)

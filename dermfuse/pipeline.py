@@ -40,7 +40,7 @@ from .assess import assess
 from .criteria import lesion_criteria
 from .ood import capture_statistics, combined_score, ood_distances, pooled_features
 from .operating_points import place
-from .skin_tone import describe, measure_skin_tone, rare_tone_caution
+from .skin_tone import describe as describe_tone, measure_skin_tone, rare_tone_caution
 
 STREAMS = ("image", "lesion")
 
@@ -109,7 +109,7 @@ class DermFusePipeline:
                             use_metadata=use_metadata)[0]  # fmt: skip
 
     def predict(self, cases: list[Case], explain: bool = False, attention: bool = False,
-                lesion_stream: bool = True, use_metadata: bool = True) -> list[Diagnosis]:
+                lesion_stream: bool = True, use_metadata: bool = True, describe: bool = True) -> list[Diagnosis]:
         """Diagnose a batch of cases in one pass of each network (the evaluation path).
 
         Each case's metadata are checked first (cheap: a bad value fails before any image is read),
@@ -121,6 +121,9 @@ class DermFusePipeline:
         is shown a blank image (the normalisation mean, all zeros after normalisation) instead of the
         lesion, so a user can see how much the prediction leans on it. ``use_metadata=False`` is the
         other one: the model is given no metadata at all. The model itself is unchanged.
+        ``describe=False`` leaves out what describes the lesion to a reader but is no score (the ABCD
+        criteria, the measurements, the skin tone): evaluation needs scores and masks only, and those
+        per-image analyses cost more than the networks. The assessability check always runs.
         """
         ages, sexes, sites = normalize_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
         described = [{"age": age, "sex": sex, "site": site} for age, sex, site in zip(ages, sexes, sites)]
@@ -140,7 +143,7 @@ class DermFusePipeline:
         metadata = encode_normalized(*([case[f] for case in seen] for f in vocab.METADATA_FIELDS))
         with self._lock:
             return self._predict(cases, images, known_masks, metadata, described, used, explain, attention,
-                                 lesion_stream)
+                                 lesion_stream, describe)
 
     def _autocast(self):
         if not self.fast:
@@ -186,8 +189,8 @@ class DermFusePipeline:
     def _metadata(self, metadata: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(metadata[k].to(self.device) for k in ("age", "sex", "site"))
 
-    def _predict(self, cases, images, known_masks, metadata, described, used, explain, attention, lesion_stream
-                 ) -> list[Diagnosis]:
+    def _predict(self, cases, images, known_masks, metadata, described, used, explain, attention, lesion_stream,
+                 describe) -> list[Diagnosis]:
         model = self.model
         probability_maps, predicted, gates = self.segment(images, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
@@ -215,14 +218,14 @@ class DermFusePipeline:
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood, gate = model.ood, model.gate
         scores = distances = pooled = None
+        arrays = [np.asarray(image) for image in images]  # (H, W, 3) uint8 each, converted once
         if ood is not None:
-            capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
+            capture = np.stack([capture_statistics(pixels) for pixels in arrays])
             pooled = pooled_features(image_maps)  # (B, C)
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
         results = []
-        for i, (case, image, mask) in enumerate(zip(cases, images, masks)):
-            pixels = np.asarray(image)
+        for i, (case, pixels, mask) in enumerate(zip(cases, arrays, masks)):
             top = int(np.argmax(probabilities[i]))
             box = lesion_crop_box(mask, model.lesion_mode, model.lesion_margin) if lesion_stream else None
             heatmaps = focus = methods = notes = None
@@ -234,12 +237,13 @@ class DermFusePipeline:
                 heatmaps = {s: paste_into_frame(explained.maps[s][i], box if s == "lesion" else None, mask.shape)
                             for s in methods}
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
-            criteria = lesion_criteria(pixels, mask)  # the ABCD colours, counted once for both
-            measurements = measure_lesion(pixels, mask, None if criteria is None else criteria.colours.numbers["colours"])
+            criteria = lesion_criteria(pixels, mask) if describe else None  # the ABCD colours, counted once for both
+            measurements = (measure_lesion(pixels, mask, None if criteria is None else criteria.colours.numbers["colours"])
+                            if describe else None)  # fmt: skip
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i])
-            tone = describe(measure_skin_tone(pixels, mask), model.skin_tone)
+            tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
             results.append(Diagnosis(
                 image_id=case.image_id,

@@ -66,12 +66,12 @@ def _resolve(folder: Path, name: str) -> Path | None:
 
 
 def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int = 8, explain: bool = False,
-                progress: bool = True) -> list[Diagnosis]:
-    """Run the pipeline over ``cases`` in batches, with a progress bar."""
+                progress: bool = True, describe: bool = True) -> list[Diagnosis]:
+    """Run the pipeline over ``cases`` in batches, with a progress bar (``describe``: see ``DermFusePipeline.predict``)."""
     results = []
     for start in tqdm(range(0, len(cases), batch_size), desc="diagnosing", unit="batch", disable=not progress):
         batch = cases[start:start + batch_size]
-        for case, result in zip(batch, pipeline.predict(batch, explain=explain)):
+        for case, result in zip(batch, pipeline.predict(batch, explain=explain, describe=describe)):
             result.image_id = case.image_id
             results.append(result)
     return results

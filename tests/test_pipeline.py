@@ -189,6 +189,18 @@ def test_batch_equals_single_calls_and_explaining_keeps_the_scores(pipeline, pha
         assert np.array_equal(together.mask, alone.mask)
 
 
+def test_evaluation_leaves_out_the_descriptions_and_keeps_every_score(pipeline, phantoms):
+    cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask) for p in phantoms[:3]]  # known masks: a lesion to describe
+    described, scored = pipeline.predict(cases), pipeline.predict(cases, describe=False)
+    for full, bare in zip(described, scored):
+        assert full.abcd is not None and full.measurements is not None and full.skin_tone is not None
+        assert bare.abcd is None and bare.measurements is None and bare.skin_tone is None
+        assert bare.probabilities == full.probabilities
+        assert bare.probabilities_without_metadata == full.probabilities_without_metadata
+        assert np.array_equal(bare.mask, full.mask)
+        assert (bare.assessable, bare.reasons, bare.ood_score) == (full.assessable, full.reasons, full.ood_score)
+
+
 def test_concurrent_calls_match_sequential(pipeline, phantoms):
     cases = [(p.image, p.age, p.sex, p.site) for p in phantoms[:4]]
     sequential = [pipeline(*case).to_dict() for case in cases]
