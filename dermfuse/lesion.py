@@ -112,11 +112,20 @@ def lesion_image(
     fill_pixel = np.asarray(fill, dtype=np.uint8)
     out = image
     if mode in ("crop_mask", "mask"):
-        _, _, width, height = cv2.boundingRect(mask.astype(np.uint8))
+        x, y, width, height = cv2.boundingRect(mask.astype(np.uint8))
         radius = max(1, int(round(dilation * max(width, height))))
-        # Dilation by a disc, as a distance threshold: linear in the image size whatever the radius.
-        keep = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
-        out = np.where(keep[..., None], image, fill_pixel)
+        # Dilation by a disc, as a distance threshold: linear in the image size whatever the radius. Only pixels
+        # within ``radius`` of the mask's box in each axis can be kept (the chamfer distance is at least the
+        # largest axis distance), so the distance is taken in that window alone.
+        h, w = mask.shape
+        reach = radius + 1
+        top, bottom = max(0, y - reach), min(h, y + height + reach)
+        left, right = max(0, x - reach), min(w, x + width + reach)
+        keep = np.zeros(mask.shape, np.uint8)
+        keep[top:bottom, left:right] = cv2.distanceTransform((~mask[top:bottom, left:right]).astype(np.uint8), cv2.DIST_L2, 5) <= radius
+        out = np.empty_like(image)
+        out[:] = fill_pixel
+        cv2.copyTo(np.ascontiguousarray(image), keep, out)  # the image where kept, the fill elsewhere
     box = lesion_crop_box(mask, mode, margin)
     if box is not None:
         x0, y0, x1, y1 = box
