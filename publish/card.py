@@ -44,6 +44,7 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         _results(metrics, classes),
         _pipeline_results(metrics.get("pipeline_test")),
         _real_results(metrics),
+        *[text for text in (_compute_paths(metrics.get("compute_paths")),) if text],
         _cross_validation(metrics.get("cross_validation")),
         _calibration(metrics, model_config),
         *[text for text in (_operating_points(model_config, metrics), _skin_tone(model_config)) if text],
@@ -250,6 +251,41 @@ Jaccard sets images under 0.65 to 0, as ISIC scores):
     elif storage:
         text += (f"\nWeights are stored in float32: fp16 rounding moved a calibrated probability on test images by "
                  f"{storage['fp16_max_probability_change']:.4f}, more than the {storage['tolerance']} allowed.\n")
+    return text
+
+
+def _compute_paths(paths: dict | None) -> str:
+    """Both compute paths' numbers on the test split, how often they agree, and fp16 storage on each
+    (``python -m train compute-paths``)."""
+    if not paths:
+        return ""
+    cpu = paths["cpu"]
+    names = {"fast": "fast (bf16 networks, where the hardware has bf16)", "fp32": "fp32 (everywhere else)"}
+    rows = []
+    for name, numbers in paths["paths"].items():
+        half = paths["half_storage"].get(name)
+        half_text = (f"{_number(half['max_change'], 3)} ({half['moved_over_0.01']} of {half['images']} images over 0.01)"
+                     if half else "not measured")
+        rows.append(f"| {names.get(name, name)} | {_number(numbers['balanced_accuracy'])} | "
+                    f"{_number(numbers['balanced_accuracy_without_metadata'])} | {_number(numbers['macro_auc'])} | "
+                    f"{_number(numbers['ece'])} | {_number(numbers['dice'])} | {half_text} |")
+    text = f"""### Numbers by compute path
+
+The pipeline runs its networks in bf16 where the CPU or GPU supports it (the fast path), in fp32 elsewhere. The
+same {paths['images']} test images through each (`{paths['command']}`; CPU {cpu['machine']}, {cpu['threads']} threads,
+bf16 {'yes' if cpu['bf16'] else 'no'}, AMX {'yes' if cpu['amx'] else 'no'}). bf16 kernels differ between CPUs, so the fast
+path's numbers can differ a little from the tables above.
+
+| path | balanced accuracy | without metadata | macro AUC | ECE | Dice | fp16 storage: largest probability change |
+|---|---|---|---|---|---|---|
+""" + "\n".join(rows) + "\n"
+    both = paths.get("fast_vs_fp32")
+    if both:
+        text += (f"\nThe two paths give the same top class on {both['same_top_class']:.1%} of the images; an image's largest "
+                 f"probability change between them has median {_number(both['median_change'], 3)}, is over 0.05 on "
+                 f"{both['moved_over_0.05']} images and at most {_number(both['max_change'], 3)}. Both the masks (a few flipped "
+                 "pixels move the lesion crop) and the bf16 encoders contribute; a score near a class boundary can "
+                 "change class between CPUs.\n")
     return text
 
 

@@ -24,6 +24,8 @@ commands:
               and measure the model per band (docs/results/skin_tone.json)
   operating-points  fit melanoma thresholds (95 % sensitivity, 80 % specificity) on a model's validation
               split, store them in its config and card, measure them on its test split
+  compute-paths  a model's test-split numbers on the fast (bf16) and the fp32 path, how often they agree,
+              and fp16 storage's effect on each (into its metrics and card; docs/results/compute_paths.json)
   metadata-benchmark  age, sex and site alone on the real HAM10000 / ISIC 2019 tables, against
               logistic regression and gradient boosting (5-fold, grouped by lesion)
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.skin_tone import SkinToneConfig as config_class, main as run
     elif command == "operating-points":
         from experiments.operating_points import OperatingPointsConfig as config_class, main as run
+    elif command == "compute-paths":
+        from experiments.compute_paths import ComputePathsConfig as config_class, main as run
     else:
         print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -1,0 +1,152 @@
+"""A model's numbers on each compute path, and how far the paths and fp16 storage move its answers.
+
+    python -m train compute-paths                                 # the default model, data in ../shared/data
+    python -m train compute-paths --model=checkpoints/NAME --half_images=300
+
+The pipeline runs on one of two paths (``dermfuse/pipeline.py``). The fast path has bf16 networks and
+needs a CPU or GPU with bf16; the fp32 path runs everywhere else, e.g. on a CPU without bf16, as a
+Space's may be. A model's card quotes one of them. This command puts the model's HAM10000 test split
+(from its ``splits.csv``) through both paths, each with ``dermfuse evaluate``'s function, and reports:
+
+- each path's classification, calibration and segmentation numbers;
+- how often the two give the same top class, and how far each image's probabilities move
+  (the largest change among its classes);
+- how far fp16 storage of the weights moves them on each path, over the first ``--half_images`` test
+  images (fp16 storage is allowed where no probability moves by more than 0.01).
+
+The results go to ``<model>/metrics.json`` (``compute_paths``, so the card shows them),
+``docs/results/compute_paths.json``, and the printed table. The CPU is named by what decides the
+fast path's kernels: bf16 support and AMX.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dermfuse import DermFuse
+from dermfuse.evaluate import evaluate
+from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
+from dermfuse.sources import DEFAULT_MODEL
+from experiments.split_predictions import split_rows
+from train.checkpoint import write_json
+from train.config import parse_settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "compute_paths.json"
+HALF_TOLERANCE = 0.01  # as experiments/ham10000.py: the largest probability change fp16 storage may cause
+MOVED = 0.05  # an image "moves" between paths when one of its probabilities changes by more than this
+
+
+@dataclass
+class ComputePathsConfig:
+    """Settings of ``python -m train compute-paths``."""
+
+    stage = "compute-paths"
+    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
+    data: str = str(SHARED)  # the shared data folder (HAM10000/)
+    half_images: int = 300  # test images for the fp16-storage check on each path (0: skip it)
+    out: str = str(RESULTS)
+
+    def __post_init__(self):
+        if self.half_images < 0:
+            raise ValueError(f"--half_images={self.half_images}: a count of test images, 0 to skip the fp16 check")
+        if not (Path(self.model) / "splits.csv").is_file():
+            raise FileNotFoundError(f"--model={self.model}: no splits.csv there; the test split comes from the model's own")
+
+
+def agreement(first: np.ndarray, second: np.ndarray) -> dict:
+    """How far two (N, K) probability arrays for the same images differ: the share with the same top class,
+    and per image the largest change among its classes (median, largest, count over ``MOVED``)."""
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 2:
+        raise ValueError(f"probabilities of shapes {first.shape} and {second.shape}: expected two equal (N, K) arrays")
+    change = np.abs(first - second).max(axis=1)  # (N,)
+    return {"images": len(change), "same_top_class": float(np.mean(first.argmax(1) == second.argmax(1))),
+            "median_change": float(np.median(change)), "max_change": float(change.max()),
+            f"moved_over_{MOVED}": int((change > MOVED).sum()), f"moved_over_{HALF_TOLERANCE}": int((change > HALF_TOLERANCE).sum())}
+
+
+def cpu_description() -> dict:
+    """What decides the fast path's kernels on this machine."""
+    cpu = torch.device("cpu")
+    return {"machine": platform.machine(), "threads": torch.get_num_threads(), "bf16": bf16_supported(cpu),
+            "amx": bool(torch.cpu._is_amx_tile_supported()), "torch": torch.__version__}
+
+
+def probabilities(pipeline: DermFusePipeline, paths: list, batch: int = 16) -> np.ndarray:
+    out = []
+    for start in range(0, len(paths), batch):
+        out += [r.probabilities for r in pipeline.predict([Case(p) for p in paths[start:start + batch]], describe=False)]
+    return np.array(out)
+
+
+def run_compute_paths(config: ComputePathsConfig) -> dict:
+    started = time.monotonic()
+    model = DermFuse.from_pretrained(config.model)
+    rounded = DermFuse(**model.config)
+    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    test = split_rows(config.model, config.data, "test")
+    paths = {"fp32": False}
+    if bf16_supported(torch.device("cpu")):
+        paths = {"fast": True, **paths}
+    results: dict = {"images": len(test), "cpu": cpu_description(), "paths": {}, "half_storage": {}}
+    calibrated = {}
+    for name, fast in paths.items():
+        metrics, arrays = evaluate(DermFusePipeline(model, fast=fast), test, progress=False)
+        cls, without = metrics["classification"], metrics["classification_without_metadata"]
+        results["paths"][name] = {"balanced_accuracy": cls["balanced_accuracy"], "macro_auc": cls["macro_auc"],
+                                  "ece": cls["ece"], "balanced_accuracy_without_metadata": without["balanced_accuracy"],
+                                  "dice": metrics["segmentation"]["dice"] if metrics.get("segmentation") else None}
+        calibrated[name] = arrays["calibrated"]
+        if config.half_images:
+            chosen = test["image_path"].tolist()[:config.half_images]
+            results["half_storage"][name] = agreement(probabilities(DermFusePipeline(model, fast=fast), chosen),
+                                                      probabilities(DermFusePipeline(rounded, fast=fast), chosen))
+        print(f"{name}: {json.dumps(results['paths'][name])}", flush=True)
+    if len(calibrated) == 2:
+        results["fast_vs_fp32"] = agreement(calibrated["fast"], calibrated["fp32"])
+    results["command"] = "python -m train compute-paths" + ("" if config.model == f"checkpoints/{DEFAULT_MODEL}" else f" --model={config.model}")
+    results["minutes"] = (time.monotonic() - started) / 60
+
+    from publish.push import rewrite_card
+
+    metrics_path = Path(config.model) / "metrics.json"
+    stored = json.loads(metrics_path.read_text(encoding="utf-8"))
+    stored["compute_paths"] = {k: v for k, v in results.items() if k != "minutes"}
+    write_json(metrics_path, stored)
+    rewrite_card(config.model)
+    write_json(config.out, {"model": config.model, **results})
+    print(compute_paths_table(results))
+    return results
+
+
+def compute_paths_table(results: dict) -> str:
+    """Markdown: each path's numbers, with fp16 storage's effect on it."""
+    lines = ["| path | balanced accuracy | without metadata | macro AUC | ECE | Dice | fp16 storage: largest change, images over 0.01, "
+             "same top class |", "|---|---|---|---|---|---|---|"]
+    names = {"fast": "fast (bf16 networks)", "fp32": "fp32"}
+    for name, numbers in results["paths"].items():
+        half = results["half_storage"].get(name)
+        half_text = (f"{half['max_change']:.3f}, {half[f'moved_over_{HALF_TOLERANCE}']} of {half['images']}, "
+                     f"{half['same_top_class']:.1%}") if half else "not measured"
+        dice = "–" if numbers["dice"] is None else f"{numbers['dice']:.4f}"
+        lines.append(f"| {names.get(name, name)} | {numbers['balanced_accuracy']:.4f} | {numbers['balanced_accuracy_without_metadata']:.4f} | "
+                     f"{numbers['macro_auc']:.4f} | {numbers['ece']:.4f} | {dice} | {half_text} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_compute_paths(parse_settings(ComputePathsConfig, sys.argv[1:] if argv is None else argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The compute-path comparison: its agreement numbers, its settings' errors and its model-card section."""
+
+import numpy as np
+import pytest
+
+from experiments.compute_paths import ComputePathsConfig, agreement, compute_paths_table
+from publish.card import _compute_paths
+
+
+def test_agreement_counts_top_class_flips_and_the_largest_change_per_image():
+    first = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
+    second = np.array([[0.7, 0.2, 0.1], [0.3, 0.45, 0.25], [0.1, 0.12, 0.78]])
+    result = agreement(first, second)
+    assert result["images"] == 3
+    assert result["same_top_class"] == pytest.approx(2 / 3)  # the second image's top class flips
+    assert result["max_change"] == pytest.approx(0.1)
+    assert result["median_change"] == pytest.approx(0.02)
+    assert result["moved_over_0.05"] == 1 and result["moved_over_0.01"] == 2
+    assert agreement(first, first)["max_change"] == 0 and agreement(first, first)["same_top_class"] == 1
+
+
+def test_agreement_refuses_arrays_that_do_not_match():
+    with pytest.raises(ValueError, match="equal"):
+        agreement(np.zeros((3, 7)), np.zeros((2, 7)))
+
+
+def test_settings_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="splits.csv"):
+        ComputePathsConfig(model=str(tmp_path))
+    (tmp_path / "splits.csv").write_text("image_id\n")
+    with pytest.raises(ValueError, match="half_images"):
+        ComputePathsConfig(model=str(tmp_path), half_images=-1)
+
+
+def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
+    numbers = {"balanced_accuracy": 0.7254, "balanced_accuracy_without_metadata": 0.711, "macro_auc": 0.9444, "ece": 0.0448,
+               "dice": 0.9476}
+    half = {"images": 300, "same_top_class": 0.99, "median_change": 0.003, "max_change": 0.066, "moved_over_0.05": 3,
+            "moved_over_0.01": 26}
+    results = {"images": 1498, "command": "python -m train compute-paths",
+               "cpu": {"machine": "x86_64", "threads": 2, "bf16": True, "amx": True, "torch": "2.14.1"},
+               "paths": {"fast": numbers, "fp32": {**numbers, "balanced_accuracy": 0.733}},
+               "half_storage": {"fp32": half},
+               "fast_vs_fp32": {**half, "images": 1498, "same_top_class": 0.975, "moved_over_0.05": 164, "max_change": 0.334}}
+    card = _compute_paths(results)
+    assert "| fp32 (everywhere else) | 0.7330 |" in card
+    assert "0.066 (26 of 300 images over 0.01)" in card and "not measured" in card  # fp16 on the fast path was not run
+    assert "same top class on 97.5% of the images" in card and "over 0.05 on 164 images" in card
+    assert "AMX yes" in card
+    assert _compute_paths(None) == ""
+    table = compute_paths_table(results)
+    assert "| fast (bf16 networks) | 0.7254 |" in table and "0.066, 26 of 300, 99.0%" in table
