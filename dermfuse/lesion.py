@@ -122,7 +122,8 @@ def lesion_image(
         top, bottom = max(0, y - reach), min(h, y + height + reach)
         left, right = max(0, x - reach), min(w, x + width + reach)
         keep = np.zeros(mask.shape, np.uint8)
-        keep[top:bottom, left:right] = cv2.distanceTransform((~mask[top:bottom, left:right]).astype(np.uint8), cv2.DIST_L2, 5) <= radius
+        skin = (~mask[top:bottom, left:right]).astype(np.uint8)
+        keep[top:bottom, left:right] = cv2.distanceTransform(skin, cv2.DIST_L2, 5) <= radius
         out = np.empty_like(image)
         out[:] = fill_pixel
         cv2.copyTo(np.ascontiguousarray(image), keep, out)  # the image where kept, the fill elsewhere

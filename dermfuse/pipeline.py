@@ -122,8 +122,9 @@ class DermFusePipeline:
         lesion, so a user can see how much the prediction leans on it. ``use_metadata=False`` is the
         other one: the model is given no metadata at all. The model itself is unchanged.
         ``describe=False`` leaves out what describes the lesion to a reader but is no score (the ABCD
-        criteria, the measurements, the skin tone): evaluation needs scores and masks only, and those
-        per-image analyses cost more than the networks. The assessability check always runs.
+        criteria, the measurements, the skin tone, and the border and skin-tone cautions that rest on
+        them): evaluation needs scores and masks only, and those per-image analyses cost more than the
+        networks. The assessability check and the OOD warning always run.
         """
         ages, sexes, sites = normalize_metadata([c.age for c in cases], [c.sex for c in cases], [c.site for c in cases])
         described = [{"age": age, "sex": sex, "site": site} for age, sex, site in zip(ages, sexes, sites)]
