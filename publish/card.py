@@ -266,9 +266,10 @@ def _compute_paths(paths: dict | None) -> str:
         half = paths["half_storage"].get(name)
         half_text = (f"{_number(half['max_change'], 3)} ({half['moved_over_0.01']} of {half['images']} images over 0.01)"
                      if half else "not measured")
-        rows.append(f"| {names.get(name, name)} | {_number(numbers['balanced_accuracy'])} | "
-                    f"{_number(numbers['balanced_accuracy_without_metadata'])} | {_number(numbers['macro_auc'])} | "
-                    f"{_number(numbers['ece'])} | {_number(numbers['dice'])} | {half_text} |")
+        cls, without = numbers["classification"], numbers["classification_without_metadata"]
+        rows.append(f"| {names.get(name, name)} | {_number(cls['balanced_accuracy'])} | "
+                    f"{_number(without['balanced_accuracy'])} | {_number(cls['macro_auc'])} | "
+                    f"{_number(cls['ece'])} | {_number(numbers['segmentation']['dice'])} | {half_text} |")
     text = f"""### Numbers by compute path
 
 The pipeline runs its networks in bf16 where the CPU or GPU supports it (the fast path), in fp32 elsewhere. The

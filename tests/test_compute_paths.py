@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.compute_paths import ComputePathsConfig, agreement, compute_paths_table
+from experiments.compute_paths import ComputePathsConfig, agreement, compute_paths_table, same_kind_of_cpu
 from publish.card import _compute_paths
 
 
@@ -33,13 +33,14 @@ def test_settings_name_the_problem(tmp_path):
 
 
 def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
-    numbers = {"balanced_accuracy": 0.7254, "balanced_accuracy_without_metadata": 0.711, "macro_auc": 0.9444, "ece": 0.0448,
-               "dice": 0.9476}
+    numbers = {"classification": {"accuracy": 0.77, "balanced_accuracy": 0.7254, "macro_auc": 0.9444, "ece": 0.0448},
+               "classification_without_metadata": {"accuracy": 0.76, "balanced_accuracy": 0.711, "macro_auc": 0.939, "ece": 0.04},
+               "segmentation": {"dice": 0.9476, "iou": 0.906, "thresholded_jaccard": 0.894}}
     half = {"images": 300, "same_top_class": 0.99, "median_change": 0.003, "max_change": 0.066, "moved_over_0.05": 3,
             "moved_over_0.01": 26}
     results = {"images": 1498, "command": "python -m train compute-paths",
                "cpu": {"machine": "x86_64", "threads": 2, "bf16": True, "amx": True, "torch": "2.14.1"},
-               "paths": {"fast": numbers, "fp32": {**numbers, "balanced_accuracy": 0.733}},
+               "paths": {"fast": numbers, "fp32": {**numbers, "classification": {**numbers["classification"], "balanced_accuracy": 0.733}}},
                "half_storage": {"fp32": half},
                "fast_vs_fp32": {**half, "images": 1498, "same_top_class": 0.975, "moved_over_0.05": 164, "max_change": 0.334}}
     card = _compute_paths(results)
@@ -50,3 +51,11 @@ def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
     assert _compute_paths(None) == ""
     table = compute_paths_table(results)
     assert "| fast (bf16 networks) | 0.7254 |" in table and "0.066, 26 of 300, 99.0%" in table
+
+
+def test_a_rerun_is_checked_against_numbers_from_the_same_kind_of_cpu():
+    paths = {"cpu": {"bf16": True, "amx": True}, "paths": {"fast": "fast numbers", "fp32": "fp32 numbers"}}
+    assert same_kind_of_cpu(paths, {"bf16": True, "amx": True}) == "fast numbers"
+    assert same_kind_of_cpu(paths, {"bf16": False, "amx": False}) == "fp32 numbers"  # no bf16: the fp32 path runs
+    assert same_kind_of_cpu(paths, {"bf16": True, "amx": False}) is None  # other bf16 kernels: not this reference
+    assert same_kind_of_cpu(None, {"bf16": True, "amx": True}) is None
