@@ -99,6 +99,7 @@ def cpu_description() -> dict:
 
 
 def probabilities(pipeline: DermFusePipeline, paths: list, batch: int = 16) -> np.ndarray:
+    """Calibrated probabilities (N, K) of the images at ``paths``, without patient data or descriptions."""
     out = []
     for start in range(0, len(paths), batch):
         out += [r.probabilities for r in pipeline.predict([Case(p) for p in paths[start:start + batch]], describe=False)]
