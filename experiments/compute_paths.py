@@ -33,15 +33,15 @@ import torch
 
 from dermfuse import DermFuse
 from dermfuse.evaluate import evaluate
-from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
+from dermfuse.pipeline import DermFusePipeline, bf16_supported
 from dermfuse.sources import DEFAULT_MODEL
+from experiments.ham10000 import HALF_TOLERANCE, half_rounded
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "compute_paths.json"
-HALF_TOLERANCE = 0.01  # as experiments/ham10000.py: the largest probability change fp16 storage may cause
 MOVED = 0.05  # an image "moves" between paths when one of its probabilities changes by more than this
 PATH_METRICS = (("segmentation", ("dice", "iou", "thresholded_jaccard")),
                 ("classification", ("accuracy", "balanced_accuracy", "macro_auc", "ece")),
@@ -98,19 +98,10 @@ def cpu_description() -> dict:
             "amx": bool(torch.cpu._is_amx_tile_supported()), "torch": torch.__version__}
 
 
-def probabilities(pipeline: DermFusePipeline, paths: list, batch: int = 16) -> np.ndarray:
-    """Calibrated probabilities (N, K) of the images at ``paths``, without patient data or descriptions."""
-    out = []
-    for start in range(0, len(paths), batch):
-        out += [r.probabilities for r in pipeline.predict([Case(p) for p in paths[start:start + batch]], describe=False)]
-    return np.array(out)
-
-
 def run_compute_paths(config: ComputePathsConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model)
-    rounded = DermFuse(**model.config)
-    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    rounded = half_rounded(model)
     test = split_rows(config.model, config.data, "test")
     paths = {"fp32": False}
     if bf16_supported(torch.device("cpu")):
@@ -123,10 +114,10 @@ def run_compute_paths(config: ComputePathsConfig) -> dict:
         results["paths"][name] = {"images": metrics["images"],
                                   **{part: {key: (metrics.get(part) or {}).get(key) for key in keys} for part, keys in PATH_METRICS}}
         calibrated[name] = arrays["calibrated"]
-        if config.half_images:
-            chosen = test["image_path"].tolist()[:config.half_images]
-            results["half_storage"][name] = agreement(probabilities(DermFusePipeline(model, fast=fast), chosen),
-                                                      probabilities(DermFusePipeline(rounded, fast=fast), chosen))
+        if config.half_images:  # the same first images, with their patient data, from the fp16-rounded weights
+            first = test.head(config.half_images)
+            _, half_arrays = evaluate(DermFusePipeline(rounded, fast=fast), first, progress=False)
+            results["half_storage"][name] = agreement(arrays["calibrated"][:len(first)], half_arrays["calibrated"])
         print(f"{name}: {json.dumps(results['paths'][name])}", flush=True)
     if len(calibrated) == 2:
         results["fast_vs_fp32"] = agreement(calibrated["fast"], calibrated["fp32"])

@@ -133,11 +133,17 @@ def score(pipeline: DermFusePipeline, config: HAM10000Config, manifest: pd.DataF
     return results
 
 
+def half_rounded(model: DermFuse) -> DermFuse:
+    """A copy of ``model`` whose weights went through fp16, as fp16 storage would give them back."""
+    rounded = DermFuse(**model.config)
+    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    return rounded
+
+
 def half_agreement(model: DermFuse, manifest: pd.DataFrame, images: int = 64) -> float:
     """Largest change of any calibrated probability on ``images`` test images when the weights go through fp16."""
     test = manifest[(manifest["split"] == "test") & manifest["label"].notna()].head(images)
-    rounded = DermFuse(**model.config)
-    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    rounded = half_rounded(model)
     paths = test["image_path"].tolist()
     before = [r.probabilities for r in DermFusePipeline(model, fast=False).predict([Case(p) for p in paths])]
     after = [r.probabilities for r in DermFusePipeline(rounded, fast=False).predict([Case(p) for p in paths])]

@@ -1,0 +1,108 @@
+"""Can the shipped segmenter do better on ISIC 2018 Task 1? A fine-tune and test-time flips, judged on validation only.
+
+    python -m experiments.isic_probe manifest --out=runs/seg-isic-ft/manifest.csv
+    python -m train segmenter --preset=small --pretrained=false --init=checkpoints/dermfuse-small-ham10000 \\
+        --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/run --epochs=4 --lr=3e-4 --warmup_steps=50
+    python -m experiments.isic_probe validate                                      # the shipped segmenter
+    python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run/model  # the fine-tuned one
+
+``manifest`` keeps the shipped model's split (``splits.csv``) and weights ISIC toward the training mix:
+every ISIC 2018 Task 1 image, HAM10000 training images cut to 2,000 and validation to 500 (whole
+lesions, seeded order); the test rows stay as they are and are never looked at here. ``validate`` scores
+the validation split of each source at each image's own resolution, as the pipeline does, with and
+without flip test-time augmentation (mean of the probabilities of the plain, horizontally, vertically
+and doubly flipped image), at three thresholds. Results printed; nothing is shipped from this probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from dermfuse import DermFuse
+from dermfuse.data import read_dataset, write_manifest
+from dermfuse.data.io import load_image_and_mask
+from dermfuse.lesion import clean_mask
+from dermfuse.metrics import mask_counts, segmentation_scores
+from dermfuse.pipeline import DermFusePipeline
+from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SOURCES = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1"}
+HAM_KEPT = {"train": 2000, "val": 500}
+FLIPS = {"plain": (), "horizontal": (3,), "vertical": (2,), "both": (2, 3)}
+THRESHOLDS = (0.4, 0.5, 0.6)
+
+
+def table(model: Path, data: Path) -> pd.DataFrame:
+    """Both sources' images with masks, each with its split from the model's ``splits.csv``."""
+    splits = pd.read_csv(model / "splits.csv")[["image_id", "split"]]
+    rows = pd.concat([read_dataset(data / folder) for folder in SOURCES.values()], ignore_index=True)
+    return rows.merge(splits, on="image_id", how="inner")
+
+
+def isic_weighted(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Every ISIC row and every test row; of HAM10000's training and validation rows, whole lesions in a seeded
+    order until ``HAM_KEPT`` images."""
+    ham = rows["source"] == "ham10000"
+    keep = ~ham | (rows["split"] == "test")
+    for split, count in HAM_KEPT.items():
+        part = rows[ham & (rows["split"] == split)]
+        order = part["lesion_id"].drop_duplicates().sample(frac=1.0, random_state=seed).tolist()
+        rank = part["lesion_id"].map({lesion: i for i, lesion in enumerate(order)})
+        keep |= rows.index.isin(rank.sort_values(kind="stable").index[:count])
+    return rows[keep].reset_index(drop=True)
+
+
+def validation_dice(pipeline: DermFusePipeline, rows: pd.DataFrame, batch: int = 16) -> pd.DataFrame:
+    """Mean Dice and images under 0.7, per test-time view and threshold, at each image's resolution."""
+    network, scores = pipeline._networks["segmenter"], {}
+    for start in range(0, len(rows), batch):
+        chunk = rows.iloc[start:start + batch]
+        pairs = [load_image_and_mask(image, mask) for image, mask in zip(chunk["image_path"], chunk["mask_path"])]
+        inputs = pipeline._batch([image for image, _ in pairs], pipeline.model.segmentation_size)
+        with torch.inference_mode(), pipeline._autocast():
+            views = {name: torch.sigmoid(network(inputs.flip(dims) if dims else inputs).float()) for name, dims in FLIPS.items()}
+        views = {name: (view.flip(FLIPS[name]) if FLIPS[name] else view)[:, 0].numpy() for name, view in views.items()}
+        combined = {"plain": views["plain"], "flips averaged": sum(views.values()) / len(views)}
+        for name, probabilities in combined.items():
+            for probability, (image, truth) in zip(probabilities, pairs):
+                full = cv2.resize(probability, image.size, interpolation=cv2.INTER_LINEAR)
+                for threshold in THRESHOLDS:
+                    counts = mask_counts(clean_mask(full, threshold), np.asarray(truth, bool))
+                    scores.setdefault((name, threshold), []).append(segmentation_scores(counts)["dice"][0])
+    return pd.DataFrame([{"view": name, "threshold": threshold, "dice": np.mean(values), "under_0.7": int(np.sum(np.array(values) < 0.7))}
+                         for (name, threshold), values in scores.items()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=("manifest", "validate"))
+    parser.add_argument("--model", default=str(CHECKPOINTS / DEFAULT_MODEL), help="the shipped model folder (its splits.csv)")
+    parser.add_argument("--data", default=str(SHARED), help="the folder holding HAM10000/ and ISIC2018_Task1/")
+    parser.add_argument("--out", default="runs/seg-isic-ft/manifest.csv", help="manifest: where to write it")
+    parser.add_argument("--segmenter", default="", help="validate: a saved model whose segmenter replaces the shipped one")
+    args = parser.parse_args(argv)
+    rows = table(Path(args.model), Path(args.data))
+    if args.step == "manifest":
+        chosen = isic_weighted(rows)
+        write_manifest(chosen, args.out)
+        print(chosen.groupby(["source", "split"]).size().to_string())
+        return 0
+    model = DermFuse.from_pretrained(args.model)
+    if args.segmenter:
+        model.segmenter.load_state_dict(DermFuse.from_pretrained(args.segmenter).segmenter.state_dict())
+    pipeline = DermFusePipeline(model)
+    for source in SOURCES:
+        val = rows[(rows["source"] == source) & (rows["split"] == "val")].reset_index(drop=True)
+        print(f"{source}, validation split ({len(val)} images):\n{validation_dice(pipeline, val).to_string(index=False)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
