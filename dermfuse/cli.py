@@ -102,6 +102,44 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def followup(args: argparse.Namespace) -> int:
+    """Compare a current image of a lesion with a previous one: the change in size, shape, colours and scores."""
+    import json
+
+    from PIL import Image
+
+    from .followup import compare
+    from .pipeline import Case, DermFusePipeline
+
+    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    cases = [Case(path, args.age, args.sex, args.site, image_id=Path(path).stem) for path in (args.previous, args.current)]
+    previous, current = pipeline.predict(cases)
+    result = compare(current, previous)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "followup.json").write_text(json.dumps({"model": pipeline.model_info(), **result.to_dict()}, indent=1))
+    Image.fromarray(result.picture).save(out / "followup.png")
+    change, info = result.change, pipeline.model_info()
+    print(f"model {info['name']}, trained on {info['dataset']}: research and teaching software, not a diagnosis")
+    for when, numbers, diagnosis in (("previous", result.previous, previous), ("current", result.current, current)):
+        print(f"{when} {numbers['image_id']}: {numbers['top_class']} {numbers['scores'][numbers['top_class']]:.2f}, "
+              f"area {numbers['area_px']:,.0f} px, {numbers['colour_count']} colours"
+              + "".join(f"\n  ! {line}" for line in diagnosis.warnings))
+    print(f"change: area {change['area_percent']:+.1f} %, equivalent diameter {change['equivalent_diameter_percent']:+.1f} %, "
+          f"greatest diameter {change['greatest_diameter_percent']:+.1f} %, outlines overlap IoU {change['overlap_iou']:.2f}")
+    if change["colours_new"] or change["colours_gone"]:
+        print(f"colours: new {', '.join(change['colours_new']) or 'none'}; gone {', '.join(change['colours_gone']) or 'none'}")
+    largest = sorted(change["scores"].items(), key=lambda item: -abs(item[1]))[:3]
+    print("largest score changes: " + ", ".join(f"{name} {delta:+.2f}" for name, delta in largest)
+          + (" (the top class changed)" if change["top_class_changed"] else ""))
+    for line in result.warnings:
+        print(f"  ! {line}")
+    for line in result.notes:
+        print(f"  note: {line}")
+    print(f"wrote {out / 'followup.json'} and {out / 'followup.png'} (previous aligned | current, both outlines on each)")
+    return 0
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=default_model_source(),
                         help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped real-data model)")
@@ -144,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="evaluation", help="output folder (default: evaluation/)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(run=evaluate)
+
+    p = commands.add_parser("followup", help="compare a lesion's current image with a previous one (change in size, "
+                            "shape, colours and scores)")
+    p.add_argument("previous", help="the earlier image of the lesion")
+    p.add_argument("current", help="the current image of the same lesion, same dermatoscope and magnification")
+    add_model_argument(p)
+    p.add_argument("--age", type=float, help="patient age in years")
+    p.add_argument("--sex", help="female, male or unknown")
+    p.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
+    p.add_argument("--out", default="followup", help="output folder for followup.json and followup.png (default: followup/)")
+    p.set_defaults(run=followup)
     return parser
 
 

@@ -59,6 +59,11 @@ def training_overlap(splits: pd.DataFrame | None, image_ids) -> dict:
     return overlap
 
 
+def table_cases(table: pd.DataFrame) -> list[Case]:
+    """A dataset table's rows as the pipeline's cases: each image with its patient data, named by its id."""
+    return [Case(row.image_path, row.age, row.sex, row.site, image_id=row.image_id) for row in table.itertuples()]
+
+
 def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 16, progress: bool = True,
              explain: bool = False) -> tuple[dict, dict]:  # fmt: skip
     """Run the pipeline on every row; return (metrics, arrays for figures).
@@ -69,8 +74,7 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
     """
     if table.empty:
         raise ValueError("the evaluation table is empty: check the dataset path and the split")
-    cases = [Case(row.image_path, row.age, row.sex, row.site, image_id=row.image_id) for row in table.itertuples()]
-    results = predict_all(pipeline, cases, batch_size=batch_size, explain=explain, progress=progress, describe=False)
+    results = predict_all(pipeline, table_cases(table), batch_size=batch_size, explain=explain, progress=progress, describe=False)
     classes = list(pipeline.model.classes)
     metrics: dict = {"model": pipeline.model_info(), "images": len(results)}
     arrays: dict = {}

@@ -12,7 +12,10 @@ Space's may be. A model's card quotes one of them. This command puts the model's
 - how often the two give the same top class, and how far each image's probabilities move
   (the largest change among its classes);
 - how far fp16 storage of the weights moves them on each path, over the first ``--half_images`` test
-  images (fp16 storage is allowed where no probability moves by more than 0.01).
+  images (fp16 storage is allowed where no probability moves by more than 0.01), and how far mixed storage
+  does: fp16 but for the tensors of fewer than ``--kept_below`` values (biases, norms, batch-norm
+  statistics, embeddings, small kernels), which stay fp32. For the images moved by more than 0.01, how
+  many had their lesion box moved (a mask pixel flipped at its edge), and the file size of each storage.
 
 The results go to ``<model>/metrics.json`` (``compute_paths``, so the card shows them),
 ``docs/results/compute_paths.json``, and the printed table. The CPU is named by what decides the
@@ -32,10 +35,11 @@ import numpy as np
 import torch
 
 from dermfuse import DermFuse
-from dermfuse.evaluate import evaluate
+from dermfuse.evaluate import evaluate, table_cases
 from dermfuse.pipeline import DermFusePipeline, bf16_supported
 from dermfuse.sources import DEFAULT_MODEL
-from experiments.ham10000 import HALF_TOLERANCE, half_rounded
+from dermfuse.predict import predict_all
+from experiments.ham10000 import HALF_TOLERANCE, half_rounded, stored_bytes
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
@@ -55,12 +59,15 @@ class ComputePathsConfig:
     stage = "compute-paths"
     model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
     data: str = str(SHARED)  # the shared data folder (HAM10000/)
-    half_images: int = 300  # test images for the fp16-storage check on each path (0: skip it)
+    half_images: int = 300  # test images for the fp16-storage checks on each path (0: skip them)
+    kept_below: int = 4096  # mixed storage: floating tensors of fewer values stay fp32 (0: skip that check)
     out: str = str(RESULTS)
 
     def __post_init__(self):
         if self.half_images < 0:
             raise ValueError(f"--half_images={self.half_images}: a count of test images, 0 to skip the fp16 check")
+        if self.kept_below < 0:
+            raise ValueError(f"--kept_below={self.kept_below}: a count of values, 0 to skip the mixed-storage check")
         if not (Path(self.model) / "splits.csv").is_file():
             raise FileNotFoundError(f"--model={self.model}: no splits.csv there; the test split comes from the model's own")
 
@@ -75,6 +82,18 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict:
     return {"images": len(change), "same_top_class": float(np.mean(first.argmax(1) == second.argmax(1))),
             "median_change": float(np.median(change)), "max_change": float(change.max()),
             f"moved_over_{MOVED}": int((change > MOVED).sum()), f"moved_over_{HALF_TOLERANCE}": int((change > HALF_TOLERANCE).sum())}
+
+
+def storage_agreement(reference: list, pipeline: DermFusePipeline, cases: list) -> dict:
+    """:func:`agreement` of ``reference`` diagnoses with ``pipeline``'s (the same model, its weights rounded) on
+    ``cases``, and of the images moved by more than the fp16 tolerance, how many had their lesion box moved."""
+    rounded = predict_all(pipeline, cases, progress=False, describe=False)
+    before, after = (np.array([r.probabilities for r in results]) for results in (reference, rounded))
+    numbers = agreement(before, after)
+    moved = np.abs(before - after).max(axis=1) > HALF_TOLERANCE
+    numbers[f"over_{HALF_TOLERANCE}_with_lesion_box_moved"] = sum(
+        1 for over, first, second in zip(moved, reference, rounded) if over and first.lesion_box != second.lesion_box)
+    return numbers
 
 
 def same_kind_of_cpu(paths: dict | None, cpu: dict) -> dict | None:
@@ -101,12 +120,16 @@ def cpu_description() -> dict:
 def run_compute_paths(config: ComputePathsConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model)
-    rounded = half_rounded(model)
+    rounded, mixed = half_rounded(model), half_rounded(model, config.kept_below)
     test = split_rows(config.model, config.data, "test")
     paths = {"fp32": False}
     if bf16_supported(torch.device("cpu")):
         paths = {"fast": True, **paths}
-    results: dict = {"images": len(test), "cpu": cpu_description(), "paths": {}, "half_storage": {}}
+    results: dict = {"images": len(test), "cpu": cpu_description(), "paths": {}, "half_storage": {}, "mixed_storage": {},
+                     "storage_mib": {"fp32": stored_bytes(model) / 2**20, "fp16": stored_bytes(model, 0) / 2**20}}
+    if config.kept_below:
+        results["storage_mib"]["mixed"] = stored_bytes(model, config.kept_below) / 2**20
+        results["kept_below"] = config.kept_below
     calibrated = {}
     for name, fast in paths.items():
         metrics, arrays = evaluate(DermFusePipeline(model, fast=fast), test, progress=False)
@@ -114,10 +137,12 @@ def run_compute_paths(config: ComputePathsConfig) -> dict:
         results["paths"][name] = {"images": metrics["images"],
                                   **{part: {key: (metrics.get(part) or {}).get(key) for key in keys} for part, keys in PATH_METRICS}}
         calibrated[name] = arrays["calibrated"]
-        if config.half_images:  # the same first images, with their patient data, from the fp16-rounded weights
-            first = test.head(config.half_images)
-            _, half_arrays = evaluate(DermFusePipeline(rounded, fast=fast), first, progress=False)
-            results["half_storage"][name] = agreement(arrays["calibrated"][:len(first)], half_arrays["calibrated"])
+        if config.half_images:  # the same first images, with their patient data, from the rounded weights
+            first = table_cases(test.head(config.half_images))
+            reference = predict_all(DermFusePipeline(model, fast=fast), first, progress=False, describe=False)
+            results["half_storage"][name] = storage_agreement(reference, DermFusePipeline(rounded, fast=fast), first)
+            if config.kept_below:
+                results["mixed_storage"][name] = storage_agreement(reference, DermFusePipeline(mixed, fast=fast), first)
         print(f"{name}: {json.dumps(results['paths'][name])}", flush=True)
     if len(calibrated) == 2:
         results["fast_vs_fp32"] = agreement(calibrated["fast"], calibrated["fp32"])
@@ -137,17 +162,25 @@ def run_compute_paths(config: ComputePathsConfig) -> dict:
 
 
 def compute_paths_table(results: dict) -> str:
-    """Markdown: each path's numbers, with fp16 storage's effect on it."""
+    """Markdown: each path's numbers, with fp16 and mixed storage's effect on it, and each storage's size."""
+    def storage(numbers: dict | None) -> str:
+        if not numbers:
+            return "not measured"
+        return (f"{numbers['max_change']:.3f}, {numbers[f'moved_over_{HALF_TOLERANCE}']} of {numbers['images']}, "
+                f"{numbers['same_top_class']:.1%}")
+
     lines = ["| path | balanced accuracy | without metadata | macro AUC | ECE | Dice | fp16 storage: largest change, images over 0.01, "
-             "same top class |", "|---|---|---|---|---|---|---|"]
+             "same top class | mixed storage: the same |", "|---|---|---|---|---|---|---|---|"]
     names = {"fast": "fast (bf16 networks)", "fp32": "fp32"}
     for name, numbers in results["paths"].items():
-        half = results["half_storage"].get(name)
-        half_text = (f"{half['max_change']:.3f}, {half[f'moved_over_{HALF_TOLERANCE}']} of {half['images']}, "
-                     f"{half['same_top_class']:.1%}") if half else "not measured"
         cls, without, dice = numbers["classification"], numbers["classification_without_metadata"], numbers["segmentation"]["dice"]
         lines.append(f"| {names.get(name, name)} | {cls['balanced_accuracy']:.4f} | {without['balanced_accuracy']:.4f} | "
-                     f"{cls['macro_auc']:.4f} | {cls['ece']:.4f} | {'–' if dice is None else f'{dice:.4f}'} | {half_text} |")
+                     f"{cls['macro_auc']:.4f} | {cls['ece']:.4f} | {'–' if dice is None else f'{dice:.4f}'} | "
+                     f"{storage(results['half_storage'].get(name))} | {storage(results.get('mixed_storage', {}).get(name))} |")
+    sizes = results.get("storage_mib")
+    if sizes:
+        lines.append("\nWeights on disk: " + ", ".join(f"{kind} {mib:.1f} MiB" for kind, mib in sizes.items())
+                     + (f" (mixed: tensors under {results['kept_below']} values in fp32)" if "mixed" in sizes else ""))
     return "\n".join(lines)
 
 

@@ -133,11 +133,25 @@ def score(pipeline: DermFusePipeline, config: HAM10000Config, manifest: pd.DataF
     return results
 
 
-def half_rounded(model: DermFuse) -> DermFuse:
-    """A copy of ``model`` whose weights went through fp16, as fp16 storage would give them back."""
+def half_rounded(model: DermFuse, kept_below: int = 0) -> DermFuse:
+    """A copy of ``model`` whose weights went through fp16, as fp16 storage would give them back.
+
+    Tensors of fewer than ``kept_below`` values (biases, norms, batch-norm statistics, embeddings, small kernels)
+    stay fp32: mixed storage, which costs little space."""
     rounded = DermFuse(**model.config)
-    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() and v.numel() >= kept_below else v
+                             for k, v in model.state_dict().items()})
     return rounded
+
+
+def stored_bytes(model: DermFuse, kept_below: int | None = None) -> int:
+    """The weights' size on disk without the file's header: fp32 throughout (``kept_below=None``), else fp16
+    for floating tensors of at least ``kept_below`` values."""
+    def size(tensor) -> int:
+        half = tensor.is_floating_point() and kept_below is not None and tensor.numel() >= kept_below
+        return tensor.numel() * (2 if half else tensor.element_size())
+
+    return sum(size(tensor) for tensor in model.state_dict().values())
 
 
 def half_agreement(model: DermFuse, manifest: pd.DataFrame, images: int = 64) -> float:

@@ -261,15 +261,17 @@ def _compute_paths(paths: dict | None) -> str:
         return ""
     cpu = paths["cpu"]
     names = {"fast": "fast (bf16 networks, where the hardware has bf16)", "fp32": "fp32 (everywhere else)"}
+    def storage(numbers: dict | None) -> str:
+        return (f"{_number(numbers['max_change'], 3)} ({numbers['moved_over_0.01']} of {numbers['images']} images over 0.01)"
+                if numbers else "not measured")
+
     rows = []
     for name, numbers in paths["paths"].items():
-        half = paths["half_storage"].get(name)
-        half_text = (f"{_number(half['max_change'], 3)} ({half['moved_over_0.01']} of {half['images']} images over 0.01)"
-                     if half else "not measured")
         cls, without = numbers["classification"], numbers["classification_without_metadata"]
         rows.append(f"| {names.get(name, name)} | {_number(cls['balanced_accuracy'])} | "
                     f"{_number(without['balanced_accuracy'])} | {_number(cls['macro_auc'])} | "
-                    f"{_number(cls['ece'])} | {_number(numbers['segmentation']['dice'])} | {half_text} |")
+                    f"{_number(cls['ece'])} | {_number(numbers['segmentation']['dice'])} | "
+                    f"{storage(paths['half_storage'].get(name))} | {storage(paths.get('mixed_storage', {}).get(name))} |")
     text = f"""### Numbers by compute path
 
 The pipeline runs its networks in bf16 where the CPU or GPU supports it (the fast path), in fp32 elsewhere. The
@@ -277,9 +279,21 @@ same {paths['images']} test images through each (`{paths['command']}`; CPU {cpu[
 bf16 {'yes' if cpu['bf16'] else 'no'}, AMX {'yes' if cpu['amx'] else 'no'}). bf16 kernels differ between CPUs, so the fast
 path's numbers can differ a little from the tables above.
 
-| path | balanced accuracy | without metadata | macro AUC | ECE | Dice | fp16 storage: largest probability change |
-|---|---|---|---|---|---|---|
+| path | balanced accuracy | without metadata | macro AUC | ECE | Dice | fp16 storage: largest probability change | mixed storage: the same |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
+    sizes = paths.get("storage_mib")
+    if sizes and "mixed" in sizes:
+        text += (f"\nfp16 storage would take the weights from {sizes['fp32']:.1f} to {sizes['fp16']:.1f} MiB, mixed storage (fp16 but "
+                 f"for the tensors under {paths['kept_below']:,} values: biases, norms, embeddings, small kernels) to "
+                 f"{sizes['mixed']:.1f} MiB. Weights ship in fp16 only where no probability moves by more than 0.01.")
+        moved = [f"{numbers['over_0.01_with_lesion_box_moved']} of {numbers['moved_over_0.01']} on the {name} path"
+                 for name, numbers in paths.get("mixed_storage", {}).items() if numbers["moved_over_0.01"]]
+        if moved:
+            text += (" Of the images mixed storage moves by more than 0.01, " + " and ".join(moved) + " had their lesion "
+                     "box moved by a mask pixel flipped at the lesion's edge; the others moved through the rounded "
+                     "weights alone.")
+        text += "\n"
     both = paths.get("fast_vs_fp32")
     if both:
         text += (f"\nThe two paths give the same top class on {both['same_top_class']:.1%} of the images; an image's largest "

@@ -30,6 +30,8 @@ def test_settings_name_the_problem(tmp_path):
     (tmp_path / "splits.csv").write_text("image_id\n")
     with pytest.raises(ValueError, match="half_images"):
         ComputePathsConfig(model=str(tmp_path), half_images=-1)
+    with pytest.raises(ValueError, match="kept_below"):
+        ComputePathsConfig(model=str(tmp_path), kept_below=-1)
 
 
 def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
@@ -41,16 +43,23 @@ def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
     results = {"images": 1498, "command": "python -m train compute-paths",
                "cpu": {"machine": "x86_64", "threads": 2, "bf16": True, "amx": True, "torch": "2.14.1"},
                "paths": {"fast": numbers, "fp32": {**numbers, "classification": {**numbers["classification"], "balanced_accuracy": 0.733}}},
-               "half_storage": {"fp32": half},
+               "half_storage": {"fp32": half}, "kept_below": 4096,
+               "mixed_storage": {"fp32": {**half, "max_change": 0.012, "moved_over_0.01": 2, "over_0.01_with_lesion_box_moved": 1}},
+               "storage_mib": {"fp32": 46.1, "fp16": 23.1, "mixed": 23.7},
                "fast_vs_fp32": {**half, "images": 1498, "same_top_class": 0.975, "moved_over_0.05": 164, "max_change": 0.334}}
     card = _compute_paths(results)
     assert "| fp32 (everywhere else) | 0.7330 |" in card
     assert "0.066 (26 of 300 images over 0.01)" in card and "not measured" in card  # fp16 on the fast path was not run
     assert "same top class on 97.5% of the images" in card and "over 0.05 on 164 images" in card
+    assert "0.012 (2 of 300 images over 0.01) |" in card
+    assert "from 46.1 to 23.1 MiB" in card and "tensors under 4,096 values" in card and "to 23.7 MiB" in card
+    assert "Of the images mixed storage moves by more than 0.01, 1 of 2 on the fp32 path had their lesion box moved" in card
     assert "AMX yes" in card
     assert _compute_paths(None) == ""
     table = compute_paths_table(results)
     assert "| fast (bf16 networks) | 0.7254 |" in table and "0.066, 26 of 300, 99.0%" in table
+    assert "| 0.066, 26 of 300, 99.0% | 0.012, 2 of 300, 99.0% |" in table  # fp32 row: fp16, then mixed storage
+    assert "mixed 23.7 MiB (mixed: tensors under 4096 values in fp32)" in table
 
 
 def test_a_rerun_is_checked_against_numbers_from_the_same_kind_of_cpu():

@@ -12,7 +12,7 @@ from dermfuse import DermFuse
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
-from experiments.ham10000 import store_half
+from experiments.ham10000 import half_rounded, store_half, stored_bytes
 
 
 def test_half_storage_loads_back_as_fp32_and_agrees(tmp_path):
@@ -28,6 +28,22 @@ def test_half_storage_loads_back_as_fp32_and_agrees(tmp_path):
                      for m in (half, full)]
     assert np.abs(probabilities[0] - probabilities[1]).max() < 0.01
     assert (folder / "model.safetensors").stat().st_size < 0.6 * (CHECKPOINTS / DEMO_MODEL / "model.safetensors").stat().st_size
+
+
+def test_mixed_storage_keeps_the_small_tensors_exact_and_rounds_the_large_ones():
+    model = DermFuse.from_pretrained(str(CHECKPOINTS / DEMO_MODEL))
+    weights = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    small = next(k for k, v in weights.items() if v.numel() < 64)
+    large = max(weights, key=lambda k: weights[k].numel())
+    rounded, mixed = half_rounded(model).state_dict(), half_rounded(model, kept_below=64).state_dict()
+    assert torch.equal(rounded[small], weights[small].half().float())  # plain fp16 storage rounds every tensor
+    assert torch.equal(mixed[small], weights[small])  # under the limit: fp32, untouched
+    assert torch.equal(mixed[large], weights[large].half().float()) and not torch.equal(mixed[large], weights[large])
+    fp32 = stored_bytes(model)
+    assert fp32 == sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    integers = fp32 - sum(v.numel() * 4 for v in weights.values())
+    assert stored_bytes(model, 0) == integers + sum(v.numel() * 2 for v in weights.values())  # every float in fp16
+    assert stored_bytes(model, 0) < stored_bytes(model, 64) < fp32
 
 
 def test_the_card_says_how_the_weights_differ_from_a_fresh_run():

@@ -133,3 +133,25 @@ def test_an_image_that_is_not_assessable_shows_no_abcd(catalog, tmp_path):
     shown = callbacks.diagnose(catalog, str(blank), "", "unknown", "unknown", None, True, True, False)
     assert "Not shown: the image is not assessable" in shown[OUTPUTS["abcd"]] and "Stolz" not in shown[OUTPUTS["abcd"]]
     assert shown[OUTPUTS["result"]]["abcd"] is None and shown[OUTPUTS["followup"]] == ""
+
+
+def test_the_command_line_compares_two_images_and_names_a_bad_one(lesion, tmp_path, capsys):
+    from dermfuse.cli import main
+
+    current, previous, out = tmp_path / "now.png", tmp_path / "before.png", tmp_path / "out"
+    lesion.save(current)
+    moved_copy(lesion).save(previous)
+    assert main(["followup", str(previous), str(current), "--model", str(DEFAULT), "--age", "60", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads((out / "followup.json").read_text())
+    assert written["previous"]["image_id"] == "before" and written["current"]["image_id"] == "now"
+    assert abs(written["change"]["area_percent"]) < 5 and written["model"]["dataset"]
+    assert f"area {written['change']['area_percent']:+.1f} %" in printed and "no millimetre scale" in printed
+    assert "trained on ham10000" in printed and "not a diagnosis" in printed
+    with Image.open(out / "followup.png") as picture:
+        assert picture.height == lesion.height and picture.width > 2 * lesion.width  # previous aligned | current
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 300), (150, 40, 60)).save(blank)
+    assert main(["followup", str(blank), str(current), "--model", str(DEFAULT), "--out", str(out)]) == 2
+    assert "The previous image is not assessable" in capsys.readouterr().err
+    assert written == json.loads((out / "followup.json").read_text())  # the earlier comparison is not overwritten
