@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_inference.py --model checkpoints/dermfuse-small-ham10000 --repeats 7
 
 Batch 1, one dermoscopy-sized image (a real PH2 image from ../shared/data/real if present, else a
-generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in one run:
+generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in one run; what is compared
+is timed in turn within each repetition, so load from elsewhere on the machine slows both sides alike:
 (a) plain diagnosis: segment + classify (the pipeline's fast path: bf16 + channels-last if the
     CPU supports it);
 (b) explained diagnosis: (a) + Grad-CAM of both streams through the head alone;
@@ -32,7 +33,7 @@ from dermfuse.data.io import load_image
 from dermfuse.explain import standard_gradcam
 from dermfuse.models import PRESETS
 from dermfuse.pipeline import Case, DermFusePipeline
-from timing import median_seconds
+from timing import interleaved_medians, median_seconds
 
 PEER_PLAIN_S = 0.34  # the peer's plain (unexplained) prediction per image on this CPU, quoted from issue 13
 REAL_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "images" / "IMD002.jpg"
@@ -86,22 +87,29 @@ def main() -> None:
     metadata = (torch.tensor([55.0]), torch.tensor([1]), torch.tensor([1]))
     case = dict(age=55, sex="male", site="posterior torso")
 
-    plain = median_seconds(lambda: fast(image, **case, explain=False), args.repeats)
-    explained = median_seconds(lambda: fast(image, **case, explain=True), args.repeats)
+    single = interleaved_medians({"plain": lambda: fast(image, **case, explain=False),
+                                  "explained": lambda: fast(image, **case, explain=True)}, args.repeats)
+    plain, explained = single["plain"], single["explained"]
+    # Apart: run in between, its large fp32 backward made the next plain call about a third faster than alone.
     typical = median_seconds(lambda: typical_explained(eager, image, metadata), args.repeats)
     batch = [Case(image, **case) for _ in range(args.batch)]
     batch_repeats = max(3, args.repeats // 2)
-    seconds = {}
+    work = {}
     for name, pipeline in (("fast", fast), ("eager", eager)):
         lesion = pipeline.make_lesion_image(image, pipeline.segment([image])[1][0])
         tensors = (pipeline._batch([image] * args.batch, model.segmentation_size), pipeline._batch([image] * args.batch, model.image_size))
         lesions = pipeline._batch([lesion] * args.batch, model.image_size)
         encoded = {k: v.repeat(args.batch) for k, v in zip(("age", "sex", "site"), metadata)}
-        seconds[name] = {
-            "networks": median_seconds(lambda: networks_only(pipeline, tensors, lesions, encoded), batch_repeats),
-            "evaluation": median_seconds(lambda: pipeline.predict(batch, describe=False), batch_repeats),
-            "diagnosis": median_seconds(lambda: pipeline.predict(batch), batch_repeats),
+        work[name] = {
+            "networks": lambda p=pipeline, t=tensors, l=lesions, e=encoded: networks_only(p, t, l, e),
+            "evaluation": lambda p=pipeline: p.predict(batch, describe=False),
+            "diagnosis": lambda p=pipeline: p.predict(batch),
         }
+    seconds = {"fast": {}, "eager": {}}
+    for kind in ("networks", "evaluation", "diagnosis"):  # each kind's two paths timed in turn
+        medians = interleaved_medians({name: work[name][kind] for name in seconds}, batch_repeats)
+        for name in seconds:
+            seconds[name][kind] = medians[name]
 
     numbers = {
         "preset": args.model or args.preset, "image": description, "threads": torch.get_num_threads(), "fast_path_bf16": fast.fast,

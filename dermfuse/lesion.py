@@ -37,23 +37,16 @@ def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return component.astype(bool) | holes
 
 
-def masks_from_logits(logits: torch.Tensor, sizes, each=map) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def masks_from_logits(logits: torch.Tensor, sizes) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Segmenter logits (B, 1, h, w) → each image's probability map (H, W) float32 and its cleaned mask
     (H, W) bool, at the image's size; ``sizes`` are (width, height) pairs, as PIL's ``image.size``.
 
     Sigmoid at the segmenter's resolution, bilinear resize to the image (half-pixel centres), then
-    :func:`clean_mask`. ``each`` maps the per-image step over the batch (the pipeline passes its thread
-    pool's ``map``; the result is the same).
+    :func:`clean_mask`.
     """
     probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, h, w)
-    pairs = list(each(_mask_at_size, probabilities, sizes))
-    return [p for p, _ in pairs], [m for _, m in pairs]
-
-
-def _mask_at_size(probability: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
-    width, height = size
-    full = cv2.resize(probability, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
-    return full, clean_mask(full)
+    maps = [cv2.resize(p, (int(w), int(h)), interpolation=cv2.INTER_LINEAR) for p, (w, h) in zip(probabilities, sizes)]
+    return maps, [clean_mask(p) for p in maps]
 
 
 def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:

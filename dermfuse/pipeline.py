@@ -12,17 +12,13 @@ all, and if not, why), warnings.
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
 bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
 a lock: one image already keeps every core busy, and Grad-CAM's hooks must not see another call's
-forward pass. That makes the pipeline safe to share between threads. The per-image work around the
-networks (mask at the image's size, lesion image, capture statistics, assessability, criteria) runs on a
-pool of as many threads as torch uses: it is OpenCV and NumPy, which release the GIL, and it would
-otherwise leave all cores but one idle.
+forward pass. That makes the pipeline safe to share between threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -94,11 +90,6 @@ class DermFusePipeline:
         self._networks = {name: inference_copy(net) if self.fast else net for name, net in networks.items()}
         self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)
         self._lock = threading.Lock()
-        self._workers = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="dermfuse")
-
-    def _each(self, work, *columns) -> list:
-        """``work`` applied to each image's row of ``columns``, on the pool; results in order."""
-        return list(self._workers.map(work, *columns))
 
     @classmethod
     def from_pretrained(cls, source: str, device: str = "cpu", fast: bool | None = None, **kwargs) -> "DermFusePipeline":
@@ -170,7 +161,7 @@ class DermFusePipeline:
         with torch.inference_mode(), self._autocast():
             out = self._networks["segmenter"](self._batch(images, self.model.segmentation_size), return_attention=attention)
         logits, gates = out if attention else (out, None)
-        probability_maps, masks = masks_from_logits(logits, [image.size for image in images], each=self._each)
+        probability_maps, masks = masks_from_logits(logits, [image.size for image in images])
         if gates is not None:
             gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), image.size, interpolation=cv2.INTER_LINEAR) for g in gates]
                      for i, image in enumerate(images)]
@@ -205,7 +196,7 @@ class DermFusePipeline:
         probability_maps, predicted, gates = self.segment(images, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
         if lesion_stream:
-            lesions = self._each(self.make_lesion_image, images, masks)
+            lesions = [self.make_lesion_image(image, mask) for image, mask in zip(images, masks)]
         else:
             blank = tuple(int(round(255 * m)) for m in model.mean)
             lesions = [Image.new("RGB", model.image_size[::-1], blank) for _ in images]
@@ -230,13 +221,12 @@ class DermFusePipeline:
         scores = distances = pooled = None
         arrays = [np.asarray(image) for image in images]  # (H, W, 3) uint8 each, converted once
         if ood is not None:
-            capture = np.stack(self._each(capture_statistics, arrays))
+            capture = np.stack([capture_statistics(pixels) for pixels in arrays])
             pooled = pooled_features(image_maps)  # (B, C)
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
-
-        def diagnose(i: int) -> Diagnosis:
-            case, pixels, mask = cases[i], arrays[i], masks[i]
+        results = []
+        for i, (case, pixels, mask) in enumerate(zip(cases, arrays, masks)):
             top = int(np.argmax(probabilities[i]))
             box = lesion_crop_box(mask, model.lesion_mode, model.lesion_margin) if lesion_stream else None
             heatmaps = focus = methods = notes = None
@@ -256,7 +246,7 @@ class DermFusePipeline:
                                                   None if pooled is None else pooled[i])
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
-            return Diagnosis(
+            results.append(Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),
                 probabilities=probabilities[i].tolist(),
@@ -288,9 +278,8 @@ class DermFusePipeline:
                 dermoscopy_score=dermoscopy,
                 assessment_numbers=numbers,
                 abcd=None if criteria is None else criteria.to_dict(),
-            )
-
-        return self._each(diagnose, range(n))
+            ))
+        return results
 
     def _warnings(self, mask, measurements, score, lesion_stream: bool = True, assessable: bool = True) -> list[str]:
         model, warnings = self.model, []
