@@ -3,8 +3,11 @@
     python -m experiments.isic_probe manifest --out=runs/seg-isic-ft/manifest.csv
     python -m train segmenter --preset=small --pretrained=false --init=checkpoints/dermfuse-small-ham10000 \\
         --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/run --epochs=4 --lr=3e-4 --warmup_steps=50
-    python -m experiments.isic_probe validate                                      # the shipped segmenter
-    python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run/model  # the fine-tuned one
+    python -m train segmenter --preset=small --pretrained=false --init=runs/seg-isic-ft/run/model \
+        --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/run2 --epochs=8 --lr=2e-4 --warmup_steps=50
+    python -m experiments.isic_probe validate                                       # the shipped segmenter
+    python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run/model   # fine-tuned 4 epochs
+    python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run2/model  # then 8 more
 
 ``manifest`` keeps the shipped model's split (``splits.csv``) and weights ISIC toward the training mix:
 every ISIC 2018 Task 1 image, HAM10000 training images cut to 2,000 and validation to 500 (whole
