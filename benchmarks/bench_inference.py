@@ -1,7 +1,7 @@
 """Inference cost of a diagnosis, with and without explanations, against the usual way of doing it.
 
     .venv/bin/python benchmarks/bench_inference.py --preset paper --repeats 5
-    .venv/bin/python benchmarks/bench_inference.py --model checkpoints/dermfuse-small-ham10000 --repeats 7
+    .venv/bin/python benchmarks/bench_inference.py --model checkpoints/dermfuse-small-ham10000 --repeats 9
 
 Batch 1, one dermoscopy-sized image (a real PH2 image from ../shared/data/real if present, else a
 generated phantom at 600×600). Medians of ``--repeats`` after a warm-up, all in one run; what is compared
@@ -90,7 +90,7 @@ def main() -> None:
     single = interleaved_medians({"plain": lambda: fast(image, **case, explain=False),
                                   "explained": lambda: fast(image, **case, explain=True)}, args.repeats)
     plain, explained = single["plain"], single["explained"]
-    # Apart: run in between, its large fp32 backward made the next plain call about a third faster than alone.
+    # Timed apart: interleaved with them, the plain call after it ran about a third faster than alone (cause not traced).
     typical = median_seconds(lambda: typical_explained(eager, image, metadata), args.repeats)
     batch = [Case(image, **case) for _ in range(args.batch)]
     batch_repeats = max(3, args.repeats // 2)

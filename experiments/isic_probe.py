@@ -3,7 +3,7 @@
     python -m experiments.isic_probe manifest --out=runs/seg-isic-ft/manifest.csv
     python -m train segmenter --preset=small --pretrained=false --init=checkpoints/dermfuse-small-ham10000 \\
         --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/run --epochs=4 --lr=3e-4 --warmup_steps=50
-    python -m train segmenter --preset=small --pretrained=false --init=runs/seg-isic-ft/run/model \
+    python -m train segmenter --preset=small --pretrained=false --init=runs/seg-isic-ft/run/model \\
         --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/run2 --epochs=8 --lr=2e-4 --warmup_steps=50
     python -m experiments.isic_probe validate                                       # the shipped segmenter
     python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run/model   # fine-tuned 4 epochs

@@ -261,6 +261,7 @@ def _compute_paths(paths: dict | None) -> str:
         return ""
     cpu = paths["cpu"]
     names = {"fast": "fast (bf16 networks, where the hardware has bf16)", "fp32": "fp32 (everywhere else)"}
+
     def storage(numbers: dict | None) -> str:
         return (f"{_number(numbers['max_change'], 3)} ({numbers['moved_over_0.01']} of {numbers['images']} images over 0.01)"
                 if numbers else "not measured")
