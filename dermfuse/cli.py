@@ -35,11 +35,10 @@ def info(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """Diagnose an image, a folder or a CSV of images; write CSV + JSON (+ overlays, ISIC files)."""
-    from .pipeline import DermFusePipeline
     from .predict import cases_from, predict_all, write_outputs
 
     cases = cases_from(args.input, args.age, args.sex, args.site)
-    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    pipeline = load_pipeline(args)
     explain = args.overlays or args.explain
     results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1)
     written = write_outputs(results, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission,
@@ -60,7 +59,6 @@ def evaluate(args: argparse.Namespace) -> int:
     from .data.splits import read_manifest
     from .evaluate import evaluate as run_evaluation
     from .evaluate import model_splits, training_overlap, write_evaluation_report
-    from .pipeline import DermFusePipeline
 
     table = read_dataset(args.data, **({"layout": args.layout} if args.layout else {}))
     if args.manifest:
@@ -83,7 +81,7 @@ def evaluate(args: argparse.Namespace) -> int:
     overlap = training_overlap(splits, table["image_id"])
     if "warning" in overlap:
         print(f"WARNING: {overlap['warning']} (--exclude-training-images leaves them out)", file=sys.stderr)
-    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    pipeline = load_pipeline(args)
     metrics, arrays = run_evaluation(pipeline, table.reset_index(drop=True), batch_size=args.batch_size)
     metrics["data"] = {"root": str(args.data), "manifest": args.manifest, "split": args.split if args.manifest else "all"}
     metrics["training_images"] = overlap
@@ -109,9 +107,9 @@ def followup(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .followup import compare
-    from .pipeline import Case, DermFusePipeline
+    from .pipeline import Case
 
-    pipeline = DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+    pipeline = load_pipeline(args)
     cases = [Case(path, args.age, args.sex, args.site, image_id=Path(path).stem) for path in (args.previous, args.current)]
     previous, current = pipeline.predict(cases)
     result = compare(current, previous)
@@ -140,6 +138,19 @@ def followup(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_pipeline(args: argparse.Namespace):
+    """The pipeline of ``--model`` on the path ``--fast`` asks for."""
+    from .pipeline import DermFusePipeline
+
+    return DermFusePipeline.from_pretrained(args.model, fast=None if args.fast == "auto" else args.fast == "on")
+
+
+def add_patient_arguments(parser: argparse.ArgumentParser, age_help: str = "patient age in years") -> None:
+    parser.add_argument("--age", type=float, help=age_help)
+    parser.add_argument("--sex", help="female, male or unknown")
+    parser.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=default_model_source(),
                         help=f"local folder or Hugging Face Hub repo id (default: ${MODEL_ENV} or the shipped real-data model)")
@@ -157,9 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="diagnose an image, a folder of images or a CSV (image, age, sex, site)")
     p.add_argument("input", help="image file, folder of images, or CSV with an 'image' column")
     add_model_argument(p)
-    p.add_argument("--age", type=float, help="patient age in years (for a single image or a folder)")
-    p.add_argument("--sex", help="female, male or unknown")
-    p.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
+    add_patient_arguments(p, "patient age in years (for a single image or a folder)")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
     p.add_argument("--overlays", action="store_true", help="also write a PNG per image: outline and each network's heatmap, "
                    "titled, with colour bar and top scores")
@@ -188,9 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("previous", help="the earlier image of the lesion")
     p.add_argument("current", help="the current image of the same lesion, same dermatoscope and magnification")
     add_model_argument(p)
-    p.add_argument("--age", type=float, help="patient age in years")
-    p.add_argument("--sex", help="female, male or unknown")
-    p.add_argument("--site", help="lesion site (unified vocabulary or a HAM10000 localization)")
+    add_patient_arguments(p)
     p.add_argument("--out", default="followup", help="output folder for followup.json and followup.png (default: followup/)")
     p.set_defaults(run=followup)
     return parser
