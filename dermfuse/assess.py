@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-THUMBNAIL = 128  # every number is computed on a square thumbnail: independent of the upload's resolution
+from .ood import THUMBNAIL, thumbnail  # every number is computed on a square thumbnail: independent of the upload's resolution
 
 # Rule thresholds (experiments/gate.py reports how often each fires on real dermoscopy and on other images).
 FLAT_COLOURS = 8  # at most this many 5-bit colours cover 95 % of the pixels: a graphic or a blank frame
@@ -42,9 +42,10 @@ FEATURES = (
 
 
 def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The image (RGB uint8), the segmenter's probability map and the mask as THUMBNAIL² squares."""
+    """The image (RGB uint8, or its ``thumbnail`` already), the segmenter's probability map and the mask as
+    THUMBNAIL² squares."""
     size = (THUMBNAIL, THUMBNAIL)
-    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+    return (thumbnail(image),
             cv2.resize(probability.astype(np.float32), size, interpolation=cv2.INTER_AREA),
             cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
 
@@ -193,7 +194,8 @@ def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: d
            deep_distance: float | None, pooled: np.ndarray | None = None) -> tuple[list[str], float | None, dict]:
     """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
 
-    The features need the model's deep OOD distance (``None`` without an OOD gate); the score needs a
+    ``image``: RGB uint8, or its ``thumbnail`` (all the checks look at); ``probability`` and ``mask`` at the
+    image's own size. The features need the model's deep OOD distance (``None`` without an OOD gate); the score needs a
     fitted ``gate`` and the image encoder's pooled features (C,).
     """
     small, prob, lesion = thumbnails(image, probability, mask)

@@ -71,7 +71,7 @@ class FollowUp:
 def check_comparable(diagnosis: Diagnosis, which: str) -> None:
     """``ValueError`` in plain words when ``diagnosis`` cannot take part in a comparison (``which``: 'current' or
     'previous'), saying what to do."""
-    other = "Upload another image of the same lesion taken earlier, or clear the previous-image box." if which == "previous" \
+    other = "Use another image of the same lesion, taken earlier." if which == "previous" \
         else "Diagnose an assessable image that shows the lesion first."
     if diagnosis.image is None:
         raise ValueError(f"The {which} result has no image to compare (it was saved without its arrays).")

@@ -24,11 +24,15 @@ from .constants import IMAGENET_MEAN, LESION_MODES
 def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Probability map (H, W) → boolean mask of the largest connected component, holes filled."""
     binary = (np.asarray(probability) >= threshold).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    count, labels = cv2.connectedComponents(binary, connectivity=8)  # a quarter of the time with stats
     if count <= 1:
         return np.zeros(binary.shape, dtype=bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    component = (labels == largest).astype(np.uint8)
+    if count == 2:  # one component (the usual case): it is the mask
+        component = binary
+    else:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)  # the same labels, with areas
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        component = (labels == largest).astype(np.uint8)
     # Fill holes: flood the background from outside (a one-pixel frame); what stays unreached is a hole.
     framed = cv2.copyMakeBorder(component, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     flood = framed.copy()
@@ -124,8 +128,7 @@ def lesion_image(
         keep = np.zeros(mask.shape, np.uint8)
         skin = (~mask[top:bottom, left:right]).astype(np.uint8)
         keep[top:bottom, left:right] = cv2.distanceTransform(skin, cv2.DIST_L2, 5) <= radius
-        out = np.empty_like(image)
-        out[:] = fill_pixel
+        out = filled(image.shape, fill_pixel)
         cv2.copyTo(np.ascontiguousarray(image), keep, out)  # the image where kept, the fill elsewhere
     box = lesion_crop_box(mask, mode, margin)
     if box is not None:
@@ -138,18 +141,26 @@ def lesion_image(
     return np.ascontiguousarray(out)
 
 
+def filled(shape: tuple[int, ...], colour) -> np.ndarray:
+    """A new uint8 image (H, W, 3) of one colour: one row tiled, then copied down (numpy's broadcast of a
+    3-vector into every pixel takes 40 times as long)."""
+    row = np.tile(np.asarray(colour, dtype=np.uint8), (shape[1], 1))  # (W, 3)
+    return np.broadcast_to(row, (shape[0], shape[1], 3)).copy()
+
+
 def lesion_image_fn(mode: str = "crop_mask", margin: float = 0.15, mean=IMAGENET_MEAN):
-    """``(PIL image, bool mask or None) → PIL lesion image`` with a model's settings.
+    """``(image, bool mask or None) → lesion image`` with a model's settings: a PIL image for a PIL image, a
+    uint8 array (H, W, 3) for an array (the pipeline's, which skips the round trip through PIL).
 
     The one way training and inference turn an image and its mask into the lesion stream's input.
     ``mask=None`` (no mask known) gives the whole image, as an empty mask does.
     """
     fill = tuple(int(round(255 * m)) for m in mean)
 
-    def make(image: Image.Image, mask: np.ndarray | None) -> Image.Image:
-        pixels = np.asarray(image)
+    def make(image: Image.Image | np.ndarray, mask: np.ndarray | None) -> Image.Image | np.ndarray:
         if mask is None:
             return image
-        return Image.fromarray(lesion_image(pixels, np.asarray(mask, dtype=bool), mode, margin, fill))
+        lesion = lesion_image(np.asarray(image), np.asarray(mask, dtype=bool), mode, margin, fill)
+        return lesion if isinstance(image, np.ndarray) else Image.fromarray(lesion)
 
     return make

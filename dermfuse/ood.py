@@ -20,9 +20,18 @@ THUMBNAIL = 128
 VAR_FLOOR = 1e-6
 
 
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """The THUMBNAIL² square (area-averaged) that the capture statistics and the assessability gate
+    (``assess.py``) are computed on, so they do not depend on the upload's resolution. A thumbnail is its
+    own thumbnail (OpenCV's resize to the same size copies), so a caller can make it once for both."""
+    if image.shape[:2] == (THUMBNAIL, THUMBNAIL):
+        return image
+    return cv2.resize(image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
+
+
 def capture_statistics(image: np.ndarray) -> np.ndarray:
-    """Capture statistics of an RGB uint8 image (H, W, 3) → float vector (11,)."""
-    small = cv2.resize(image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
+    """Capture statistics of an RGB uint8 image (H, W, 3), or of its ``thumbnail``, → float vector (11,)."""
+    small = thumbnail(image)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float32)

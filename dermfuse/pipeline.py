@@ -32,13 +32,13 @@ from .data.metadata import encode_normalized, normalize_metadata
 from .data.transforms import to_tensor
 from .diagnosis import Diagnosis
 from .explain import explain_streams
-from .lesion import lesion_crop_box, lesion_image_fn, masks_from_logits, paste_into_frame
+from .lesion import filled, lesion_crop_box, lesion_image_fn, masks_from_logits, paste_into_frame
 from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
 from .models.inference import inference_copy
 from .assess import assess
 from .criteria import lesion_criteria
-from .ood import capture_statistics, combined_score, ood_distances, pooled_features
+from .ood import capture_statistics, combined_score, ood_distances, pooled_features, thumbnail
 from .operating_points import place
 from .skin_tone import describe as describe_tone, measure_skin_tone, rare_tone_caution
 
@@ -55,6 +55,11 @@ def bf16_supported(device: torch.device) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def frame_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(width, height) of a PIL image or of its pixels (H, W, 3), as PIL's ``image.size``."""
+    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
 @dataclass
@@ -151,24 +156,25 @@ class DermFusePipeline:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def _batch(self, images: list[Image.Image], size) -> torch.Tensor:
+    def _batch(self, images: list, size) -> torch.Tensor:
         batch = torch.stack([to_tensor(image, size, self.model.mean, self.model.std) for image in images]).to(self.device)
         return batch.contiguous(memory_format=torch.channels_last) if self.fast else batch
 
-    def segment(self, images: list[Image.Image], attention: bool = False):
+    def segment(self, images: list, attention: bool = False):
         """Mask probabilities and cleaned masks at each image's resolution (``masks_from_logits``, as
-        stage 2's mask cache), and the gates' α maps if asked."""
+        stage 2's mask cache), and the gates' α maps if asked. ``images``: PIL images or their uint8 pixels (H, W, 3)."""
         with torch.inference_mode(), self._autocast():
             out = self._networks["segmenter"](self._batch(images, self.model.segmentation_size), return_attention=attention)
         logits, gates = out if attention else (out, None)
-        probability_maps, masks = masks_from_logits(logits, [image.size for image in images])
+        sizes = [frame_size(image) for image in images]
+        probability_maps, masks = masks_from_logits(logits, sizes)
         if gates is not None:
-            gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), image.size, interpolation=cv2.INTER_LINEAR) for g in gates]
-                     for i, image in enumerate(images)]
+            gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), size, interpolation=cv2.INTER_LINEAR) for g in gates]
+                     for i, size in enumerate(sizes)]
         return probability_maps, masks, gates
 
-    def encode(self, images: list[Image.Image], lesions: list[Image.Image] | None):
-        """Both encoders once, no gradients: maps (B, C, h, w) as float32."""
+    def encode(self, images: list, lesions: list | None):
+        """Both encoders once, no gradients: maps (B, C, h, w) as float32. Images and lesion images: PIL or uint8 pixels."""
         size = self.model.image_size
         if lesions is None and "lesion" in self._networks:
             raise ValueError("this classifier has a lesion stream: pass the lesion images as well")
@@ -193,15 +199,16 @@ class DermFusePipeline:
     def _predict(self, cases, images, known_masks, metadata, described, used, explain, attention, lesion_stream,
                  describe) -> list[Diagnosis]:
         model = self.model
-        probability_maps, predicted, gates = self.segment(images, attention)
+        arrays = [np.array(image) for image in images]  # (H, W, 3) uint8 each, converted once for every step
+        probability_maps, predicted, gates = self.segment(arrays, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
         if lesion_stream:
-            lesions = [self.make_lesion_image(image, mask) for image, mask in zip(images, masks)]
+            lesions = [self.make_lesion_image(pixels, mask) for pixels, mask in zip(arrays, masks)]
         else:
             blank = tuple(int(round(255 * m)) for m in model.mean)
-            lesions = [Image.new("RGB", model.image_size[::-1], blank) for _ in images]
+            lesions = [filled(model.image_size, blank) for _ in arrays]
         use_lesion = model.classifier.use_lesion_stream
-        image_maps, lesion_maps = self.encode(images, lesions if use_lesion else None)
+        image_maps, lesion_maps = self.encode(arrays, lesions if use_lesion else None)
         n = len(cases)
         unknown = encode_normalized([None] * n, [vocab.UNKNOWN] * n, [vocab.UNKNOWN] * n)
         explained = None
@@ -219,9 +226,9 @@ class DermFusePipeline:
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood, gate = model.ood, model.gate
         scores = distances = pooled = None
-        arrays = [np.asarray(image) for image in images]  # (H, W, 3) uint8 each, converted once
+        thumbnails = [thumbnail(pixels) for pixels in arrays]  # what the capture statistics and the gate look at
         if ood is not None:
-            capture = np.stack([capture_statistics(pixels) for pixels in arrays])
+            capture = np.stack([capture_statistics(small) for small in thumbnails])
             pooled = pooled_features(image_maps)  # (B, C)
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
@@ -242,7 +249,7 @@ class DermFusePipeline:
             measurements = (measure_lesion(pixels, mask, None if criteria is None else criteria.colours.numbers["colours"])
                             if describe else None)  # fmt: skip
             deep = None if distances is None else float(distances[0][i])
-            reasons, dermoscopy, numbers = assess(pixels, probability_maps[i], mask, gate, deep,
+            reasons, dermoscopy, numbers = assess(thumbnails[i], probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i])
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
@@ -256,7 +263,7 @@ class DermFusePipeline:
                 image=pixels,
                 mask=mask,
                 mask_probability=probability_maps[i].astype(np.float32),
-                lesion_image=np.asarray(lesions[i]),
+                lesion_image=lesions[i],
                 heatmaps=heatmaps,
                 lesion_focus=focus,
                 heatmap_methods=methods,

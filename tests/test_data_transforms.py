@@ -29,6 +29,17 @@ def test_to_tensor_shape_and_normalisation():
     assert torch.allclose(white[:, 0, 0], torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]))
 
 
+def test_to_tensor_reads_pixel_arrays_as_it_reads_images():
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    from_image = to_tensor(Image.fromarray(pixels), (24, 40), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert torch.equal(to_tensor(pixels, (24, 40), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), from_image)
+    read_only = pixels.copy()
+    read_only.flags.writeable = False
+    assert torch.equal(to_tensor(read_only, (24, 40), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), from_image)
+    with pytest.raises(ValueError, match="uint8 pixels"):
+        to_tensor(pixels.astype(np.float32), 8)
+
+
 def test_to_tensor_refuses_non_rgb():
     with pytest.raises(ValueError, match="load it with dermfuse.data.load_image"):
         to_tensor(Image.new("L", (10, 10)), 8)

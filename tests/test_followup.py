@@ -67,7 +67,7 @@ def test_a_lesion_against_its_own_moved_copy_shows_no_change(pipeline, lesion):
 
 def test_a_previous_image_with_no_lesion_or_not_assessable_is_refused_in_words(pipeline, lesion):
     current = pipeline(lesion, explain=False)
-    with pytest.raises(ValueError, match="No lesion was found in the previous image.*clear the previous-image box"):
+    with pytest.raises(ValueError, match="No lesion was found in the previous image.*Use another image of the same lesion, taken earlier"):
         compare(current, replace(current, mask=np.zeros_like(current.mask)))
     with pytest.raises(ValueError, match="previous image is not assessable \\(Too blurred\\.\\)"):
         compare(current, replace(current, assessable=False, reasons=["Too blurred."]))
@@ -110,7 +110,8 @@ def test_a_bad_previous_image_names_the_problem_and_the_diagnosis_still_shows(ca
     shown = callbacks.diagnose(catalog, str(current), "", "unknown", "unknown", None, True, True, False, str(previous))
     assert shown[OUTPUTS["scores"]] and "Withheld" not in shown[OUTPUTS["result"]]  # the current diagnosis stands
     assert expected in shown[OUTPUTS["followup"]] and "No comparison" in shown[OUTPUTS["followup"]]
-    assert "Upload" in shown[OUTPUTS["followup"]] or "clear the previous-image box" in shown[OUTPUTS["followup"]]
+    assert ("Upload" if kind == "not_an_image" else "Use another image") in shown[OUTPUTS["followup"]]
+    assert "clear the previous-image box" in shown[OUTPUTS["followup"]]
     assert not shown[OUTPUTS["followup_picture"]].visible
     assert shown[OUTPUTS["result"]]["followup"] is None and expected in shown[OUTPUTS["result"]]["followup_problem"]
     assert str(tmp_path) not in shown[OUTPUTS["followup"]]  # the user's file name, not the server's path
@@ -153,5 +154,6 @@ def test_the_command_line_compares_two_images_and_names_a_bad_one(lesion, tmp_pa
     blank = tmp_path / "blank.png"
     Image.new("RGB", (400, 300), (150, 40, 60)).save(blank)
     assert main(["followup", str(blank), str(current), "--model", str(DEFAULT), "--out", str(out)]) == 2
-    assert "The previous image is not assessable" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "The previous image is not assessable" in refusal and "Use another image" in refusal and "box" not in refusal
     assert written == json.loads((out / "followup.json").read_text())  # the earlier comparison is not overwritten

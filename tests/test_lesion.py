@@ -11,11 +11,13 @@ def disc(h, w, cy, cx, r):
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
 
 
-def test_clean_mask_keeps_largest_component_and_fills_holes():
+@pytest.mark.parametrize("speck", [True, False], ids=["two components", "one component"])
+def test_clean_mask_keeps_largest_component_and_fills_holes(speck):
     prob = np.zeros((100, 120))
     prob[disc(100, 120, 50, 60, 30)] = 0.9
     prob[disc(100, 120, 50, 60, 5)] = 0.1  # a hole
-    prob[disc(100, 120, 10, 10, 4)] = 0.8  # a speck
+    if speck:
+        prob[disc(100, 120, 10, 10, 4)] = 0.8
     mask = clean_mask(prob)
     assert mask[50, 60] and not mask[10, 10]
     assert mask.sum() == disc(100, 120, 50, 60, 30).sum()

@@ -109,7 +109,6 @@ class ClassificationDataset(Dataset):
         }
         if self.lesion_image_fn is not None:
             lesion = self.lesion_image_fn(np.asarray(image), mask)
-            lesion = lesion if isinstance(lesion, Image.Image) else Image.fromarray(np.ascontiguousarray(lesion))
             item["lesion"] = to_tensor(lesion, self.image_size, self.mean, self.std)
         return item
 

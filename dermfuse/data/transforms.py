@@ -28,13 +28,19 @@ from dermfuse.constants import IMAGENET_MEAN, IMAGENET_STD
 _ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 
 
-def to_tensor(image: Image.Image, size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """RGB PIL image → float32 tensor (3, H, W): resized to ``size`` = (H, W) or an int with
-    antialiasing, scaled to [0, 1] and normalised by ``mean``/``std``."""
-    if not isinstance(image, Image.Image) or image.mode != "RGB":
-        raise ValueError("to_tensor expects an RGB PIL image: load it with dermfuse.data.load_image")
+def to_tensor(image: Image.Image | np.ndarray, size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """RGB PIL image, or its pixels as a uint8 array (H, W, 3), → float32 tensor (3, H, W): resized to
+    ``size`` = (H, W) or an int with antialiasing, scaled to [0, 1] and normalised by ``mean``/``std``.
+
+    A contiguous writable array is read in place, so a caller that has the pixels already pays no second copy."""
     height, width = _size(size)
-    pixels = F.pil_to_tensor(image)  # (3, h, w) uint8
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        pixels = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)  # (3, h, w), as pil_to_tensor's
+    elif isinstance(image, Image.Image) and image.mode == "RGB":
+        pixels = F.pil_to_tensor(image)  # (3, h, w) uint8
+    else:
+        raise ValueError("to_tensor expects an RGB PIL image (load it with dermfuse.data.load_image) or its uint8 "
+                         f"pixels (H, W, 3), got {type(image).__name__} {getattr(image, 'shape', getattr(image, 'mode', ''))}")
     pixels = F.resize(pixels, [height, width], antialias=True)  # (3, H, W)
     return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), list(mean), list(std))
 

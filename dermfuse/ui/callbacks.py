@@ -24,7 +24,7 @@ import numpy as np
 from ..data import load_image
 from ..data.artefacts import CITATION, ArtefactInserter, templates_folder
 from ..diagnosis import Diagnosis
-from ..followup import FollowUp, compare
+from ..followup import FollowUp, check_comparable, compare
 from ..sources import DEMO_MODEL
 from . import report, views
 from .examples import phantom_examples, real_examples
@@ -151,6 +151,10 @@ def follow_up(catalog: ModelCatalog, current: Diagnosis, previous: dict | str | 
     except ValueError as error:
         return None, (f"the previous image could not be used: {str(error).rstrip('.')}. Upload a JPEG or PNG of the "
                       "same lesion taken earlier, or clear the previous-image box.")
+    try:
+        check_comparable(before, "previous")
+    except ValueError as error:  # the page has one more way out than the command line
+        return None, f"{error} Or clear the previous-image box to see the current diagnosis alone."
     try:
         return compare(current, before), None
     except ValueError as error:
