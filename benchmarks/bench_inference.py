@@ -11,7 +11,8 @@ is timed in turn within each repetition, so load from elsewhere on the machine s
 (b) explained diagnosis: (a) + Grad-CAM of both streams through the head alone;
 (c) the same networks the way a typical project runs them: eager fp32, a forward for the scores,
     then one standard pytorch-grad-cam ``GradCAM`` call per stream (full backward each).
-Then batch-16 throughput, fast path vs eager fp32: (d) the networks alone (segmenter, both encoders, head, on
+And batch-16 throughput, fast path vs eager fp32, timed first, in a fresh process's state as ``dermfuse evaluate``
+runs it (timed after (a)–(c), the eager fp32 batches ran about a fifth slower): (d) the networks alone (segmenter, both encoders, head, on
 ready tensors); (e) evaluation, ``dermfuse evaluate``'s path (decode-free: segment, mask at the image's size,
 lesion image, classify, assessability and OOD checks; ``describe=False``); (f) full diagnoses as the CLI
 writes them (e) + the ABCD criteria, measurements and skin tone, per-image CPU work that is the same on
