@@ -14,9 +14,11 @@ is timed in turn within each repetition, so load from elsewhere on the machine s
 And batch-16 throughput, fast path vs eager fp32, timed first, in a fresh process's state as ``dermfuse evaluate``
 runs it (timed after (a)–(c), the eager fp32 batches ran about a fifth slower): (d) the networks alone (segmenter, both encoders, head, on
 ready tensors); (e) evaluation, ``dermfuse evaluate``'s path (decode-free: segment, mask at the image's size,
-lesion image, classify, assessability and OOD checks; ``describe=False``); (f) full diagnoses as the CLI
-writes them (e) + the ABCD criteria, measurements and skin tone, per-image CPU work that is the same on
-both paths and so caps their ratio.
+lesion image, classify, assessability and OOD checks; ``describe=False``); (e′) the same on 16 images of the
+model's HAM10000 test split (with ``--model``, when ``../shared/data/HAM10000`` is there: 256×256 images with their
+age, sex and site, what ``dermfuse evaluate`` scores the model on); (f) full diagnoses as the CLI writes them
+(e) + the ABCD criteria, measurements and skin tone. The per-image CPU work of (e)–(f) is the same on both paths
+and grows with the image's pixels, so it caps their ratio most on the large image.
 With ``--preset`` the weights are random (speed does not depend on them); ``--model`` times a saved
 model (its own weights, so the masks and lesion crops are the real ones). Prints a markdown table and writes JSON.
 """
@@ -37,7 +39,8 @@ from dermfuse.pipeline import Case, DermFusePipeline
 from timing import interleaved_medians, median_seconds
 
 PEER_PLAIN_S = 0.34  # the peer's plain (unexplained) prediction per image on this CPU, quoted from issue 13
-REAL_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "images" / "IMD002.jpg"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_IMAGE = SHARED / "real" / "images" / "IMD002.jpg"
 
 
 def test_image():
@@ -47,6 +50,22 @@ def test_image():
 
     phantom = generate_phantom("mel", seed=0, size=600)
     return load_image(phantom.image), "phantom 600×600"
+
+
+def ham10000_test_cases(model_folder: str | None, count: int) -> list[Case] | None:
+    """The first ``count`` HAM10000 test-split images of a saved model's ``splits.csv``, decoded, with their
+    metadata; ``None`` without a model folder, its split or the data."""
+    from dermfuse.data.readers import read_dataset
+    from dermfuse.data.splits import read_manifest
+
+    splits = Path(model_folder or "") / "splits.csv"
+    if not (model_folder and splits.is_file() and (SHARED / "HAM10000").is_dir()):
+        return None
+    manifest = read_manifest(splits, paths=False)
+    test = set(manifest.loc[(manifest["split"] == "test") & (manifest["source"] == "ham10000"), "image_id"])
+    table = read_dataset(SHARED / "HAM10000")
+    rows = table[table["image_id"].isin(test)].head(count)
+    return [Case(load_image(row.image_path), row.age, row.sex, row.site, image_id=row.image_id) for row in rows.itertuples()]
 
 
 def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
@@ -89,6 +108,7 @@ def main() -> None:
     case = dict(age=55, sex="male", site="posterior torso")
 
     batch = [Case(image, **case) for _ in range(args.batch)]
+    test_split = ham10000_test_cases(args.model, args.batch)
     batch_repeats = max(3, args.repeats // 2)
     work = {}
     for name, pipeline in (("fast", fast), ("eager", eager)):
@@ -99,10 +119,12 @@ def main() -> None:
         work[name] = {
             "networks": lambda p=pipeline, t=tensors, l=lesions, e=encoded: networks_only(p, t, l, e),
             "evaluation": lambda p=pipeline: p.predict(batch, describe=False),
+            "evaluation_test_split": lambda p=pipeline: p.predict(test_split, describe=False),
             "diagnosis": lambda p=pipeline: p.predict(batch),
         }
     seconds = {"fast": {}, "eager": {}}
-    for kind in ("networks", "evaluation", "diagnosis"):  # each kind's two paths timed in turn
+    kinds = ("networks", "evaluation", *(("evaluation_test_split",) if test_split else ()), "diagnosis")
+    for kind in kinds:  # each kind's two paths timed in turn
         medians = interleaved_medians({name: work[name][kind] for name in seconds}, batch_repeats)
         for name in seconds:
             seconds[name][kind] = medians[name]
@@ -119,7 +141,7 @@ def main() -> None:
         "explained_over_plain": explained / plain, "explained_over_typical": explained / typical,
         "batch": args.batch, "repeats": args.repeats,
     }
-    for work in ("networks", "evaluation", "diagnosis"):
+    for work in kinds:
         numbers[f"{work}_fast_images_per_s"] = args.batch / seconds["fast"][work]
         numbers[f"{work}_eager_images_per_s"] = args.batch / seconds["eager"][work]
         numbers[f"{work}_speedup"] = seconds["eager"][work] / seconds["fast"][work]
@@ -132,7 +154,10 @@ def main() -> None:
     print(f"| (b) / (c) | {numbers['explained_over_typical']:.2f} | ≤ 0.35 |")
     print(f"| (b) explained diagnosis, seconds | {explained:.3f} s | < {PEER_PLAIN_S} s (a published Keras HAM10000 "
           "classifier's plain prediction on this CPU, as measured in issue 13) |")
-    for label, work in (("(d) networks alone", "networks"), ("(e) evaluation", "evaluation"), ("(f) full diagnoses", "diagnosis")):
+    labels = {"networks": "(d) networks alone", "evaluation": f"(e) evaluation ({description})",
+              "evaluation_test_split": "(e′) evaluation (HAM10000 test-split images, 256×256)", "diagnosis": "(f) full diagnoses"}
+    for work in kinds:
+        label = labels[work]
         print(f"| batch-{args.batch} {label}: fast path / eager fp32 | {numbers[f'{work}_fast_images_per_s']:.1f} / "
               f"{numbers[f'{work}_eager_images_per_s']:.1f} images/s = {numbers[f'{work}_speedup']:.2f}× | ≥ 2.5× |")
     if args.json:

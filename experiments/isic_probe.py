@@ -1,4 +1,4 @@
-"""Can the shipped segmenter do better on ISIC 2018 Task 1? A fine-tune and test-time flips, judged on validation only.
+"""Can the shipped segmenter do better on ISIC 2018 Task 1? Fine-tunes and test-time flips, chosen on validation.
 
     python -m experiments.isic_probe manifest --out=runs/seg-isic-ft/manifest.csv
     python -m train segmenter --preset=small --pretrained=false --init=checkpoints/dermfuse-small-ham10000 \\
@@ -8,18 +8,31 @@
     python -m experiments.isic_probe validate                                       # the shipped segmenter
     python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run/model   # fine-tuned 4 epochs
     python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/run2/model  # then 8 more
+    python -m train segmenter --preset=small --pretrained=false --init=checkpoints/dermfuse-small-ham10000 \\
+        --manifest=runs/seg-isic-ft/manifest.csv --out=runs/seg-isic-ft/long --epochs=20 --lr=3e-4 --warmup_steps=50
+    python -m experiments.isic_probe validate --segmenter=runs/seg-isic-ft/long/model  # 20 epochs, one schedule
+    cp -r checkpoints/dermfuse-small-ham10000 runs/adopted                           # a copy to put it into
+    python -m experiments.isic_probe adopt --model=runs/adopted --segmenter=runs/seg-isic-ft/long
 
 ``manifest`` keeps the shipped model's split (``splits.csv``) and weights ISIC toward the training mix:
 every ISIC 2018 Task 1 image, HAM10000 training images cut to 2,000 and validation to 500 (whole
-lesions, seeded order); the test rows stay as they are and are never looked at here. ``validate`` scores
+lesions, seeded order); the test rows stay as they are and are never trained on. ``validate`` scores
 the validation split of each source at each image's own resolution, as the pipeline does, with and
 without flip test-time augmentation (mean of the probabilities of the plain, horizontally, vertically
-and doubly flipped image), at three thresholds. Results printed; nothing is shipped from this probe.
+and doubly flipped image), at three thresholds. Results printed.
+
+``adopt`` puts a fine-tuned segmenter into a model folder (its weights only: the classifier, its calibration and the
+split stay) and scores the model again as ``python -m train ham10000`` does (test splits through the pipeline, PH2,
+fp16 storage), recording in the model card how the weights were made. Shipping such a model would also refit what
+rests on the masks: the calibration on validation, then ``python -m train gate``, ``skin-tone``, ``operating-points``
+and ``compute-paths``. The 20-epoch fine-tune was adopted into a copy, scored, and not shipped (the README says why).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -33,7 +46,13 @@ from dermfuse.data.io import load_image_and_mask
 from dermfuse.lesion import clean_mask
 from dermfuse.metrics import mask_counts, segmentation_scores
 from dermfuse.pipeline import DermFusePipeline
+from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+from experiments.ham10000 import HAM10000Config, half_agreement, score
+from publish.push import rewrite_card
+from train.checkpoint import write_json
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1"}
@@ -83,19 +102,63 @@ def validation_dice(pipeline: DermFusePipeline, rows: pd.DataFrame, batch: int =
                          for (name, threshold), values in scores.items()])
 
 
+def adopt(model_dir: Path, segmenter_run: Path, data: Path, rows: pd.DataFrame) -> dict:
+    """Replace the segmenter weights in ``model_dir`` by those of ``segmenter_run``'s model, score the model again,
+    and write the scores, the segmenter's run and how the weights were made into its metrics and card."""
+    weights = model_dir / WEIGHTS_FILE
+    with safe_open(str(weights), framework="pt") as handle:
+        stored = handle.metadata()
+    tensors = load_file(str(weights))
+    segmenter = {k: v for k, v in load_file(str(segmenter_run / "model" / WEIGHTS_FILE)).items() if k.startswith("segmenter.")}
+    if set(segmenter) != {k for k in tensors if k.startswith("segmenter.")}:
+        raise ValueError(f"{segmenter_run}/model has another segmenter architecture than {model_dir}")
+    tensors.update({k: v.to(tensors[k].dtype) for k, v in segmenter.items()})
+    save_file(tensors, str(weights), metadata=stored)
+
+    config = HAM10000Config(ham10000=str(data / SOURCES["ham10000"]), isic2018_task1=str(data / SOURCES["isic2018_task1"]),
+                            ph2=str(data / "real"), out=str(model_dir), progress=False)
+    model = DermFuse.from_pretrained(str(model_dir))
+    results = score(DermFusePipeline(model), config, rows)
+    change = half_agreement(model, rows)
+    results["storage"] = {"dtype": "float32", "fp16_max_probability_change": change, "tolerance": 0.01}
+
+    metrics_path = model_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    run = json.loads((segmenter_run / "metrics.json").read_text(encoding="utf-8"))
+    metrics.update(results, segmenter={"run": str(segmenter_run), "test": run["test"], "best_epoch": run["best_epoch"]})
+    metrics["reproduce"]["history"] += (
+        f" Then the segmenter was fine-tuned toward ISIC 2018 Task 1 ({len(run['epochs'])} epochs at learning rate 3e-4 from "
+        "these weights, on every ISIC 2018 Task 1 training image and 2,000 HAM10000 training images, the best epoch by "
+        "validation Dice kept: the commands in `experiments/isic_probe.py`), chosen on the validation splits, and put into "
+        "the model; the classifier, its calibration and the split are unchanged, so the classifier learned from, and was "
+        "calibrated on, the earlier segmenter's lesion images. The segmenter's learning curves are the fine-tune's.")
+    write_json(metrics_path, metrics)
+    if (segmenter_run / "learning_curves.png").is_file():
+        shutil.copy2(segmenter_run / "learning_curves.png", model_dir / "segmenter_learning_curves.png")
+    rewrite_card(model_dir)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("manifest", "validate"))
+    parser.add_argument("step", choices=("manifest", "validate", "adopt"))
     parser.add_argument("--model", default=str(CHECKPOINTS / DEFAULT_MODEL), help="the shipped model folder (its splits.csv)")
     parser.add_argument("--data", default=str(SHARED), help="the folder holding HAM10000/ and ISIC2018_Task1/")
     parser.add_argument("--out", default="runs/seg-isic-ft/manifest.csv", help="manifest: where to write it")
-    parser.add_argument("--segmenter", default="", help="validate: a saved model whose segmenter replaces the shipped one")
+    parser.add_argument("--segmenter", default="", help="validate: a saved model whose segmenter replaces the shipped one; "
+                        "adopt: a segmenter run folder (with model/ and metrics.json) whose segmenter goes into --model")
     args = parser.parse_args(argv)
     rows = table(Path(args.model), Path(args.data))
     if args.step == "manifest":
         chosen = isic_weighted(rows)
         write_manifest(chosen, args.out)
         print(chosen.groupby(["source", "split"]).size().to_string())
+        return 0
+    if args.step == "adopt":
+        if not args.segmenter:
+            raise SystemExit("adopt needs --segmenter=<segmenter run folder>")
+        results = adopt(Path(args.model), Path(args.segmenter), Path(args.data), rows)
+        print(json.dumps(results["segmentation_by_source"], indent=1))
         return 0
     model = DermFuse.from_pretrained(args.model)
     if args.segmenter:
