@@ -16,3 +16,8 @@ INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 # How the lesion stream's input is made from the image and the mask (see dermfuse/lesion.py).
 LESION_MODES: tuple[str, ...] = ("crop_mask", "mask", "crop")
+
+# How the image stream sees a frame (dermfuse/data/transforms.py, ``view_box``): the whole frame resized to the
+# encoder's square input, or its central square, as HAM10000's prepared images are (the central 450×450 of each
+# 600×450 original, ../shared/data/README.md), so a 4:3 upload is not squeezed into a shape the model never saw.
+IMAGE_FRAMINGS: tuple[str, ...] = ("whole", "central_square")

@@ -27,7 +27,9 @@ class Diagnosis:
     ``image`` (uint8, H×W×3) is the input as the pipeline decoded it, upright RGB, so a caller that
     shows it does not decode it again. ``lesion_box`` ([x0, y0, x1, y1], may reach outside the image)
     is where the lesion image was cut from, ``None`` when it is the whole image; the lesion stream's
-    heatmap is zero outside it. ``heatmap_methods`` names the method that made each stream's map
+    heatmap is zero outside it, and the image stream's outside the part of the frame it saw (the central
+    square of a non-square frame, for a model whose ``image_framing`` says so; its note says so).
+    ``heatmap_methods`` names the method that made each stream's map
     (a stream without a usable map has none in ``heatmaps``); ``heatmap_notes`` says, in plain words,
     why a stream's map is not the usual Grad-CAM or is missing. ``lesion_focus`` is ``None`` per
     stream (or as a whole, when no lesion was found) where it cannot be measured. ``probabilities``

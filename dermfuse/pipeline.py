@@ -29,7 +29,7 @@ from PIL import Image
 from . import vocab
 from .data.io import load_image, load_image_and_mask
 from .data.metadata import encode_normalized, normalize_metadata
-from .data.transforms import to_tensor
+from .data.transforms import image_view, to_tensor, view_box
 from .diagnosis import Diagnosis
 from .explain import explain_streams
 from .lesion import filled, lesion_crop_box, lesion_image_fn, masks_from_logits, paste_into_frame
@@ -43,6 +43,8 @@ from .operating_points import place
 from .skin_tone import describe as describe_tone, measure_skin_tone, rare_tone_caution
 
 STREAMS = ("image", "lesion")
+CENTRAL_SQUARE_NOTE = ("It saw the central square of the image, as the model's training images were; the rest was "
+                       "outside its view.")
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -174,8 +176,10 @@ class DermFusePipeline:
         return probability_maps, masks, gates
 
     def encode(self, images: list, lesions: list | None):
-        """Both encoders once, no gradients: maps (B, C, h, w) as float32. Images and lesion images: PIL or uint8 pixels."""
+        """Both encoders once, no gradients: maps (B, C, h, w) as float32. Images and lesion images: PIL or uint8 pixels.
+        The image encoder sees each image as the model's framing says (:func:`~dermfuse.data.transforms.image_view`)."""
         size = self.model.image_size
+        images = [image_view(image, self.model.image_framing) for image in images]
         if lesions is None and "lesion" in self._networks:
             raise ValueError("this classifier has a lesion stream: pass the lesion images as well")
         with torch.inference_mode(), self._autocast():
@@ -241,9 +245,12 @@ class DermFusePipeline:
                 streams = [s for s in explained.maps if lesion_stream or s != "lesion"]
                 methods = {s: explained.methods[s][i] for s in streams if explained.methods[s][i]}
                 notes = {s: explained.notes[s][i] for s in streams if explained.notes[s][i]}
-                # The image stream saw the whole image; the lesion stream the image cut from ``box``.
-                heatmaps = {s: paste_into_frame(explained.maps[s][i], box if s == "lesion" else None, mask.shape)
-                            for s in methods}
+                # Each map is put back where its stream looked: the lesion stream at ``box``, the image stream at the
+                # part of the frame its framing shows it (the whole frame, or its central square).
+                seen = {"lesion": box, "image": view_box(*frame_size(pixels), model.image_framing)}
+                if seen["image"] is not None and "image" in streams:
+                    notes["image"] = " ".join(filter(None, (notes.get("image"), CENTRAL_SQUARE_NOTE)))
+                heatmaps = {s: paste_into_frame(explained.maps[s][i], seen[s], mask.shape) for s in methods}
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
             criteria = lesion_criteria(pixels, mask) if describe else None  # the ABCD colours, counted once for both
             measurements = (measure_lesion(pixels, mask, None if criteria is None else criteria.colours.numbers["colours"])

@@ -56,7 +56,7 @@ class GateConfig:
     train_images: int = 1000  # training-split dermoscopy images the score is fitted on
     seed: int = 0
     out: str = str(RESULTS)
-    cache: str = "runs/gate"  # the pipeline's thumbnails of every image, per model weights (refits reuse them)
+    cache: str = "runs/gate"  # the pipeline's thumbnails of every image, per model weights and framing (refits reuse them)
 
     def __post_init__(self):
         if not 0 < self.rejection < 0.2:
@@ -103,8 +103,9 @@ def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> 
 
 
 def collect(pipeline: DermFusePipeline, config: GateConfig) -> tuple[dict, pd.DataFrame]:
-    """Thumbnails of every real and non-dermoscopy image (cached in ``--cache`` for this model's weights)."""
-    cache = Path(config.cache) / f"{file_digest(Path(config.model) / WEIGHTS_FILE).split(':')[1]}.npz"
+    """Thumbnails of every real and non-dermoscopy image (cached in ``--cache`` for this model's weights and framing)."""
+    digest = file_digest(Path(config.model) / WEIGHTS_FILE).split(":")[1]
+    cache = Path(config.cache) / f"{digest}-{pipeline.model.image_framing}.npz"
     negatives = non_dermoscopy_set(config.seed)
     other = pd.DataFrame({"source": [s for s, _, _ in negatives], "group": [g for _, g, _ in negatives]})
     if cache.is_file():

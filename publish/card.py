@@ -105,6 +105,15 @@ def _labels(classes: list[str]) -> str:
     return "## Labels\n\n| index | label | diagnosis | malignant or pre-malignant |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
+def _framing(config: dict) -> str:
+    if config.get("image_framing", "whole") == "central_square":
+        return ("Image stream: the central square of the frame (all of a square image), as HAM10000's prepared images\n"
+                "  are (the central 450×450 of each 600×450 original), so a 4:3 upload is not squeezed into a shape the\n"
+                "  model never learned from; its heatmap covers that square. The segmenter and the lesion stream see the\n"
+                "  whole frame (`dermfuse.data.transforms.view_box`).")
+    return "Image stream: the whole frame, resized to the classifier's input (a 4:3 frame is squeezed to the square)."
+
+
 def _preprocessing(config: dict) -> str:
     seg, img = config["segmentation_size"], config["image_size"]
     mean, std = ", ".join(f"{v:g}" for v in config["mean"]), ", ".join(f"{v:g}" for v in config["std"])
@@ -113,6 +122,7 @@ def _preprocessing(config: dict) -> str:
 - Images: RGB, EXIF orientation applied, resized (not letterboxed, antialiased) to {seg[0]}×{seg[1]} for the
   segmenter and {img[0]}×{img[1]} for the classifier, scaled to [0, 1] and normalised with mean ({mean}) and
   std ({std}). `dermfuse.data.to_tensor` does exactly this.
+- {_framing(config)}
 - Lesion mask: segmenter probability upsampled to the image, threshold 0.5, largest connected component, holes
   filled (`dermfuse.lesion.clean_mask`); an empty mask falls back to the whole image.
 - Lesion image: mode `{config['lesion_mode']}`, margin {config['lesion_margin']:g} of the box side, skin outside the
@@ -243,7 +253,8 @@ Jaccard sets images under 0.65 to 0, as ISIC scores):
     ph2 = metrics.get("ph2_melanoma_vs_nevus")
     if ph2:
         text += (f"\nOn PH2 (melanoma vs nevus, {ph2['images']} images from another clinic): melanoma-score AUC "
-                 f"{_number(ph2['auc'])}, sensitivity at 80 % specificity {_number(ph2['sensitivity_at_80_specificity'])}.\n")
+                 f"{_number(ph2['auc'])}, sensitivity at 80 % specificity {_number(ph2['sensitivity_at_80_specificity'])}"
+                 + (f" ({ph2['note']})" if ph2.get("note") else "") + ".\n")
     storage = metrics.get("storage")
     if storage and storage["dtype"] == "float16":
         text += (f"\nWeights are stored in float16 (loaded as fp32); on test images no calibrated probability "

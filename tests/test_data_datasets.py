@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from dermfuse import vocab
 from dermfuse.data.datasets import ClassificationDataset, SegmentationDataset, class_balanced_sampler
+from dermfuse.data.transforms import to_tensor
 from dermfuse.data.metadata import encode_metadata
 from dermfuse.data.readers import read_image_folder
 from dermfuse.data.transforms import Augment
@@ -81,6 +82,28 @@ def test_classification_dataset_lesion_stream(folder_table):
     items = [dataset[i] for i in (0, 4)]
     assert all(item["lesion"].shape == (3, 16, 16) for item in items)
     assert seen == [False, True]  # a row with a mask hands it (augmented) to the function
+
+
+def test_a_central_square_model_learns_from_the_central_square_of_both_streams(folder_table):
+    """As HAM10000's prepared images are cut: a 40×30 frame becomes its central 30×30, mask alike."""
+    from dermfuse.data.io import load_image_and_mask
+
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)  # content that a squeeze would move
+    Image.fromarray(noise).save(folder_table["image_path"][0])
+    masks = []
+    dataset = ClassificationDataset(folder_table, ("mel", "nv"), 30, framing="central_square",
+                                    lesion_image_fn=lambda image, mask: masks.append(mask) or image)
+    image, mask = load_image_and_mask(folder_table["image_path"][0], folder_table["mask_path"][0])
+    square = image.crop((5, 0, 35, 30))
+    item = dataset[0]
+    assert torch.equal(item["image"], to_tensor(square, 30)) and torch.equal(item["lesion"], to_tensor(square, 30))
+    assert masks[0].shape == (30, 30) and np.array_equal(masks[0], np.asarray(mask)[:, 5:35])
+    whole = ClassificationDataset(folder_table, ("mel", "nv"), 30)[0]["image"]
+    assert not torch.equal(whole, item["image"])  # the default squeezes the whole frame
+    with pytest.raises(ValueError, match="unknown image framing"):
+        ClassificationDataset(folder_table, ("mel", "nv"), 30, framing="crop")
 
 
 def test_classification_dataset_validation(folder_table):

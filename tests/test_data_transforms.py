@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dermfuse.data.transforms import IMAGENET_MEAN, Augment, jitter_mask, mask_to_tensor, to_image, to_tensor
+from dermfuse.data.transforms import (IMAGENET_MEAN, Augment, image_view, jitter_mask, mask_to_tensor, to_image, to_tensor,
+                                      view_box)
 
 
 def _square_pair(width=120, height=90):
@@ -27,6 +28,25 @@ def test_to_tensor_shape_and_normalisation():
     white = to_tensor(Image.new("RGB", (10, 10), (255, 255, 255)), 8)
     assert white.shape == (3, 8, 8)
     assert torch.allclose(white[:, 0, 0], torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]))
+
+
+@pytest.mark.parametrize("width, height, box", [(600, 450, (75, 0, 525, 450)), (450, 600, (0, 75, 450, 525)),
+                                               (257, 192, (32, 0, 224, 192)), (256, 256, None)])
+def test_the_central_square_is_the_middle_of_the_longer_side(width, height, box):
+    assert view_box(width, height, "central_square") == box
+    assert view_box(width, height, "whole") is None
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    view = image_view(pixels, "central_square")
+    expected = pixels if box is None else pixels[box[1]:box[3], box[0]:box[2]]
+    assert np.array_equal(view, expected) and view.shape[0] == view.shape[1]
+    assert np.array_equal(np.asarray(image_view(Image.fromarray(pixels), "central_square")), expected)  # PIL alike
+    assert np.array_equal(image_view(pixels[..., 0] > 128, "central_square"), expected[..., 0] > 128)  # and masks
+    assert image_view(pixels, "whole") is pixels
+
+
+def test_an_unknown_framing_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown image framing 'letterbox': expected one of whole, central_square"):
+        view_box(600, 450, "letterbox")
 
 
 def test_to_tensor_reads_pixel_arrays_as_it_reads_images():

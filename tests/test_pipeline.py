@@ -334,3 +334,27 @@ def test_blinding_the_lesion_stream_changes_scores_and_says_so(pipeline, phantom
     assert normal.probabilities != blind.probabilities
     assert set(blind.heatmaps) == {"image"} and any("blank image" in w for w in blind.warnings)
     assert np.array_equal(normal.mask, blind.mask)
+
+
+def test_a_central_square_model_shows_the_image_stream_the_central_square(model, phantoms, monkeypatch):
+    squares = DermFuse(**{**model.config, "image_framing": "central_square"})
+    squares.load_state_dict(model.state_dict())
+    whole, central = DermFusePipeline(model, fast=False), DermFusePipeline(squares, fast=False)
+    square = phantoms[4].image  # 256×256: the framing changes nothing
+    a, b = whole(square, explain=True), central(square, explain=True)
+    assert a.probabilities == b.probabilities and np.array_equal(a.heatmaps["image"], b.heatmaps["image"])
+
+    wide = cv2.resize(phantoms[4].image, (320, 240))  # 4:3: the image stream sees its central 240×240
+    seen = []
+    batch = DermFusePipeline._batch
+    monkeypatch.setattr(DermFusePipeline, "_batch",
+                        lambda self, images, size: seen.append([np.asarray(i).shape for i in images]) or batch(self, images, size))
+    result = central(wide, explain=True)
+    segmenter, image_stream, lesion_stream = seen
+    assert segmenter == [(240, 320, 3)] and image_stream == [(240, 240, 3)]  # the segmenter still sees the whole frame
+    heat = result.heatmaps["image"]
+    assert heat.shape == (240, 320) and not heat[:, :40].any() and not heat[:, 280:].any() and heat[:, 40:280].any()
+    assert result.probabilities != whole(wide).probabilities
+    assert "central square" in result.heatmap_notes["image"] and "image" not in (b.heatmap_notes or {})
+    with pytest.raises(ValueError, match="unknown image_framing 'letterbox': expected one of whole, central_square"):
+        DermFuse(**{**model.config, "image_framing": "letterbox"})

@@ -42,6 +42,8 @@ def test_model_says_what_it_learned_from():
     assert model.dataset.startswith("ham10000")
     card = (REAL / "README.md").read_text(encoding="utf-8")
     assert "not a medical device" in card.lower() and "HAM10000" in card and "CC BY-NC 4.0" in card
+    # It learned from HAM10000's prepared images, central squares of the originals: its image stream sees those.
+    assert model.image_framing == "central_square" and "Image stream: the central square of the frame" in card
 
 
 def test_split_is_by_lesion_and_test_images_were_never_trained_on():

@@ -126,6 +126,27 @@ def test_the_card_names_the_metadata_the_model_learned_from(runs, trained_metada
     assert summary in model_card({**config, "trained_metadata": trained_metadata}, metrics, train_config)
 
 
+def test_a_classifier_built_to_see_central_squares_keeps_that_in_its_config():
+    from dermfuse import create_model
+    from train.classifier import build_model
+
+    source = create_model("tiny")
+    model, _ = build_model(source, ["mel", "nv"], image_framing="central_square")
+    assert model.image_framing == "central_square" and model.config["image_framing"] == "central_square"
+    assert build_model(source, ["mel", "nv"])[0].image_framing == "whole"  # '' keeps the source's
+    with pytest.raises(ValueError, match="unknown image_framing"):
+        build_model(source, ["mel", "nv"], image_framing="letterbox")
+
+
+@pytest.mark.parametrize("framing, words", [("whole", "Image stream: the whole frame"),
+                                            ("central_square", "Image stream: the central square of the frame")])
+def test_the_card_says_what_part_of_a_frame_the_image_stream_sees(runs, framing, words):
+    config = json.loads((runs[1] / "model" / "config.json").read_text())
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    train_config = json.loads((runs[1] / "train_config.json").read_text())
+    assert words in model_card({**config, "image_framing": framing}, metrics, train_config)
+
+
 def test_push_uploads_the_exported_folder(runs, tmp_path):
     _, cls = runs
     hub = RecordingHub(tmp_path / "hub")

@@ -78,8 +78,9 @@ def find_segmenter(path: str) -> tuple[Path, Path | None]:
     raise FileNotFoundError(f"--segmenter={path}: neither a stage-1 run folder (with model/) nor a saved DermFuse folder")
 
 
-def build_model(source: DermFuse, classes: list[str], image_size: int = 0, variant: str = "") -> tuple[DermFuse, list[str]]:
-    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``), holding every
+def build_model(source: DermFuse, classes: list[str], image_size: int = 0, variant: str = "",
+                image_framing: str = "") -> tuple[DermFuse, list[str]]:
+    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``, ``image_framing``), holding every
     ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
 
     With ``variant`` (a name in ``VARIANTS``: the ablation), the classifier takes that variant's
@@ -90,6 +91,8 @@ def build_model(source: DermFuse, classes: list[str], image_size: int = 0, varia
     config = {**source.config, **VARIANTS.get(variant, {}), "classes": list(classes), "temperature": 1.0, "ood": None}
     if image_size:
         config["image_size"] = [image_size, image_size]
+    if image_framing:
+        config["image_framing"] = image_framing
     model = DermFuse(**config)
     own, theirs = model.state_dict(), source.state_dict()
     kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape
@@ -234,7 +237,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         model = DermFuse(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
     else:
-        model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size, config.variant)
+        model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size, config.variant,
+                                   config.image_framing)
         if config.pretrained:
             model.load_imagenet_weights(segmenter=False)
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
@@ -257,7 +261,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
                          "--val_fraction, or train a fixed schedule with --patience=0 and a given --temperature=T")  # fmt: skip
 
     def dataset(split: str, augment: Augment | None = None) -> ClassificationDataset:
-        return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std)
+        return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std,
+                                     model.image_framing)
 
     train_set, val_set = dataset("train", Augment(mask_jitter=config.mask_jitter) if config.augment else None), dataset("val")
     train_labels = train_set.labels.numpy()

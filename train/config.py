@@ -87,6 +87,7 @@ class ClassifierConfig(TrainConfig):
     stage = "classifier"
     segmenter: str = ""  # stage-1 run folder (or a saved DermFuse folder) whose segmenter makes the masks
     image_size: int = 0  # classifier input side (0: the model's)
+    image_framing: str = ""  # the image stream's view: whole, or central_square as HAM10000's prepared images ('': the model's)
     classes: str = ""  # comma-separated labels (default: the labels present in the data, sorted)
     balance: str = "sampler"  # class imbalance: sampler (class-balanced), weighted (loss), focal, none
     focal_gamma: float = 2.0

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from dermfuse.data.io import load_image, load_image_and_mask
 from dermfuse.data.metadata import encode_metadata
-from dermfuse.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, mask_to_tensor, to_tensor
+from dermfuse.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, image_view, mask_to_tensor, to_tensor, view_box
 
 # (augmented image as uint8 (H, W, 3), its bool mask (H, W) or None) → the lesion image (uint8 array or PIL).
 # ``functools.partial(dermfuse.lesion.lesion_image, mode=...)`` fits when every row has a mask.
@@ -47,7 +47,9 @@ class SegmentationDataset(Dataset):
 class ClassificationDataset(Dataset):
     """One case per row, as a dict of tensors that the default collate stacks into a batch:
 
-    - ``image``: (3, H, W) float32, the whole image, normalised;
+    - ``image``: (3, H, W) float32, the image, normalised. With ``framing="central_square"`` every image (and its
+      mask) is first cut to its central square (``transforms.view_box``), as HAM10000's prepared images are, so
+      a full-size download trains the model a shared copy does;
     - ``lesion``: (3, H, W) float32, present only when ``lesion_image_fn`` is given. It receives the
       augmented image (uint8 (H, W, 3) array) and its augmented mask (None when the row has no
       ``mask_path``; the function may then segment) and returns the lesion image (uint8 array or
@@ -69,8 +71,10 @@ class ClassificationDataset(Dataset):
         augment: Augment | None = None,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        framing: str = "whole",
     ):
         _require_paths(table, ("image_path",))
+        view_box(1, 1, framing)  # an unknown framing fails here, not in a DataLoader worker
         self.classes = tuple(classes)
         unknown = sorted(set(table["label"].dropna()) - set(self.classes))
         if unknown:
@@ -84,8 +88,8 @@ class ClassificationDataset(Dataset):
             {"image_id": image_id, "image_path": path, "mask_path": None if pd.isna(mask) else mask}
             for image_id, path, mask in zip(table["image_id"], table["image_path"], mask_paths)
         ]
-        self.image_size, self.lesion_image_fn, self.augment, self.mean, self.std = (
-            image_size, lesion_image_fn, augment, mean, std,
+        self.image_size, self.lesion_image_fn, self.augment, self.mean, self.std, self.framing = (
+            image_size, lesion_image_fn, augment, mean, std, framing,
         )
 
     def __len__(self) -> int:
@@ -97,6 +101,8 @@ class ClassificationDataset(Dataset):
             image, mask = load_image_and_mask(row["image_path"], row["mask_path"])
         else:
             image, mask = load_image(row["image_path"]), None
+        # A model that sees central squares learns from them (as HAM10000's prepared images are): both streams.
+        image, mask = image_view(image, self.framing), None if mask is None else image_view(mask, self.framing)
         if self.augment is not None:
             image, mask = self.augment(image, mask)
         item = {

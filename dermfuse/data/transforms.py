@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from dermfuse.constants import IMAGENET_MEAN, IMAGENET_STD
+from dermfuse.constants import IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD
 
 
 _ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
@@ -43,6 +43,29 @@ def to_tensor(image: Image.Image | np.ndarray, size, mean=IMAGENET_MEAN, std=IMA
                          f"pixels (H, W, 3), got {type(image).__name__} {getattr(image, 'shape', getattr(image, 'mode', ''))}")
     pixels = F.resize(pixels, [height, width], antialias=True)  # (3, H, W)
     return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), list(mean), list(std))
+
+
+def view_box(width: int, height: int, framing: str) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) of a ``width``×``height`` frame that the image stream sees under ``framing``
+    (``constants.IMAGE_FRAMINGS``), or ``None`` when it sees the whole frame (``whole``, or a square frame)."""
+    if framing not in IMAGE_FRAMINGS:
+        raise ValueError(f"unknown image framing {framing!r}: expected one of {', '.join(IMAGE_FRAMINGS)}")
+    if framing == "whole" or width == height:
+        return None
+    side = min(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def image_view(frame: Image.Image | np.ndarray, framing: str) -> Image.Image | np.ndarray:
+    """The part of a frame that the image stream sees under ``framing`` (:func:`view_box`): of a PIL image, or of
+    an array whose first two axes are the frame's (uint8 pixels (H, W, 3), a mask (H, W))."""
+    width, height = frame.size if isinstance(frame, Image.Image) else (frame.shape[1], frame.shape[0])
+    box = view_box(width, height, framing)
+    if box is None:
+        return frame
+    x0, y0, x1, y1 = box
+    return frame.crop(box) if isinstance(frame, Image.Image) else frame[y0:y1, x0:x1]
 
 
 def mask_to_tensor(mask: np.ndarray, size) -> torch.Tensor:

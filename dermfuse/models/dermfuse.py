@@ -20,7 +20,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 from .. import vocab
-from ..constants import IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
+from ..constants import IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
 from .backbones import load_imagenet_weights
 from .classifier import DualStreamClassifier
 from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
@@ -84,6 +84,7 @@ class DermFuse(
         dropout: float = 0.2,
         lesion_mode: str = "crop_mask",
         lesion_margin: float = 0.15,
+        image_framing: str = "whole",
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
         sexes: list[str] = vocab.SEXES,
@@ -111,6 +112,8 @@ class DermFuse(
             )
         if lesion_mode not in LESION_MODES:
             raise ValueError(f"unknown lesion_mode {lesion_mode!r}: expected one of {', '.join(LESION_MODES)}")
+        if image_framing not in IMAGE_FRAMINGS:
+            raise ValueError(f"unknown image_framing {image_framing!r}: expected one of {', '.join(IMAGE_FRAMINGS)}")
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         check_segmentation_size(*segmentation_size)
@@ -119,6 +122,7 @@ class DermFuse(
         self.classes = list(classes)
         self.segmentation_size, self.image_size = tuple(segmentation_size), tuple(image_size)
         self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
+        self.image_framing = image_framing  # how the image stream sees a frame (constants.IMAGE_FRAMINGS)
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
