@@ -455,6 +455,29 @@ LIMITS = """## What the phantom studies do not show
 """
 
 
+def framing_section(report: dict | None, path: Path) -> str:
+    """How the image stream sees a non-square frame: squeezed whole, or its central square, on images never learned from."""
+    text = "## Non-square images: the image stream's view\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.framing")
+    text += ("The HAM10000 classifier learned from square images (the central 450×450 of each 600×450 original). On "
+             "non-square dermoscopy it never learned from, no metadata, the same model with its image stream shown the "
+             "whole frame squeezed into its square input, or the frame's central square (what its config says since "
+             f"2026-12-06). `{report['command']}` ({report['minutes']:.1f} min), source `{path}`.\n\n"
+             "| images | count | view | melanoma AUC | balanced accuracy (classes present) | log-loss |\n"
+             "| --- | --- | --- | --- | --- | --- |\n")
+    names = {"isic2018_task1_train_val": "ISIC 2018 Task 1, train + val, ISIC 2019 labels", "ph2": "PH2",
+             "isic_cc0": "CC0 originals"}
+    views = {"whole": "whole, squeezed", "central_square": "central square"}
+    for name, entry in report["sets"].items():
+        labels = ", ".join(f"{count} {label}" for label, count in entry["labels"].items())
+        for framing, view in views.items():
+            row = entry[framing]
+            text += (f"| {names.get(name, name)} | {entry['images']} ({labels}) | {view} | {row['melanoma_auc']:.3f} | "
+                     f"{row['balanced_accuracy']:.3f} | {row['log_loss']:.3f} |\n")
+    return text
+
+
 def criteria_section(report: dict | None, path: Path) -> str:
     """The ABCD criteria: predicted against expert masks on PH2, and melanoma against nevus on HAM10000 and PH2."""
     text = "## ABCD criteria of dermoscopy: stability and what they separate\n\n"
