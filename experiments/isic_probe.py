@@ -116,6 +116,7 @@ def adopt(model_dir: Path, segmenter_run: Path, data: Path) -> dict:
     save_file(tensors, str(weights), metadata=stored)
 
     run = json.loads((segmenter_run / "metrics.json").read_text(encoding="utf-8"))
+    recipe = json.loads((segmenter_run / "train_config.json").read_text(encoding="utf-8"))
     config = HAM10000Config(ham10000=str(data / SOURCES["ham10000"]), isic2018_task1=str(data / SOURCES["isic2018_task1"]),
                             ph2=str(data / "real"), out=str(model_dir), progress=False)
     results = rescore(config)
@@ -123,9 +124,9 @@ def adopt(model_dir: Path, segmenter_run: Path, data: Path) -> dict:
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     metrics.update(segmenter={"run": str(segmenter_run), "test": run["test"], "best_epoch": run["best_epoch"]})
     metrics["reproduce"]["history"] += (
-        f" Then the segmenter was fine-tuned toward ISIC 2018 Task 1 ({len(run['epochs'])} epochs at learning rate 3e-4 from "
-        "these weights, on every ISIC 2018 Task 1 training image and 2,000 HAM10000 training images, the best epoch by "
-        "validation Dice kept: the commands in `experiments/isic_probe.py`), chosen on the validation splits, and put into "
+        f" Then the segmenter was fine-tuned ({len(run['epochs'])} epochs at learning rate {recipe['lr']:g} from these "
+        f"weights, on the training rows of `{recipe['manifest'] or recipe['data']}`, the best epoch by validation Dice "
+        "kept: the commands in `experiments/isic_probe.py`), chosen on the validation splits, and put into "
         "the model; the classifier, its calibration and the split are unchanged, so the classifier learned from, and was "
         "calibrated on, the earlier segmenter's lesion images. The segmenter's learning curves are the fine-tune's.")
     write_json(metrics_path, metrics)
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "adopt":
         if not args.segmenter:
             raise SystemExit("adopt needs --segmenter=<segmenter run folder>")
+        if Path(args.model).resolve() == (CHECKPOINTS / DEFAULT_MODEL).resolve():
+            raise SystemExit(f"adopt rewrites --model's weights, metrics and card: give it a copy "
+                             f"(cp -r {CHECKPOINTS / DEFAULT_MODEL} runs/adopted; --model=runs/adopted), not the shipped model")
         results = adopt(Path(args.model), Path(args.segmenter), Path(args.data))
         print(json.dumps(results["segmentation_by_source"], indent=1))
         return 0
