@@ -145,12 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenter", default="", help="validate: a saved model whose segmenter replaces the shipped one; "
                         "adopt: a segmenter run folder (with model/ and metrics.json) whose segmenter goes into --model")
     args = parser.parse_args(argv)
-    rows = table(Path(args.model), Path(args.data))
-    if args.step == "manifest":
-        chosen = isic_weighted(rows)
-        write_manifest(chosen, args.out)
-        print(chosen.groupby(["source", "split"]).size().to_string())
-        return 0
     if args.step == "adopt":
         if not args.segmenter:
             raise SystemExit("adopt needs --segmenter=<segmenter run folder>")
@@ -159,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"(cp -r {CHECKPOINTS / DEFAULT_MODEL} runs/adopted; --model=runs/adopted), not the shipped model")
         results = adopt(Path(args.model), Path(args.segmenter), Path(args.data))
         print(json.dumps(results["segmentation_by_source"], indent=1))
+        return 0
+    rows = table(Path(args.model), Path(args.data))
+    if args.step == "manifest":
+        chosen = isic_weighted(rows)
+        write_manifest(chosen, args.out)
+        print(chosen.groupby(["source", "split"]).size().to_string())
         return 0
     model = DermFuse.from_pretrained(args.model)
     if args.segmenter:
