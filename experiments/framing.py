@@ -28,7 +28,7 @@ from dermfuse import DermFuse
 from dermfuse.constants import IMAGE_FRAMINGS
 from dermfuse.data import read_dataset
 from dermfuse.pipeline import Case, DermFusePipeline
-from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+from dermfuse.sources import DEFAULT_MODEL
 from train.checkpoint import write_json
 from train.config import parse_settings
 
@@ -41,7 +41,7 @@ ISIC2019 = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AK": "akiec", "BKL": "bkl",
 class FramingConfig:
     """Settings of ``python -m experiments.framing``."""
 
-    model: str = str(CHECKPOINTS / DEFAULT_MODEL)  # a saved model folder with splits.csv
+    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
     data: str = str(SHARED)  # the shared data folder (ISIC2018_Task1/, ISIC_2019_Training_GroundTruth.csv, real/, isic_cc0/)
     batch: int = 16
     out: str = str(RESULTS)

@@ -478,6 +478,21 @@ def framing_section(report: dict | None, path: Path) -> str:
     return text
 
 
+def stability_section(report: dict | None, path: Path) -> str:
+    """How far the scores move when the same image is saved once more as JPEG."""
+    text = "## The same image saved again: how far the scores move\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.stability")
+    text += (f"HAM10000 test-split images, each diagnosed as it is and after one more JPEG save at quality "
+             f"{report['quality']} (no metadata). `{report['command']}` ({report['minutes']:.1f} min), source `{path}`.\n\n"
+             "| path | images | largest probability change per image: median | 90th percentile | largest | over 0.05 | "
+             "top class changed | lesion box moved |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for name, row in report["paths"].items():
+        text += (f"| {name} | {row['images']} | {row['median']:.3f} | {row['p90']:.3f} | {row['largest']:.3f} | "
+                 f"{row['over_0.05']} | {100 * row['top_class_changed']:.1f} % | {row['box_moved']} |\n")
+    return text
+
+
 def criteria_section(report: dict | None, path: Path) -> str:
     """The ABCD criteria: predicted against expert masks on PH2, and melanoma against nevus on HAM10000 and PH2."""
     text = "## ABCD criteria of dermoscopy: stability and what they separate\n\n"

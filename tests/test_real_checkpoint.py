@@ -98,6 +98,15 @@ def test_fast_path_mostly_agrees_with_fp32_on_real_images(test_split):
     assert max((a.mask != b.mask).mean() for a, b in pairs) < 0.03
 
 
+def test_the_apps_banner_says_what_it_learned_from_and_how_far_its_scores_move():
+    from dermfuse.ui.catalog import ModelCatalog
+
+    banner = ModelCatalog({"real": str(REAL)}, "real").describe("real")
+    assert "HAM10000 (7 diagnoses" in banner and "It gives no diagnosis" in banner
+    stability = json.loads((REAL.parents[1] / "docs" / "results" / "stability.json").read_text())["paths"]["fast"]
+    assert f"about {stability['median']:.2f} (up to {stability['largest']:.2f})" in banner  # the measured numbers
+
+
 def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert default_model_source() == str(REAL)
