@@ -29,6 +29,7 @@ from dermfuse.constants import IMAGE_FRAMINGS
 from dermfuse.data import read_dataset
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
+from experiments.split_predictions import folder_rows, split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
 
@@ -59,11 +60,9 @@ def isic2019_labels(ground_truth: Path) -> pd.DataFrame:
 def image_sets(config: FramingConfig) -> dict[str, pd.DataFrame]:
     """The non-square labelled images, per set: ``image_path``, ``label``."""
     data = Path(config.data)
-    splits = pd.read_csv(Path(config.model) / "splits.csv")[["image_id", "split"]]
-    isic = read_dataset(data / "ISIC2018_Task1").drop(columns="label").merge(splits, on="image_id")
-    isic = isic[isic["split"].isin(["train", "val"])].merge(isic2019_labels(data / "ISIC_2019_Training_GroundTruth.csv"),
-                                                            on="image_id")
-    sets = {"isic2018_task1_train_val": isic, "ph2": read_dataset(data / "real"), "isic_cc0": read_dataset(data / "isic_cc0")}
+    isic = pd.concat([split_rows(config.model, data, split, "isic2018_task1") for split in ("train", "val")])
+    isic = isic.drop(columns="label").merge(isic2019_labels(data / "ISIC_2019_Training_GroundTruth.csv"), on="image_id")
+    sets = {"isic2018_task1_train_val": isic, "ph2": read_dataset(data / "real"), "isic_cc0": folder_rows(data, "isic_cc0")}
     return {name: table[table["label"].notna()].reset_index(drop=True) for name, table in sets.items()}
 
 

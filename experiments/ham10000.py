@@ -50,8 +50,8 @@ from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import Case, DermFusePipeline
 from experiments.demo import stage_state
 from experiments.gate import GateConfig, run_gate
-from publish.push import export, rewrite_card
-from train.checkpoint import MODEL_DIR, model_folder, write_json
+from publish.push import export
+from train.checkpoint import MODEL_DIR, model_folder
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, make_config, parse_settings
 from train.data import MANIFEST
@@ -172,27 +172,6 @@ def store_half(folder: Path) -> None:
         metadata = handle.metadata()
     tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     save_file(tensors, str(path), metadata=metadata)
-
-
-def rescore(config: HAM10000Config) -> dict:
-    """Score the exported model in ``config.out`` again (e.g. with another segmenter put in) on its own split
-    (``splits.csv``, ids resolved in ``--ham10000`` / ``--isic2018_task1``), as a fresh run scores it, and write
-    the scores into its metrics and card.
-    The fast path's numbers are this CPU's: bf16 kernels differ with AMX (``compute-paths`` records them per CPU)."""
-    out = Path(config.out)
-    manifest = read_manifest(out / MANIFEST, paths=False)
-    folders = [folder for folder in (config.ham10000, config.isic2018_task1) if folder]
-    table = pd.concat([read_dataset(folder) for folder in folders], ignore_index=True)
-    rows = table.merge(manifest[["image_id", "split"]], on="image_id", how="inner")
-    model = DermFuse.from_pretrained(str(out))
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    results = score(DermFusePipeline(model), config, rows)
-    results["storage"] = {**metrics.get("storage", {}), "fp16_max_probability_change": half_agreement(model, rows),
-                          "tolerance": HALF_TOLERANCE}  # how it is stored stays; the check is made again
-    metrics.update(results)
-    write_json(out / "metrics.json", metrics)
-    rewrite_card(out)
-    return results
 
 
 def training_minutes(*runs: Path) -> float:

@@ -26,7 +26,7 @@ from dermfuse.models.dermfuse import WEIGHTS_FILE, file_digest
 from dermfuse.pipeline import Case, DermFusePipeline
 
 CACHE = Path("runs/predictions")
-FOLDERS = {"ham10000": "HAM10000", "isic_cc0": "isic_cc0"}
+FOLDERS = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1", "isic_cc0": "isic_cc0"}
 TONE_COLUMNS = ("ita", "band", "colour_cast", "lightness", "yellowness", "skin_share", "reason")
 
 

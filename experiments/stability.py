@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 
 from dermfuse import DermFuse
-from dermfuse.data import read_dataset
 from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
 from dermfuse.sources import DEFAULT_MODEL
+from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
 
@@ -71,10 +70,7 @@ def changes(before: list, after: list) -> dict:
 
 def run_stability(config: StabilityConfig) -> dict:
     started = time.monotonic()
-    splits = pd.read_csv(Path(config.model) / "splits.csv")
-    test = set(splits.loc[(splits["split"] == "test") & (splits["source"] == "ham10000"), "image_id"])
-    table = read_dataset(Path(config.data) / "HAM10000")
-    paths = table.loc[table["image_id"].isin(test), "image_path"].head(config.images).tolist()
+    paths = split_rows(config.model, config.data, "test")["image_path"].head(config.images).tolist()
     model = DermFuse.from_pretrained(config.model)
     report = {"model": config.model, "quality": config.quality, "paths": {}}
     for name, fast in (("fast", True), ("fp32", False)):
