@@ -41,44 +41,27 @@ import pandas as pd
 import torch
 
 from dermfuse import DermFuse
-from dermfuse.data import read_dataset, write_manifest
+from dermfuse.data import write_manifest
 from dermfuse.data.io import load_image_and_mask
 from dermfuse.lesion import clean_mask
 from dermfuse.metrics import mask_counts, segmentation_scores
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+from experiments.isic_rows import SHARED, SOURCES, isic_weighted, with_splits
 from experiments.ham10000 import HALF_TOLERANCE, HAM10000Config, half_agreement, score
 from publish.push import rewrite_card
 from train.checkpoint import write_json
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SOURCES = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1"}
-HAM_KEPT = {"train": 2000, "val": 500}
 FLIPS = {"plain": (), "horizontal": (3,), "vertical": (2,), "both": (2, 3)}
 THRESHOLDS = (0.4, 0.5, 0.6)
 
 
 def table(model: Path, data: Path) -> pd.DataFrame:
-    """Both sources' images with masks, each with its split from the model's ``splits.csv``."""
-    splits = pd.read_csv(model / "splits.csv")[["image_id", "split"]]
-    rows = pd.concat([read_dataset(data / folder) for folder in SOURCES.values()], ignore_index=True)
-    return rows.merge(splits, on="image_id", how="inner")
-
-
-def isic_weighted(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Every ISIC row and every test row; of HAM10000's training and validation rows, whole lesions in a seeded
-    order until ``HAM_KEPT`` images."""
-    ham = rows["source"] == "ham10000"
-    keep = ~ham | (rows["split"] == "test")
-    for split, count in HAM_KEPT.items():
-        part = rows[ham & (rows["split"] == split)]
-        order = part["lesion_id"].drop_duplicates().sample(frac=1.0, random_state=seed).tolist()
-        rank = part["lesion_id"].map({lesion: i for i, lesion in enumerate(order)})
-        keep |= rows.index.isin(rank.sort_values(kind="stable").index[:count])
-    return rows[keep].reset_index(drop=True)
+    """Both sources' images with masks in the shared data folder ``data``, each with its split from ``model``'s."""
+    return with_splits(model, [data / folder for folder in SOURCES.values()])
 
 
 def validation_dice(pipeline: DermFusePipeline, rows: pd.DataFrame, batch: int = 16) -> pd.DataFrame:

@@ -140,7 +140,8 @@ def test_augment_without_jitter_only_moves_pixels():
 @pytest.mark.parametrize(
     "options, message",
     [({"scale": (0.0, 1.0)}, "scale="), ({"brightness": 1.5}, "brightness="), ({"hue": 0.7}, "hue="),
-     ({"mask_jitter": 0.6}, "mask_jitter=")],
+     ({"mask_jitter": 0.6}, "mask_jitter="), ({"jpeg_probability": 1.5}, "jpeg_probability="),
+     ({"jpeg_quality": (90, 80)}, "jpeg_quality=")],
 )
 def test_augment_refuses_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
@@ -176,3 +177,17 @@ def test_augment_jitters_the_mask_only_when_asked():
                        rotate90=False, mask_jitter=0.2)
     out_image, out_mask = jittered(image, mask, rng=3)
     assert np.array_equal(np.asarray(out_image), np.asarray(image)) and not np.array_equal(out_mask, mask)
+
+
+def test_jpeg_saves_the_image_again_and_leaves_the_mask():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))  # noise: JPEG cannot keep it
+    _, mask = _square_pair()
+    still = dict(brightness=0, contrast=0, saturation=0, hue=0, scale=(1.0, 1.0), ratio=(1.0, 1.0), flips=False, rotate90=False)
+    kept_image, kept_mask = Augment(**still, jpeg_probability=0.0)(image, mask, rng=5)
+    saved_image, saved_mask = Augment(**still, jpeg_probability=1.0, jpeg_quality=(70, 70))(image, mask, rng=5)
+    np.testing.assert_array_equal(np.asarray(kept_image), np.asarray(image))
+    np.testing.assert_array_equal(saved_mask, kept_mask)
+    change = np.abs(np.asarray(saved_image, int) - np.asarray(image, int))
+    assert saved_image.size == image.size and saved_image.mode == "RGB"
+    assert 5 < change.mean() < 80  # moved by the compression, still the same picture

@@ -93,6 +93,7 @@ class ClassifierConfig(TrainConfig):
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
     mask_jitter: float = 0.0  # grow/shrink/shift each training mask by up to this fraction of the lesion's side
+    jpeg_probability: float = 0.0  # save each training image once more as JPEG (quality 70-95) with this probability
     name: str = ""  # the model's name in its config (default dermfuse-<preset>-<data>)
     ece_bins: int = 15
     calibration: str = "temperature"  # temperature, or prior: first put back part of the class prior balancing took out
@@ -246,6 +247,8 @@ def check_train_config(config: TrainConfig) -> None:
             raise ValueError("--calibration=prior fits the temperature itself: leave --temperature at 0")
         if not 0 <= config.mask_jitter < 0.5:
             raise ValueError(f"--mask_jitter={config.mask_jitter}: a fraction of the lesion's side in [0, 0.5)")
+        if not 0 <= config.jpeg_probability <= 1:
+            raise ValueError(f"--jpeg_probability={config.jpeg_probability}: a probability in [0, 1]")
         if config.image_size and (config.image_size % 32 or config.image_size < 32):
             raise ValueError(f"--image_size={config.image_size}: must be a multiple of 32")
         if config.temperature < 0:

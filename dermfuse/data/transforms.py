@@ -13,6 +13,7 @@ It draws its randomness from an explicit ``numpy.random.Generator``, so it is re
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
@@ -100,7 +101,9 @@ class Augment:
     jitter (brightness/contrast/saturation factors in 1 ± value, hue shift in ± ``hue`` turns) and,
     with probability ``hair_probability``, up to ``max_hairs`` thin dark curved hairs: hair is the
     commonest occluder in dermoscopy and the lesion stays a lesion underneath it, so the mask is
-    unchanged.
+    unchanged. With probability ``jpeg_probability`` the image is saved once more as JPEG at a quality drawn
+    from ``jpeg_quality`` (last, as an upload is): one more save at quality 95 moves the shipped model's scores by
+    hundredths (``experiments/stability.py``), and users' photos have been saved any number of times.
 
     ``mask_jitter`` (classifier training only; the segmenter's mask is its target and must stay exact):
     the mask alone is grown or shrunk by up to that fraction of the lesion's side and shifted by up to
@@ -118,6 +121,8 @@ class Augment:
     hue: float = 0.02
     hair_probability: float = 0.0
     max_hairs: int = 12
+    jpeg_probability: float = 0.0
+    jpeg_quality: tuple[int, int] = (70, 95)
     mask_jitter: float = 0.0
 
     def __post_init__(self):
@@ -132,6 +137,9 @@ class Augment:
             raise ValueError(f"hue={self.hue}: need a value in [0, 0.5]")
         if not 0.0 <= self.hair_probability <= 1.0 or self.max_hairs < 1:
             raise ValueError("hair_probability must be in [0, 1] and max_hairs at least 1")
+        if not 0.0 <= self.jpeg_probability <= 1.0 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_probability={self.jpeg_probability}, jpeg_quality={self.jpeg_quality}: need a "
+                             "probability in [0, 1] and qualities 1 <= low <= high <= 100")
         if not 0.0 <= self.mask_jitter < 0.5:
             raise ValueError(f"mask_jitter={self.mask_jitter}: need a fraction of the lesion's side in [0, 0.5)")
 
@@ -159,6 +167,8 @@ class Augment:
             mask = jitter_mask(np.ascontiguousarray(mask), self.mask_jitter, rng)
         if rng.random() < self.hair_probability:
             image = draw_hair(image, rng, int(rng.integers(1, self.max_hairs + 1)))
+        if rng.random() < self.jpeg_probability:
+            image = jpeg_again(image, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         return image, (None if mask is None else np.ascontiguousarray(mask))
 
     def _crop(self, image, mask, rng):
@@ -199,6 +209,14 @@ def jitter_mask(mask: np.ndarray, amount: float, rng: np.random.Generator) -> np
     height, width = mask.shape
     shifted[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
     return shifted if shifted.any() else mask
+
+
+def jpeg_again(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` saved as JPEG at ``quality`` and decoded again."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
 
 
 def draw_hair(image: Image.Image, rng: np.random.Generator, count: int) -> Image.Image:
