@@ -47,6 +47,7 @@ from publish.push import export
 from train.checkpoint import MODEL_DIR, model_folder
 from train.data import MANIFEST
 
+
 def labelled_manifest(model: Path, data: Path) -> pd.DataFrame:
     """The model's split with the ISIC 2018 Task 1 training rows labelled (diagnosis, age, sex, site) from ISIC 2019."""
     return isic_labelled(table(model, data), data)
@@ -59,8 +60,9 @@ def validation_scores(model: str, data: Path) -> dict:
     rows = table(folder, data)
     ham = rows[(rows["source"] == "ham10000") & (rows["split"] == "val")].reset_index(drop=True)
     metrics, _ = evaluate(pipeline, ham, progress=False)
+    parts = {"ham10000_val": "classification", "ham10000_val_no_metadata": "classification_without_metadata"}
     results = {name: {key: metrics[part][key] for key in ("balanced_accuracy", "macro_auc", "ece") if key in metrics[part]}
-               for name, part in (("ham10000_val", "classification"), ("ham10000_val_no_metadata", "classification_without_metadata"))}
+               for name, part in parts.items()}
     isic = rows[(rows["source"] == "isic2018_task1") & (rows["split"] == "val")].drop(columns="label")
     isic = isic.merge(read_isic2019(data, images=False)[["image_id", "label"]], on="image_id")
     isic = isic[isic["label"].isin(["mel", "nv"])].reset_index(drop=True)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "validate":
         print(json.dumps(validation_scores(args.model, Path(args.data)), indent=2))
     elif args.out.endswith(".csv"):
-        parser.error("adopt writes a model folder: give --out=FOLDER (e.g. checkpoints/dermfuse-small-ham10000)")
+        parser.error("adopt writes a model folder: give --out=FOLDER (e.g. runs/isic-cls/adopted)")
     else:
         adopt(Path(args.run), Path(args.out))
     return 0
