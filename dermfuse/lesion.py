@@ -41,16 +41,21 @@ def clean_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return component.astype(bool) | holes
 
 
-def masks_from_logits(logits: torch.Tensor, sizes) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def masks_from_logits(logits: torch.Tensor, sizes, each=map) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Segmenter logits (B, 1, h, w) → each image's probability map (H, W) float32 and its cleaned mask
     (H, W) bool, at the image's size; ``sizes`` are (width, height) pairs, as PIL's ``image.size``.
 
     Sigmoid at the segmenter's resolution, bilinear resize to the image (half-pixel centres), then
-    :func:`clean_mask`.
+    :func:`clean_mask`. ``each`` maps that over the images (the pipeline passes its thread pool's).
     """
     probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()  # (B, h, w)
-    maps = [cv2.resize(p, (int(w), int(h)), interpolation=cv2.INTER_LINEAR) for p, (w, h) in zip(probabilities, sizes)]
-    return maps, [clean_mask(p) for p in maps]
+
+    def at_size(probability: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
+        resized = cv2.resize(probability, (int(size[0]), int(size[1])), interpolation=cv2.INTER_LINEAR)  # (H, W)
+        return resized, clean_mask(resized)
+
+    pairs = list(each(at_size, probabilities, sizes))
+    return [resized for resized, _ in pairs], [mask for _, mask in pairs]
 
 
 def lesion_box(mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:

@@ -10,15 +10,18 @@ from the same mask and pixels), OOD score, the assessability gate (``assess.py``
 all, and if not, why), warnings.
 
 Speed: on a CPU with bf16 support (checked, not assumed) the segmenter and the encoders run under
-bf16 autocast in channels-last layout; the small head always runs in fp32. Calls are serialised by
-a lock: one image already keeps every core busy, and Grad-CAM's hooks must not see another call's
-forward pass. That makes the pipeline safe to share between threads.
+bf16 autocast in channels-last layout; the small head always runs in fp32. The per-image work around
+the networks (mask cleaning, lesion images, the checks and descriptions: OpenCV and NumPy, which release the
+GIL) runs on a thread per core. Calls are serialised by a lock: one image already keeps every
+core busy, and Grad-CAM's hooks must not see another call's forward pass. That makes the pipeline safe to
+share between threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -97,6 +100,8 @@ class DermFusePipeline:
         self._networks = {name: inference_copy(net) if self.fast else net for name, net in networks.items()}
         self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)
         self._lock = threading.Lock()
+        # Between the networks' passes the cores are free: the per-image steps share them (``_each``).
+        self._workers = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="dermfuse")
 
     @classmethod
     def from_pretrained(cls, source: str, device: str = "cpu", fast: bool | None = None, **kwargs) -> "DermFusePipeline":
@@ -158,7 +163,16 @@ class DermFusePipeline:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _each(self, function, *per_image) -> list:
+        """``list(map(function, *per_image))``, the images shared among the pipeline's threads; in order, and the
+        first error raised as it is. One image runs here, in the caller's thread."""
+        if len(per_image[0]) <= 1:
+            return list(map(function, *per_image))
+        return list(self._workers.map(function, *per_image))
+
     def _batch(self, images: list, size) -> torch.Tensor:
+        # Here, not on the workers: torch called from them slowed both paths' networks (each calling thread has its
+        # own OpenMP team), where the images' resizing alone would have gained a few milliseconds.
         batch = torch.stack([to_tensor(image, size, self.model.mean, self.model.std) for image in images]).to(self.device)
         return batch.contiguous(memory_format=torch.channels_last) if self.fast else batch
 
@@ -169,7 +183,7 @@ class DermFusePipeline:
             out = self._networks["segmenter"](self._batch(images, self.model.segmentation_size), return_attention=attention)
         logits, gates = out if attention else (out, None)
         sizes = [frame_size(image) for image in images]
-        probability_maps, masks = masks_from_logits(logits, sizes)
+        probability_maps, masks = masks_from_logits(logits, sizes, each=self._each)
         if gates is not None:
             gates = [[cv2.resize(g[i, 0].float().cpu().numpy(), size, interpolation=cv2.INTER_LINEAR) for g in gates]
                      for i, size in enumerate(sizes)]
@@ -207,7 +221,7 @@ class DermFusePipeline:
         probability_maps, predicted, gates = self.segment(arrays, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
         if lesion_stream:
-            lesions = [self.make_lesion_image(pixels, mask) for pixels, mask in zip(arrays, masks)]
+            lesions = self._each(self.make_lesion_image, arrays, masks)
         else:
             blank = tuple(int(round(255 * m)) for m in model.mean)
             lesions = [filled(model.image_size, blank) for _ in arrays]
@@ -230,14 +244,14 @@ class DermFusePipeline:
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood, gate = model.ood, model.gate
         scores = distances = pooled = None
-        thumbnails = [thumbnail(pixels) for pixels in arrays]  # what the capture statistics and the gate look at
+        thumbnails = self._each(thumbnail, arrays)  # what the capture statistics and the gate look at
         if ood is not None:
-            capture = np.stack([capture_statistics(small) for small in thumbnails])
+            capture = np.stack(self._each(capture_statistics, thumbnails))
             pooled = pooled_features(image_maps)  # (B, C)
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
-        results = []
-        for i, (case, pixels, mask) in enumerate(zip(cases, arrays, masks)):
+
+        def diagnosis(i: int, case: Case, pixels: np.ndarray, mask: np.ndarray) -> Diagnosis:
             top = int(np.argmax(probabilities[i]))
             box = lesion_crop_box(mask, model.lesion_mode, model.lesion_margin) if lesion_stream else None
             heatmaps = focus = methods = notes = None
@@ -260,7 +274,7 @@ class DermFusePipeline:
                                                   None if pooled is None else pooled[i])
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
-            results.append(Diagnosis(
+            return Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),
                 probabilities=probabilities[i].tolist(),
@@ -292,8 +306,9 @@ class DermFusePipeline:
                 dermoscopy_score=dermoscopy,
                 assessment_numbers=numbers,
                 abcd=None if criteria is None else criteria.to_dict(),
-            ))
-        return results
+            )
+
+        return self._each(diagnosis, range(n), cases, arrays, masks)
 
     def _warnings(self, mask, measurements, score, lesion_stream: bool = True, assessable: bool = True) -> list[str]:
         model, warnings = self.model, []

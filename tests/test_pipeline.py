@@ -189,6 +189,32 @@ def test_batch_equals_single_calls_and_explaining_keeps_the_scores(pipeline, pha
         assert np.array_equal(together.mask, alone.mask)
 
 
+def test_a_batch_describes_each_image_as_its_own_call_does(pipeline, phantoms):
+    # The per-image steps run on the pipeline's threads: each result must still be its own image's, in order.
+    cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask) for p in phantoms[:5]]
+    batch = pipeline.predict(cases)
+    for case, together in zip(cases, batch):
+        alone = pipeline.predict([case])[0]
+        assert np.array_equal(together.lesion_image, alone.lesion_image)
+        assert (together.abcd, together.measurements, together.skin_tone, together.lesion_box, together.reasons) == (
+            alone.abcd, alone.measurements, alone.skin_tone, alone.lesion_box, alone.reasons)
+    assert len({str(d.measurements) for d in batch}) == len(batch)  # five lesions, five descriptions
+
+
+def test_an_error_in_one_image_s_step_reaches_the_caller(model, phantoms, monkeypatch):
+    pipeline = DermFusePipeline(model, fast=False)
+    make = pipeline.make_lesion_image
+
+    def fails_on_the_third(pixels, mask):
+        if np.array_equal(pixels, np.array(phantoms[2].image)):
+            raise ValueError("the third image")
+        return make(pixels, mask)
+
+    monkeypatch.setattr(pipeline, "make_lesion_image", fails_on_the_third)
+    with pytest.raises(ValueError, match="the third image"):
+        pipeline.predict([Case(p.image) for p in phantoms[:4]])
+
+
 def test_evaluation_leaves_out_the_descriptions_and_keeps_every_score(pipeline, phantoms):
     cases = [Case(p.image, p.age, p.sex, p.site, mask=p.mask) for p in phantoms[:3]]  # known masks: a lesion to describe
     described, scored = pipeline.predict(cases), pipeline.predict(cases, describe=False)
