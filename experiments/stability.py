@@ -3,7 +3,7 @@
     python -m experiments.stability                   # the default model, data in ../shared/data
 
 A user who uploads the same lesion twice, once re-saved by a phone or a browser, expects the same scores.
-This takes the first ``--images`` HAM10000 test-split images of the model's ``splits.csv``, decodes each as
+This takes the first ``--images`` HAM10000 images of ``--split`` (test) in the model's ``splits.csv``, decodes each as
 it is and after one more JPEG encode at ``--quality``, and diagnoses both (no metadata, ``describe=False``) on
 each compute path this CPU has. Per path: the largest calibrated probability change of each image (median,
 90th percentile, largest, how many over 0.05), how often the top class changes, and how often the lesion box
@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,8 @@ class StabilityConfig:
 
     model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
     data: str = str(SHARED)  # the shared data folder (HAM10000/)
-    images: int = 300  # first test-split images
+    split: str = "test"  # the model's HAM10000 split the images come from
+    images: int = 300  # its first images
     quality: int = 95  # the JPEG quality of the second save
     batch: int = 16
     out: str = str(RESULTS)
@@ -70,9 +71,9 @@ def changes(before: list, after: list) -> dict:
 
 def run_stability(config: StabilityConfig) -> dict:
     started = time.monotonic()
-    paths = split_rows(config.model, config.data, "test")["image_path"].head(config.images).tolist()
+    paths = split_rows(config.model, config.data, config.split)["image_path"].head(config.images).tolist()
     model = DermFuse.from_pretrained(config.model)
-    report = {"model": config.model, "quality": config.quality, "paths": {}}
+    report = {"model": config.model, "split": config.split, "quality": config.quality, "paths": {}}
     for name, fast in (("fast", True), ("fp32", False)):
         if fast and not bf16_supported(torch.device("cpu")):
             continue
@@ -84,7 +85,8 @@ def run_stability(config: StabilityConfig) -> dict:
             after += pipeline.predict([Case(saved_again(path, config.quality)) for path in chunk], describe=False)
         report["paths"][name] = changes(before, after)
     report["minutes"] = (time.monotonic() - started) / 60
-    report["command"] = "python -m experiments.stability"
+    changed = [f"--{f.name}={getattr(config, f.name)}" for f in fields(config) if getattr(config, f.name) != f.default]
+    report["command"] = " ".join(["python -m experiments.stability", *changed])
     write_json(config.out, report)
     for name, row in report["paths"].items():
         print(f"{name}: largest probability change per image median {row['median']:.3f}, 90th percentile {row['p90']:.3f}, "

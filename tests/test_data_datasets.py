@@ -84,6 +84,21 @@ def test_classification_dataset_lesion_stream(folder_table):
     assert seen == [False, True]  # a row with a mask hands it (augmented) to the function
 
 
+def test_twins_come_only_when_asked_and_match_their_views(folder_table):
+    from PIL import Image
+
+    grain = np.random.default_rng(0).normal(128, 20, (30, 40, 3))  # what one more JPEG save changes a little
+    Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8)).save(folder_table["image_path"][0])
+    lesion = lambda image, mask: image[4:20, 4:20]  # noqa: E731
+    plain = ClassificationDataset(folder_table, ("mel", "nv"), 16, lesion_image_fn=lesion)[0]
+    assert "image_twin" not in plain and "lesion_twin" not in plain
+    item = ClassificationDataset(folder_table, ("mel", "nv"), 16, lesion_image_fn=lesion, twins=True)[0]
+    for stream in ("image", "lesion"):
+        assert item[f"{stream}_twin"].shape == item[stream].shape == (3, 16, 16)
+        assert torch.equal(item[stream], plain[stream])  # the twin is added; the view itself is as it was
+        assert 0 < (item[f"{stream}_twin"] - item[stream]).abs().mean() < 0.3
+
+
 def test_a_central_square_model_learns_from_the_central_square_of_both_streams(folder_table):
     """As HAM10000's prepared images are cut: a 40×30 frame becomes its central 30×30, mask alike."""
     from dermfuse.data.io import load_image_and_mask

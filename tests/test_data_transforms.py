@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from dermfuse.data.transforms import (IMAGENET_MEAN, Augment, image_view, jitter_mask, mask_to_tensor, to_image, to_tensor,
-                                      view_box)
+                                      upload_twin, view_box)
 
 
 def _square_pair(width=120, height=90):
@@ -191,3 +191,20 @@ def test_jpeg_saves_the_image_again_and_leaves_the_mask():
     change = np.abs(np.asarray(saved_image, int) - np.asarray(image, int))
     assert saved_image.size == image.size and saved_image.mode == "RGB"
     assert 5 < change.mean() < 80  # moved by the compression, still the same picture
+
+
+def test_an_upload_twin_is_saved_once_more_with_its_mask_one_pixel_away():
+    rng = np.random.default_rng(1)
+    shading = np.linspace(40, 200, 120)[None, :, None] + rng.normal(0, 12, (90, 120, 3))  # skin-like: smooth, some grain
+    image = Image.fromarray(np.clip(shading, 0, 255).astype(np.uint8))
+    _, mask = _square_pair()
+    twin, twin_mask = upload_twin(image, mask, rng=4)
+    change = np.abs(np.asarray(twin, int) - np.asarray(image, int))
+    assert twin.size == image.size and 0.5 < change.mean() < 10  # quality 90-95: the same picture, not the same pixels
+    ys, xs = np.nonzero(mask)
+    moved_ys, moved_xs = np.nonzero(twin_mask)
+    assert twin_mask.sum() == mask.sum()
+    assert abs(moved_ys.min() - ys.min()) + abs(moved_xs.min() - xs.min()) == 1  # one pixel, one direction
+    again, again_mask = upload_twin(image, mask, rng=4)
+    assert np.array_equal(np.asarray(again), np.asarray(twin)) and np.array_equal(again_mask, twin_mask)
+    assert upload_twin(image, None, rng=4)[1] is None

@@ -50,6 +50,7 @@ def test_values_are_converted_to_the_field_types():
         (["--preset=huge"], "unknown preset 'huge'"),
         (["--epochs=0"], "at least 1"),
         (["--image_size=100"], "multiple of 32"),
+        (["--consistency=-1"], "a loss weight"),
         (["--data=x", "--phantoms=10"], "either --data"),
         (["lr=0.1"], "write settings as --key=value"),
         (["--lr=0.1", "--lr=0.2"], "given twice"),

@@ -27,6 +27,7 @@ The run folder holds ``train_config.json``, ``splits.csv``, ``masks/``, ``checkp
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -175,6 +176,30 @@ def classify(network, batch: dict) -> torch.Tensor:
     return network(batch["image"], batch.get("lesion"), batch["age"], batch["sex"], batch["site"])
 
 
+def classify_with_twins(network, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits (B, K) of a batch and of its upload twins (``ClassificationDataset(twins=True)``), in one pass.
+
+    The model drops metadata fields at random in training (``MetadataTransformer.field_dropout``). Here they are
+    dropped once per case, alike for both of its views, so that the consistency loss asks for the same scores on
+    the same information and does not teach the model to ignore the metadata."""
+    classifier = getattr(network, "module", network)  # the DualStreamClassifier the loop trains, under DDP or not
+    age, sex, site = batch["age"], batch["sex"], batch["site"]  # (B,) each
+    as_given = contextlib.nullcontext()
+    if classifier.use_metadata:
+        age, sex, site = classifier.metadata.drop_fields(age, sex, site)
+        as_given = classifier.metadata.fields_as_given()
+    lesions = None if "lesion" not in batch else torch.cat([batch["lesion"], batch["lesion_twin"]])
+    with as_given:
+        both = network(torch.cat([batch["image"], batch["image_twin"]]), lesions, age.repeat(2), sex.repeat(2), site.repeat(2))
+    return both.float().chunk(2)  # (B, K) each
+
+
+def symmetric_kl(logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of (KL(p‖q) + KL(q‖p)) / 2 between the softmaxes of two (B, K) logits."""
+    log_p, log_q = F.log_softmax(logits, dim=1), F.log_softmax(other, dim=1)
+    return 0.5 * ((log_p.exp() * (log_p - log_q)).sum(1) + (log_q.exp() * (log_q - log_p)).sum(1)).mean()
+
+
 @torch.no_grad()
 def predict(model: DermFuse, dataset: ClassificationDataset, config: ClassifierConfig, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
     """Uncalibrated logits (N, K) and labels (N,) for the whole ``dataset``, sharded and gathered in order."""
@@ -260,18 +285,21 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         raise ValueError("the validation split is empty: it picks the best epoch and fits the temperature. Raise "
                          "--val_fraction, or train a fixed schedule with --patience=0 and a given --temperature=T")  # fmt: skip
 
-    def dataset(split: str, augment: Augment | None = None) -> ClassificationDataset:
+    def dataset(split: str, augment: Augment | None = None, twins: bool = False) -> ClassificationDataset:
         return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std,
-                                     model.image_framing)
+                                     model.image_framing, twins)
 
     training_augment = (Augment(mask_jitter=config.mask_jitter, jpeg_probability=config.jpeg_probability)
                         if config.augment else None)
-    train_set, val_set = dataset("train", training_augment), dataset("val")
+    train_set, val_set = dataset("train", training_augment, twins=config.consistency > 0), dataset("val")
     train_labels = train_set.labels.numpy()
     criterion = make_criterion(config, train_labels, len(classes), runtime.device)
 
     def loss_fn(network, batch):
-        return criterion(classify(network, batch).float(), batch["label"])
+        if not config.consistency:
+            return criterion(classify(network, batch).float(), batch["label"])
+        logits, twin_logits = classify_with_twins(network, batch)
+        return criterion(logits, batch["label"]) + config.consistency * symmetric_kl(logits, twin_logits)
 
     def on_epoch(state):
         write_metrics(run, config, table, classes, state, segmenter_run)

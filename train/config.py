@@ -94,6 +94,7 @@ class ClassifierConfig(TrainConfig):
     label_smoothing: float = 0.0
     mask_jitter: float = 0.0  # grow/shrink/shift each training mask by up to this fraction of the lesion's side
     jpeg_probability: float = 0.0  # save each training image once more as JPEG (quality 70-95) with this probability
+    consistency: float = 0.0  # weight of a loss asking for the same scores on each training view and its upload twin
     name: str = ""  # the model's name in its config (default dermfuse-<preset>-<data>)
     ece_bins: int = 15
     calibration: str = "temperature"  # temperature, or prior: first put back part of the class prior balancing took out
@@ -249,6 +250,8 @@ def check_train_config(config: TrainConfig) -> None:
             raise ValueError(f"--mask_jitter={config.mask_jitter}: a fraction of the lesion's side in [0, 0.5)")
         if not 0 <= config.jpeg_probability <= 1:
             raise ValueError(f"--jpeg_probability={config.jpeg_probability}: a probability in [0, 1]")
+        if config.consistency < 0:
+            raise ValueError(f"--consistency={config.consistency}: a loss weight, 0 (off) or more")
         if config.image_size and (config.image_size % 32 or config.image_size < 32):
             raise ValueError(f"--image_size={config.image_size}: must be a multiple of 32")
         if config.temperature < 0:

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from dermfuse.data.io import load_image, load_image_and_mask
 from dermfuse.data.metadata import encode_metadata
-from dermfuse.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, image_view, mask_to_tensor, to_tensor, view_box
+from dermfuse.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, Augment, image_view, mask_to_tensor, to_tensor, upload_twin,
+                                      view_box)
 
 # (augmented image as uint8 (H, W, 3), its bool mask (H, W) or None) → the lesion image (uint8 array or PIL).
 # ``functools.partial(dermfuse.lesion.lesion_image, mode=...)`` fits when every row has a mask.
@@ -59,7 +60,9 @@ class ClassificationDataset(Dataset):
     - ``label``: int64 index into ``classes`` (-1 for an unlabelled row);
     - ``age`` float32 (NaN = missing), ``sex`` / ``site`` int64 indices into ``vocab.SEXES`` /
       ``vocab.SITES``, as :func:`~dermfuse.data.metadata.encode_metadata` makes them;
-    - ``image_id``: str.
+    - ``image_id``: str;
+    - with ``twins=True``, ``image_twin`` and ``lesion_twin`` as well: the same augmented view as a second upload
+      of it may come (:func:`~dermfuse.data.transforms.upload_twin`), for ``--consistency`` training.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class ClassificationDataset(Dataset):
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         framing: str = "whole",
+        twins: bool = False,
     ):
         _require_paths(table, ("image_path",))
         view_box(1, 1, framing)  # an unknown framing fails here, not in a DataLoader worker
@@ -88,8 +92,8 @@ class ClassificationDataset(Dataset):
             {"image_id": image_id, "image_path": path, "mask_path": None if pd.isna(mask) else mask}
             for image_id, path, mask in zip(table["image_id"], table["image_path"], mask_paths)
         ]
-        self.image_size, self.lesion_image_fn, self.augment, self.mean, self.std, self.framing = (
-            image_size, lesion_image_fn, augment, mean, std, framing,
+        self.image_size, self.lesion_image_fn, self.augment, self.mean, self.std, self.framing, self.twins = (
+            image_size, lesion_image_fn, augment, mean, std, framing, twins,
         )
 
     def __len__(self) -> int:
@@ -116,6 +120,12 @@ class ClassificationDataset(Dataset):
         if self.lesion_image_fn is not None:
             lesion = self.lesion_image_fn(np.asarray(image), mask)
             item["lesion"] = to_tensor(lesion, self.image_size, self.mean, self.std)
+        if self.twins:
+            twin, twin_mask = upload_twin(image, mask)
+            item["image_twin"] = to_tensor(twin, self.image_size, self.mean, self.std)
+            if self.lesion_image_fn is not None:
+                item["lesion_twin"] = to_tensor(self.lesion_image_fn(np.asarray(twin), twin_mask), self.image_size,
+                                                self.mean, self.std)
         return item
 
 

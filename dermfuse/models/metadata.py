@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -32,6 +34,7 @@ class MetadataTransformer(nn.Module):
     ):
         super().__init__()
         self.unknown_sex, self.unknown_site, self.field_dropout = unknown_sex, unknown_site, field_dropout
+        self._dropping = True  # off within fields_as_given()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.age_embed = nn.Linear(1, dim)
         self.age_missing = nn.Parameter(torch.zeros(1, dim))
@@ -46,7 +49,8 @@ class MetadataTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
-    def _drop_fields(self, age, sex, site):
+    def drop_fields(self, age, sex, site):
+        """Each field of each case to missing / unknown with probability ``field_dropout``, as training does."""
         keep = lambda: torch.rand(age.shape[0], device=age.device) >= self.field_dropout  # noqa: E731
         age = torch.where(keep(), age, torch.full_like(age, float("nan")))
         sex = torch.where(keep(), sex, torch.full_like(sex, self.unknown_sex))
@@ -55,8 +59,8 @@ class MetadataTransformer(nn.Module):
 
     def forward(self, fused: torch.Tensor, age: torch.Tensor, sex: torch.Tensor, site: torch.Tensor) -> torch.Tensor:
         """fused (B, d); age (B,) float years, NaN = missing; sex, site (B,) long vocabulary indices."""
-        if self.training and self.field_dropout > 0:
-            age, sex, site = self._drop_fields(age, sex, site)
+        if self.training and self.field_dropout > 0 and self._dropping:
+            age, sex, site = self.drop_fields(age, sex, site)
         missing = torch.isnan(age)[:, None]  # (B, 1)
         age_value = torch.nan_to_num(age, nan=0.0)[:, None].to(fused.dtype) / 100.0
         age_token = torch.where(missing, self.age_missing.to(fused.dtype), self.age_embed(age_value))  # (B, d)
@@ -65,3 +69,13 @@ class MetadataTransformer(nn.Module):
         )  # (B, 5, d)
         tokens = self.encoder(tokens + self.slot_embed)
         return self.norm(tokens[:, 0])  # (B, d)
+
+    @contextlib.contextmanager
+    def fields_as_given(self):
+        """Within it, training drops no field: for a caller that dropped them itself (:meth:`drop_fields`), alike
+        for two views of one case."""
+        self._dropping = False
+        try:
+            yield
+        finally:
+            self._dropping = True
