@@ -96,8 +96,8 @@ class DermFusePipeline:
         # norms folded, bf16 convolutions and channels-last (models/inference.py), made here: build a new
         # pipeline after changing the model's weights. ``self.model`` stays as loaded (fp32: the head, which
         # Grad-CAM back-propagates through, runs from it).
-        networks = {"segmenter": model.segmenter, **model.classifier.encoders()}
-        self._networks = {name: inference_copy(net) if self.fast else net for name, net in networks.items()}
+        self._networks = {name: inference_copy(network) if self.fast else network
+                          for name, network in model.inference_networks().items()}
         self.make_lesion_image = lesion_image_fn(model.lesion_mode, model.lesion_margin, model.mean)
         self._lock = threading.Lock()
         # Between the networks' passes the cores are free: the per-image steps share them (``_each``).

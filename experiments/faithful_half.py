@@ -79,8 +79,7 @@ def half_weight_names(model: nn.Module, kept_below: int) -> set[str]:
 def fast_networks(model: DermFuse) -> dict[str, nn.Module]:
     """The networks the fast path runs from its inference copy, by their state-dict prefix."""
     prefixes = {id(module): name for name, module in model.named_modules()}
-    networks = [model.segmenter, *model.classifier.encoders().values()]
-    return {prefixes[id(network)]: network for network in networks}
+    return {prefixes[id(network)]: network for network in model.inference_networks().values()}
 
 
 def bf16_bits(fast_copy: nn.Module, half: set[str], prefix: str) -> dict[str, torch.Tensor]:

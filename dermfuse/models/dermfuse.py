@@ -189,6 +189,11 @@ class DermFuse(
             return ()
         return tuple(vocab.METADATA_FIELDS if self.trained_metadata is None else self.trained_metadata)
 
+    def inference_networks(self) -> dict[str, nn.Module]:
+        """The networks that run without gradients when diagnosing, by name: the segmenter and the stream encoders
+        (the pipeline's fast path runs inference copies of these; the head stays as it is)."""
+        return {"segmenter": self.segmenter, **self.classifier.encoders()}
+
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (B, classes): ``(logits + prior_shift) / temperature``, both fitted on validation
         data after training (``metrics.fit_prior_shift``); their softmax is the probabilities dermfuse shows."""
