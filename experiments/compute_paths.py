@@ -11,8 +11,8 @@ Space's may be. A model's card quotes one of them. This command puts the model's
 - each path's classification, calibration and segmentation numbers;
 - how often the two give the same top class, and how far each image's probabilities move
   (the largest change among its classes);
-- how far fp16 storage of the weights moves them on each path, over the first ``--half_images`` test
-  images (fp16 storage is allowed where no probability moves by more than 0.01), and how far mixed storage
+- where the weights are fp32, how far fp16 storage would move them on each path, over the first
+  ``--half_images`` test images (fp16 storage is allowed where no probability moves by more than 0.01), and how far mixed storage
   does: fp16 but for the tensors of fewer than ``--kept_below`` values (biases, norms, batch-norm
   statistics, embeddings, small kernels), which stay fp32. For the images moved by more than 0.01, how
   many had their lesion box moved (a mask pixel flipped at its edge), and the file size of each storage.
@@ -39,7 +39,7 @@ from dermfuse.evaluate import evaluate, table_cases
 from dermfuse.pipeline import DermFusePipeline, bf16_supported
 from dermfuse.sources import DEFAULT_MODEL
 from dermfuse.predict import predict_all
-from experiments.ham10000 import HALF_TOLERANCE, half_rounded, stored_bytes
+from experiments.ham10000 import HALF_TOLERANCE, fp16_exact, half_rounded, stored_bytes
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
@@ -120,16 +120,19 @@ def cpu_description() -> dict:
 def run_compute_paths(config: ComputePathsConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model)
-    rounded, mixed = half_rounded(model), half_rounded(model, config.kept_below)
+    # fp16 and mixed storage's checks, unless the weights are fp16 values already (rounding them changes nothing)
+    half_images, kept_below = (0, 0) if fp16_exact(model) else (config.half_images, config.kept_below)
+    rounded, mixed = half_rounded(model), half_rounded(model, kept_below)
     test = split_rows(config.model, config.data, "test")
     paths = {"fp32": False}
     if bf16_supported(torch.device("cpu")):
         paths = {"fast": True, **paths}
-    results: dict = {"images": len(test), "cpu": cpu_description(), "paths": {}, "half_storage": {}, "mixed_storage": {},
-                     "storage_mib": {"fp32": stored_bytes(model) / 2**20, "fp16": stored_bytes(model, 0) / 2**20}}
-    if config.kept_below:
-        results["storage_mib"]["mixed"] = stored_bytes(model, config.kept_below) / 2**20
-        results["kept_below"] = config.kept_below
+    results: dict = {"images": len(test), "cpu": cpu_description(), "paths": {}, "half_storage": {}, "mixed_storage": {}}
+    if half_images:
+        results["storage_mib"] = {"fp32": stored_bytes(model) / 2**20, "fp16": stored_bytes(model, 0) / 2**20}
+        if kept_below:
+            results["storage_mib"]["mixed"] = stored_bytes(model, kept_below) / 2**20
+            results["kept_below"] = kept_below
     calibrated = {}
     for name, fast in paths.items():
         metrics, arrays = evaluate(DermFusePipeline(model, fast=fast), test, progress=False)
@@ -137,11 +140,11 @@ def run_compute_paths(config: ComputePathsConfig) -> dict:
         results["paths"][name] = {"images": metrics["images"],
                                   **{part: {key: (metrics.get(part) or {}).get(key) for key in keys} for part, keys in PATH_METRICS}}
         calibrated[name] = arrays["calibrated"]
-        if config.half_images:  # the same first images, with their patient data, from the rounded weights
-            first = table_cases(test.head(config.half_images))
+        if half_images:  # the same first images, with their patient data, from the rounded weights
+            first = table_cases(test.head(half_images))
             reference = predict_all(DermFusePipeline(model, fast=fast), first, progress=False, describe=False)
             results["half_storage"][name] = storage_agreement(reference, DermFusePipeline(rounded, fast=fast), first)
-            if config.kept_below:
+            if kept_below:
                 results["mixed_storage"][name] = storage_agreement(reference, DermFusePipeline(mixed, fast=fast), first)
         print(f"{name}: {json.dumps(results['paths'][name])}", flush=True)
     if len(calibrated) == 2:

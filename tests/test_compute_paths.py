@@ -62,6 +62,19 @@ def test_the_card_and_the_table_show_both_paths_and_fp16_storage():
     assert "mixed 23.7 MiB (mixed: tensors under 4096 values in fp32)" in table
 
 
+def test_the_card_leaves_out_the_storage_columns_where_the_weights_are_fp16_already():
+    numbers = {"classification": {"balanced_accuracy": 0.7254, "macro_auc": 0.9444, "ece": 0.0448},
+               "classification_without_metadata": {"balanced_accuracy": 0.711},
+               "segmentation": {"dice": 0.9476}}
+    results = {"images": 1498, "command": "python -m train compute-paths", "half_storage": {}, "mixed_storage": {},
+               "cpu": {"machine": "x86_64", "threads": 2, "bf16": True, "amx": True, "torch": "2.14.1"},
+               "paths": {"fast": numbers}}
+    card = _compute_paths(results)
+    assert "| path | balanced accuracy | without metadata | macro AUC | ECE | Dice |\n|---|---|---|---|---|---|\n" in card
+    assert "| fast (bf16 networks, where the hardware has bf16) | 0.7254 | 0.7110 | 0.9444 | 0.0448 | 0.9476 |\n" in card
+    assert "fp16 storage" not in card and "not measured" not in card
+
+
 def test_a_rerun_is_checked_against_numbers_from_the_same_kind_of_cpu():
     paths = {"cpu": {"bf16": True, "amx": True}, "paths": {"fast": "fast numbers", "fp32": "fp32 numbers"}}
     assert same_kind_of_cpu(paths, {"bf16": True, "amx": True}) == "fast numbers"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,7 +13,7 @@ from dermfuse import DermFuse
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
-from experiments.ham10000 import half_rounded, store_half, stored_bytes
+from experiments.ham10000 import fp16_exact, half_rounded, store_half, stored_bytes
 
 
 def test_half_storage_loads_back_as_fp32_and_agrees(tmp_path):
@@ -46,6 +47,29 @@ def test_mixed_storage_keeps_the_small_tensors_exact_and_rounds_the_large_ones()
     assert stored_bytes(model, 0) < stored_bytes(model, 64) < fp32
 
 
+def test_rounded_weights_are_fp16_exact_and_rounding_them_again_changes_nothing():
+    model = DermFuse.from_pretrained(str(CHECKPOINTS / DEMO_MODEL))
+    assert not fp16_exact(model)  # trained fp32 weights
+    rounded = half_rounded(model)
+    assert fp16_exact(rounded)
+    again = half_rounded(rounded).state_dict()
+    assert all(torch.equal(again[k], v) for k, v in rounded.state_dict().items())
+    assert not fp16_exact(half_rounded(model, kept_below=64))  # mixed storage keeps small fp32 tensors
+
+
+def test_the_card_says_the_weights_were_rounded_measured_again_and_by_how_much():
+    from publish.card import _storage
+
+    change = {"images": 300, "same_top_class": 0.99, "median_change": 0.003, "max_change": 0.261, "moved_over_0.05": 30,
+              "moved_over_0.01": 145}
+    text = _storage({"dtype": "float16", "rounding": {"images": 300, "paths": {"fast": change, "fp32": {**change, "max_change": 0.061}}}})
+    assert text.startswith("Weights are stored in float16 and loaded as fp32.")
+    assert "every number on this card is the rounded model's" in text and "first 300 test images" in text
+    assert "fast path: largest change 0.261, 145 of 300 images over 0.01, the same top class on 99.0%" in text
+    assert "fp32 path: largest change 0.061" in text
+    assert _storage({"dtype": "float32"}) == "Weights are stored in float32.\n"
+
+
 def test_the_card_says_how_the_weights_differ_from_a_fresh_run():
     from publish.card import _reproduce
 
@@ -58,3 +82,48 @@ def test_the_card_says_how_the_weights_differ_from_a_fresh_run():
 def test_the_shipped_card_tells_its_history():
     card = (CHECKPOINTS / "dermfuse-small-ham10000" / "README.md").read_text(encoding="utf-8")
     assert "How these weights differ from a from-scratch run" in card and "8-epoch segmenter" in card
+
+
+def test_the_shipped_weights_are_the_measured_fp16_model_under_25_mb():
+    folder = CHECKPOINTS / "dermfuse-small-ham10000"
+    weights = folder / "model.safetensors"
+    assert weights.stat().st_size <= 25_000_000
+    tensors = load_file(str(weights))
+    assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
+    model = DermFuse.from_pretrained(str(folder))
+    assert fp16_exact(model) and all(p.dtype == torch.float32 for p in model.parameters())  # loaded as fp32, unchanged
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "every number on this card is the rounded model's" in card
+    assert "with the weights before their rounding to fp16" in card  # the training stage's own test table says so
+
+
+def test_the_recipe_scores_and_ships_the_rounded_model_and_reports_what_rounding_moved(tmp_path):
+    from dermfuse.data import read_dataset
+    from dermfuse.evaluate import evaluate
+    from experiments.ham10000 import HAM10000Config, shipped_model
+    from train_support import make_phantoms
+
+    rows = read_dataset(make_phantoms(tmp_path / "data", n=14))
+    rows["source"], rows["split"] = "ham10000", "test"  # phantoms standing in for the HAM10000 test split
+    config = HAM10000Config(ham10000=str(tmp_path / "data"), isic2018_task1="", ph2="", out=str(tmp_path / "out"),
+                            progress=False, half_images=5)
+    model = DermFuse.from_pretrained(str(CHECKPOINTS / DEMO_MODEL))
+    shipped, results = shipped_model(model, rows, config)
+    assert fp16_exact(shipped) and not fp16_exact(model)
+    rounding = results["storage"]["rounding"]
+    assert results["storage"]["dtype"] == "float16" and rounding["images"] == 5
+    assert all(numbers["images"] == 5 for numbers in rounding["paths"].values()) and "fp32" in rounding["paths"]
+    again, _ = evaluate(DermFusePipeline(half_rounded(model)), rows, progress=False)  # the numbers are the rounded model's
+    assert results["pipeline_test"]["classification"] == again["classification"]
+    _, fp32 = shipped_model(model, rows, HAM10000Config(**{**config.__dict__, "half": False}))
+    assert fp32["storage"] == {"dtype": "float32"}
+
+
+def test_bad_settings_name_the_problem(tmp_path):
+    from experiments.ham10000 import HAM10000Config, rescore
+
+    with pytest.raises(ValueError, match="half_images=0"):
+        HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", half_images=0)
+    HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", half=False, half_images=0)  # nothing to measure
+    with pytest.raises(FileNotFoundError, match="no exported model there"):
+        rescore(HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", out=str(tmp_path / "nothing")))

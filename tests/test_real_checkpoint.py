@@ -81,14 +81,15 @@ def test_isic_submission_is_accepted_by_the_official_scorer(tmp_path, test_split
 
 
 def test_fast_path_mostly_agrees_with_fp32_on_real_images(test_split):
-    # Measured on 200 test images: top class the same for 96 %, median largest probability change 0.014,
-    # but up to 0.29 where a bf16 rounding moves the mask edge and with it the lesion crop (the model is
-    # sensitive to its crop). The card's numbers are the fast path's, what the app shows.
+    # Measured on all 1,498 test images (`python -m train compute-paths`): top class the same for 96.9 %, median
+    # largest probability change 0.006, but up to 0.40 where a bf16 rounding moves the mask edge and with it the
+    # lesion crop (the model is sensitive to its crop). The card's numbers are the fast path's, what the app shows.
+    # 48 images: the first 24 alone hold 3 flips with the fp16-rounded weights (1 before), too few images for the bound.
     if not bf16_supported(torch.device("cpu")):
         pytest.skip("this CPU has no bf16 support: the pipeline runs fp32 only")
     fp32 = DermFusePipeline(DermFuse.from_pretrained(str(REAL)), fast=False)
     fast = DermFusePipeline(DermFuse.from_pretrained(str(REAL)), fast=True)
-    rows = test_split.head(24)
+    rows = test_split.head(48)
     cases = [Case(str(HAM10000 / "HAM10000_images" / f"{i}.jpg"), age, sex, site)
              for i, age, sex, site in zip(rows["image_id"], rows["age"], rows["sex"], rows["site"])]
     pairs = list(zip(fp32.predict(cases), fast.predict(cases)))
@@ -115,10 +116,12 @@ def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):
 @pytest.mark.slow
 def test_dermfuse_evaluate_reproduces_the_cards_test_numbers(tmp_path):
     # bf16 kernels differ between CPUs (AMX or not), and a CPU without bf16 runs the fp32 path: the reference is the
-    # card's compute-paths measurement from this kind of CPU where there is one, else its main table (measured on
-    # a CPU with bf16 and without AMX).
+    # card's compute-paths measurement from this kind of CPU (its main table was measured on the same CPU).
     stored = json.loads((REAL / "metrics.json").read_text())
-    card = same_kind_of_cpu(stored.get("compute_paths"), cpu_description()) or stored["pipeline_test"]
+    card = same_kind_of_cpu(stored.get("compute_paths"), cpu_description())
+    if card is None:
+        pytest.skip(f"the card's numbers were measured with other bf16 kernels ({stored['compute_paths']['cpu']}); "
+                    "`python -m train compute-paths` on this CPU measures the reference")
     out = tmp_path / "evaluation"
     assert main(["evaluate", str(HAM10000), "--model", str(REAL), "--manifest", str(REAL / "splits.csv"), "--split", "test",
                  "--out", str(out)]) == 0  # fmt: skip

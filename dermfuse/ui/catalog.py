@@ -77,7 +77,7 @@ class ModelCatalog:
             lines.append("🔬 **Research model trained on real dermoscopy images: HAM10000 (7 diagnoses; segmenter also "
                          "on ISIC 2018 Task 1).** Its test-split numbers, measured on held-out lesions from the same two "
                          "clinics, are in its model card; images from other clinics, devices or skin tones can do worse. "
-                         "Its scores move by about 0.02 (up to 0.25) when the same image is saved again as JPEG: read "
+                         "Its scores move by about 0.02 (up to 0.39) when the same image is saved again as JPEG: read "
                          "small differences between two uploads as noise. It gives no diagnosis.")
         elif dataset.startswith("ph2"):
             lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
