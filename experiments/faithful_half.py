@@ -1,7 +1,10 @@
 """fp16 storage that keeps the fast path's bf16 weights: how close it comes to the 0.01 tolerance (a study; not shipped).
 
-    python -m experiments.faithful_half                          # the default model's HAM10000 test split
-    python -m experiments.faithful_half --split=val --images=300
+A study of fp32 weights: it was run on the shipped model before its weights were rounded to fp16 (2026-12-07), and
+refuses weights that are fp16 values already.
+
+    python -m experiments.faithful_half --model=FOLDER                       # its HAM10000 test split
+    python -m experiments.faithful_half --model=FOLDER --split=val --images=300
 
 Plain fp16 storage rounds each weight to its nearest fp16 value. The fast path then folds each batch norm
 into the convolution before it and rounds the result to bf16 (``dermfuse/models/inference.py``), and
@@ -41,6 +44,7 @@ from dermfuse.pipeline import DermFusePipeline, bf16_supported
 from dermfuse.predict import predict_all
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.compute_paths import SHARED, cpu_description, storage_agreement
+from experiments.ham10000 import fp16_exact
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
 from train.config import parse_settings
@@ -134,6 +138,10 @@ def file_bytes(state: dict[str, torch.Tensor]) -> int:
 def run(config: FaithfulHalfConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model).eval()
+    if fp16_exact(model):
+        raise ValueError(f"--model={config.model}: its weights are fp16 values already (the shipped model's are, since "
+                         "2026-12-07), so there is nothing to keep: this study needs fp32 weights, e.g. the model as "
+                         "it was before its rounding (the repository's history holds it)")
     stored, differ = faithful_half(model, config.kept_below)
     rounded = DermFuse(**model.config).eval()
     rounded.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in stored.items()})

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pytest
 import torch
 
 from dermfuse import DermFuse
 from dermfuse.models.inference import inference_copy
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
-from experiments.faithful_half import FP16_NORMAL, bf16_bits, fast_networks, faithful_half, half_weight_names
+from experiments.faithful_half import (FP16_NORMAL, FaithfulHalfConfig, bf16_bits, fast_networks, faithful_half,
+                                      half_weight_names, run)
+from experiments.ham10000 import store_half
 
 
 def moved_bf16_weights(model: DermFuse, state: dict, names: set[str]) -> dict[str, np.ndarray]:
@@ -44,3 +49,12 @@ def test_faithful_rounding_keeps_the_fast_path_s_bf16_weights_where_plain_fp16_m
         step = np.maximum(*(np.abs(np.nextafter(half, np.float16(side)).astype(np.float32) - half.astype(np.float32))
                             for side in (np.inf, -np.inf)))  # the larger of its two steps (they differ at a power of 2)
         assert (np.abs(half.astype(np.float32) - weight) <= step * 1.0001).all(), name
+
+
+def test_weights_that_are_fp16_values_already_are_refused(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(CHECKPOINTS / DEMO_MODEL, folder)
+    store_half(folder)
+    with pytest.raises(ValueError, match="fp16 values already"):
+        run(FaithfulHalfConfig(model=str(folder), out=str(tmp_path / "out.json")))
+    assert not (tmp_path / "out.json").exists()
