@@ -257,7 +257,8 @@ def run_ham10000(config: HAM10000Config) -> Path:
 
 def rescore(config: HAM10000Config) -> Path:
     """``--rescore``: score the model in ``config.out`` again, in place, on the split in its ``splits.csv`` (rounding its
-    weights to fp16 first where they are fp32 and ``config.half``); its metrics and card are rewritten."""
+    weights to fp16 first where they are fp32 and ``config.half``); its metrics and card are rewritten. Where the weights
+    are not rewritten, the record of how they were stored (and rounded) stays."""
     folder = Path(config.out)
     if not (folder / MANIFEST).is_file():
         raise FileNotFoundError(f"--out={folder}: no exported model there (no {MANIFEST}); --rescore scores a model "
@@ -270,6 +271,8 @@ def rescore(config: HAM10000Config) -> Path:
         store_half(folder)  # exactly the rounded model scored above
     metrics_path = folder / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    if not half and "storage" in metrics:
+        del results["storage"]  # the file was not rewritten: how it was stored (and rounded) still holds
     metrics.update(results)
     write_json(metrics_path, metrics)
     rewrite_card(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ from dermfuse import DermFuse
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEMO_MODEL
+import experiments.ham10000 as recipe
 from experiments.ham10000 import fp16_exact, half_rounded, store_half, stored_bytes
 
 
@@ -127,3 +129,21 @@ def test_bad_settings_name_the_problem(tmp_path):
     HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", half=False, half_images=0)  # nothing to measure
     with pytest.raises(FileNotFoundError, match="no exported model there"):
         rescore(HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", out=str(tmp_path / "nothing")))
+
+
+def test_rescoring_a_rounded_model_keeps_the_record_of_its_rounding(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    shutil.copytree(CHECKPOINTS / DEMO_MODEL, folder)
+    store_half(folder)
+    stored = {"dtype": "float16", "rounding": {"images": 300, "paths": {}}}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "storage": stored}))
+    scored = []
+    monkeypatch.setattr(recipe, "score", lambda pipeline, config, rows: scored.append(len(rows)) or {
+        "pipeline_test": {"images": 3, "classification": {"balanced_accuracy": 0.5}, "segmentation": {"dice": 0.9}}})
+    monkeypatch.setattr(recipe, "with_splits", lambda folder, folders: [1, 2, 3])
+    before = (folder / "model.safetensors").read_bytes()
+    recipe.rescore(recipe.HAM10000Config(ham10000=str(tmp_path), isic2018_task1="", ph2="", out=str(folder)))
+    after = json.loads((folder / "metrics.json").read_text())
+    assert scored == [3] and after["storage"] == stored and after["pipeline_test"]["segmentation"]["dice"] == 0.9
+    assert (folder / "model.safetensors").read_bytes() == before  # already fp16 values: not rewritten
