@@ -96,6 +96,17 @@ def storage_agreement(reference: list, pipeline: DermFusePipeline, cases: list) 
     return numbers
 
 
+def storage_agreements(model: DermFuse, rounded: DermFuse, cases: list) -> dict:
+    """:func:`storage_agreement` of ``rounded`` (``model`` with its weights stored otherwise) against ``model`` on
+    ``cases``, on each compute path this machine has, by path name."""
+    paths = {"fast": True, "fp32": False} if bf16_supported(torch.device("cpu")) else {"fp32": False}
+    numbers = {}
+    for name, fast in paths.items():
+        reference = predict_all(DermFusePipeline(model, fast=fast), cases, progress=False, describe=False)
+        numbers[name] = storage_agreement(reference, DermFusePipeline(rounded, fast=fast), cases)
+    return numbers
+
+
 def same_kind_of_cpu(paths: dict | None, cpu: dict) -> dict | None:
     """The numbers in ``paths`` (a model's ``compute_paths``) that ``dermfuse evaluate`` on ``cpu`` (a
     :func:`cpu_description`) should reproduce: those of the path this CPU runs, where they were measured on a CPU
@@ -122,7 +133,7 @@ def run_compute_paths(config: ComputePathsConfig) -> dict:
     model = DermFuse.from_pretrained(config.model)
     # fp16 and mixed storage's checks, unless the weights are fp16 values already (rounding them changes nothing)
     half_images, kept_below = (0, 0) if fp16_exact(model) else (config.half_images, config.kept_below)
-    rounded, mixed = half_rounded(model), half_rounded(model, kept_below)
+    rounded, mixed = (half_rounded(model), half_rounded(model, kept_below)) if half_images else (None, None)
     test = split_rows(config.model, config.data, "test")
     paths = {"fp32": False}
     if bf16_supported(torch.device("cpu")):

@@ -29,7 +29,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +40,12 @@ from torch import nn
 from dermfuse import DermFuse
 from dermfuse.evaluate import table_cases
 from dermfuse.models.inference import inference_copy
-from dermfuse.pipeline import DermFusePipeline, bf16_supported
-from dermfuse.predict import predict_all
 from dermfuse.sources import DEFAULT_MODEL
-from experiments.compute_paths import SHARED, cpu_description, storage_agreement
+from experiments.compute_paths import SHARED, cpu_description, storage_agreements
 from experiments.ham10000 import fp16_exact
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
-from train.config import parse_settings
+from train.config import command_line, parse_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "faithful_half.json"
 FP16_NORMAL = 2.0**-14  # fp16's smallest normal number: under it the steps are too coarse to keep a bf16 value
@@ -147,17 +145,13 @@ def run(config: FaithfulHalfConfig) -> dict:
     rounded.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in stored.items()})
     rows = split_rows(config.model, config.data, config.split)
     cases = table_cases(rows.head(config.images) if config.images else rows)
-    paths = {"fast": True, "fp32": False} if bf16_supported(torch.device("cpu")) else {"fp32": False}
     results = {"model": config.model, "split": config.split, "images": len(cases), "kept_below": config.kept_below,
                "cpu": cpu_description(), "bf16_weights_still_moved": differ,
                "file_mb": {"fp32": file_bytes(model.state_dict()) / 1e6, "faithful_fp16": file_bytes(stored) / 1e6},
-               "paths": {}}
-    for name, fast in paths.items():
-        reference = predict_all(DermFusePipeline(model, fast=fast), cases, progress=False, describe=False)
-        results["paths"][name] = storage_agreement(reference, DermFusePipeline(rounded, fast=fast), cases)
-        print(f"{name}: {json.dumps(results['paths'][name])}", flush=True)
-    changed = [f"--{f.name}={getattr(config, f.name)}" for f in fields(config) if getattr(config, f.name) != f.default]
-    results["command"] = " ".join(["python -m experiments.faithful_half", *changed])
+               "paths": storage_agreements(model, rounded, cases)}
+    for name, numbers in results["paths"].items():
+        print(f"{name}: {json.dumps(numbers)}", flush=True)
+    results["command"] = command_line("experiments.faithful_half", config)
     results["minutes"] = (time.monotonic() - started) / 60
     write_json(config.out, results)
     return results

@@ -55,8 +55,7 @@ from dermfuse import DermFuse, vocab
 from dermfuse.data import read_dataset, read_manifest
 from dermfuse.evaluate import evaluate, table_cases
 from dermfuse.models.dermfuse import WEIGHTS_FILE
-from dermfuse.pipeline import DermFusePipeline, bf16_supported
-from dermfuse.predict import predict_all
+from dermfuse.pipeline import DermFusePipeline
 from experiments.demo import stage_state
 from experiments.gate import GateConfig, run_gate
 from experiments.isic_rows import with_splits
@@ -177,18 +176,11 @@ def fp16_exact(model: DermFuse) -> bool:
 
 def rounding_change(model: DermFuse, rounded: DermFuse, rows: pd.DataFrame, images: int) -> dict:
     """How far ``rounded`` (``model``'s weights through fp16) moves calibrated probabilities against ``model`` on
-    the first ``images`` labelled HAM10000 test rows, with their patient data, on each compute path this machine has
-    (``experiments.compute_paths.storage_agreement``)."""
-    from experiments.compute_paths import storage_agreement  # it imports this module
+    the first ``images`` labelled HAM10000 test rows, with their patient data, on each compute path this machine has."""
+    from experiments.compute_paths import storage_agreements  # it imports this module
 
     test = rows[(rows["split"] == "test") & (rows["source"] == "ham10000") & rows["label"].notna()].head(images)
-    cases = table_cases(test)
-    paths = {"fast": True, "fp32": False} if bf16_supported(torch.device("cpu")) else {"fp32": False}
-    change = {}
-    for name, fast in paths.items():
-        reference = predict_all(DermFusePipeline(model, fast=fast), cases, progress=False, describe=False)
-        change[name] = storage_agreement(reference, DermFusePipeline(rounded, fast=fast), cases)
-    return change
+    return storage_agreements(model, rounded, table_cases(test))
 
 
 def shipped_model(model: DermFuse, rows: pd.DataFrame, config: HAM10000Config) -> tuple[DermFuse, dict]:
@@ -264,14 +256,13 @@ def rescore(config: HAM10000Config) -> Path:
         raise FileNotFoundError(f"--out={folder}: no exported model there (no {MANIFEST}); --rescore scores a model "
                                 "`python -m train ham10000` exported")  # fmt: skip
     rows = with_splits(folder, [Path(path) for path in (config.ham10000, config.isic2018_task1) if path])
-    model = DermFuse.from_pretrained(str(folder))
-    half = config.half and not fp16_exact(model)
-    _, results = shipped_model(model, rows, config)
-    if half:
+    _, results = shipped_model(DermFuse.from_pretrained(str(folder)), rows, config)
+    rounded = "rounding" in results["storage"]
+    if rounded:
         store_half(folder)  # exactly the rounded model scored above
     metrics_path = folder / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    if not half and "storage" in metrics:
+    if not rounded and "storage" in metrics:
         del results["storage"]  # the file was not rewritten: how it was stored (and rounded) still holds
     metrics.update(results)
     write_json(metrics_path, metrics)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from dermfuse.pipeline import Case, DermFusePipeline, bf16_supported
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.split_predictions import split_rows
 from train.checkpoint import write_json
-from train.config import parse_settings
+from train.config import command_line, parse_settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "stability.json"
@@ -85,8 +85,7 @@ def run_stability(config: StabilityConfig) -> dict:
             after += pipeline.predict([Case(saved_again(path, config.quality)) for path in chunk], describe=False)
         report["paths"][name] = changes(before, after)
     report["minutes"] = (time.monotonic() - started) / 60
-    changed = [f"--{f.name}={getattr(config, f.name)}" for f in fields(config) if getattr(config, f.name) != f.default]
-    report["command"] = " ".join(["python -m experiments.stability", *changed])
+    report["command"] = command_line("experiments.stability", config)
     write_json(config.out, report)
     for name, row in report["paths"].items():
         print(f"{name}: largest probability change per image median {row['median']:.3f}, 90th percentile {row['p90']:.3f}, "

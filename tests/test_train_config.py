@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from train.config import (
     ClassifierConfig,
     SegmenterConfig,
+    command_line,
     describe,
     describe_fields,
     load_config,
@@ -100,3 +102,13 @@ def test_describe_prints_every_setting_and_help_lists_comments():
 def test_a_classifier_records_the_metadata_its_training_images_carried(columns, known):
     table = pd.DataFrame(columns).astype({"age": float, "sex": "string", "site": "string"})
     assert known_metadata(table) == known
+
+
+def test_command_line_names_the_settings_that_differ_from_their_defaults():
+    @dataclass
+    class Settings:
+        split: str = "test"
+        images: int = 300
+
+    assert command_line("experiments.stability", Settings()) == "python -m experiments.stability"
+    assert command_line("experiments.stability", Settings(split="val", images=300)) == "python -m experiments.stability --split=val"

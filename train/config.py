@@ -184,6 +184,12 @@ def parse_settings(cls: type, argv: list[str]):
     return apply_overrides(cls(), parse_overrides(argv))
 
 
+def command_line(module: str, config) -> str:
+    """The command that makes ``config`` again: ``python -m module`` and each setting that differs from its default."""
+    changed = [f"--{f.name}={getattr(config, f.name)}" for f in fields(config) if getattr(config, f.name) != f.default]
+    return " ".join([f"python -m {module}", *changed])
+
+
 def apply_overrides(config, overrides: dict[str, str]):
     """A copy of ``config`` with each ``key: text`` override converted to the field's type and checked."""
     types = {f.name: f.type for f in fields(config)}
