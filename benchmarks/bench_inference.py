@@ -35,6 +35,7 @@ from dermfuse import DermFuse, create_model
 from dermfuse.data.io import load_image
 from dermfuse.explain import standard_gradcam
 from dermfuse.models import PRESETS
+from dermfuse.models.flips import flipped_views, repeated, view_mean
 from dermfuse.pipeline import Case, DermFusePipeline
 from timing import interleaved_medians, median_seconds
 
@@ -69,22 +70,27 @@ def ham10000_test_cases(model_folder: str | None, count: int) -> list[Case] | No
 
 
 def typical_explained(pipeline: DermFusePipeline, image, metadata) -> None:
-    """Eager fp32: segment, lesion image, a forward for the scores, then one GradCAM call per stream."""
+    """Eager fp32: segment, lesion image, a forward for the scores (of the model's flip views), then one GradCAM call
+    per stream (on the image as it is)."""
     _, masks, _ = pipeline.segment([image])
     lesion = pipeline.make_lesion_image(image, masks[0])
-    size = pipeline.model.image_size
+    size, views = pipeline.model.image_size, pipeline.model.flip_views
     x, les = pipeline._batch([image], size), pipeline._batch([lesion], size)
     with torch.no_grad():
-        top = int(pipeline.model.classifier(x, les, *metadata).argmax())
+        logits = pipeline.model.classifier(flipped_views(x, views), flipped_views(les, views),
+                                           *(repeated(m, views) for m in metadata))
+        top = int(view_mean(logits, views).argmax())
     standard_gradcam(pipeline.model.classifier, x, les, metadata, top)
 
 
 def networks_only(pipeline: DermFusePipeline, images, lesions, metadata) -> None:
-    """Segmenter, both encoders and the head on ``images`` (tensors made once, outside the timing)."""
-    networks = pipeline._networks
+    """Segmenter, both encoders (on the model's flip views) and the head on ``images`` (tensors made once, outside the
+    timing)."""
+    networks, views = pipeline._networks, pipeline.model.flip_views
     with torch.inference_mode(), pipeline._autocast():
         networks["segmenter"](images[0])
-        maps = [networks[stream].forward_features(x).float() for stream, x in (("image", images[1]), ("lesion", lesions))]
+        maps = [networks[stream].forward_features(flipped_views(x, views)).float()
+                for stream, x in (("image", images[1]), ("lesion", lesions))]
     pipeline.head_logits(*maps, metadata)
 
 

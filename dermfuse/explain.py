@@ -32,6 +32,8 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from .models.flips import repeated, unflipped, view_mean
+
 PRIMARY_METHOD = "Grad-CAM"
 # Chosen by ``experiments/lesion_focus.py`` on 500 HAM10000 validation images (mean lesion focus against the
 # expert masks over both streams, Grad-CAM++ 0.60, LayerCAM 0.56; XGrad-CAM is itself degenerate too often):
@@ -132,34 +134,48 @@ def map_flaw(cam: np.ndarray) -> str | None:
 
 
 def head_cams(classifier, image_maps, lesion_maps, metadata, output_size, targets: list[int] | None = None,
-              method: str = PRIMARY_METHOD):
+              method: str = PRIMARY_METHOD, views: int = 1):
     """One CAM method on each stream at ``output_size``, from one forward and one backward through the head.
 
-    ``image_maps`` / ``lesion_maps``: (B, C, h, w) encoder outputs (no graph needed); ``targets``:
-    one class per case, or ``None`` for each case's top class. Returns ``(cams, flaws, logits)``:
+    ``image_maps`` / ``lesion_maps``: (V·B, C, h, w) encoder outputs of ``views`` flipped views of each case,
+    view-major (``models/flips.py``; V = 1: the cases as they are; no graph needed); ``metadata``: (B,) each;
+    ``targets``: one class per case, or ``None`` for each case's top class. Returns ``(cams, flaws, logits)``:
     cams is ``{"image": (B, H, W), "lesion": (B, H, W)}`` in [0, 1] (``lesion`` only with a lesion
     stream; all zero where flawed), flaws ``{stream: [reason or None per case]}`` (:func:`map_flaw`),
-    logits (B, classes) come from the same forward pass. Only the maps get gradients: the caller's
-    model should have ``requires_grad_(False)`` so no parameter gradient is computed.
+    logits (B, classes) come from the same forward pass (the mean over the views). With views, each case's map
+    is that of its mean score: every view's raw map, put back in the image's frame, averaged, then made a heatmap
+    as the library makes one. Only the maps get gradients: the caller's model should have
+    ``requires_grad_(False)`` so no parameter gradient is computed.
     """
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}: expected one of {', '.join(CAM_METHODS)}")
     streams = list(classifier.taps())
     maps = [image_maps] + ([lesion_maps] if classifier.use_lesion_stream else [])
-    stacked = torch.cat([m.detach().float() for m in maps], dim=1)  # (B, C·streams, h, w)
-    head = HeadAsModel(classifier, metadata, image_maps.shape[1])
+    stacked = torch.cat([m.detach().float() for m in maps], dim=1)  # (V·B, C·streams, h, w)
+    head = HeadAsModel(classifier, tuple(repeated(m, views) for m in metadata), image_maps.shape[1])
+    if targets is None and views > 1:  # the top class of the mean score, the target in every view
+        with torch.no_grad():
+            targets = view_mean(head(stacked), views).argmax(1).tolist()
     with torch.enable_grad():
         cam = CAM_METHODS[method](head, [classifier.taps()[s] for s in streams], output_size)
         try:
-            chosen = None if targets is None else [ClassifierOutputTarget(t) for t in targets]
+            chosen = None if targets is None else [ClassifierOutputTarget(t) for t in list(targets) * views]
             per_stream = cam(input_tensor=stacked.requires_grad_(True), targets=chosen)
-            logits = cam.outputs.detach()
+            logits = view_mean(cam.outputs.detach(), views)
         finally:
             cam.activations_and_grads.release()
     cams, flaws = {}, {}
     for i, stream in enumerate(streams):
-        flaws[stream] = [map_flaw(raw) for raw in cam.raw_maps[i]]
-        cams[stream] = per_stream[:, i].astype(np.float32)
+        raw_maps = cam.raw_maps[i]  # (V·B, h, w)
+        if views > 1:
+            raw_maps = unflipped(raw_maps, views).mean(0)  # (B, h, w), in the image's frame
+            width, height = cam.get_target_width_height(stacked)
+            # ReLU, rescale to [0, 1] and resize, then rescale again: the library's steps for one view's map.
+            per_case = scale_cam_image(scale_cam_image(np.maximum(raw_maps, 0), (width, height)))
+        else:
+            per_case = per_stream[:, i]
+        flaws[stream] = [map_flaw(raw) for raw in raw_maps]
+        cams[stream] = np.nan_to_num(per_case, nan=0.0).astype(np.float32)
         cams[stream][[flaw is not None for flaw in flaws[stream]]] = 0
     return cams, flaws, logits
 
@@ -180,19 +196,21 @@ class StreamExplanations:
 
 
 def explain_streams(classifier, image_maps, lesion_maps, metadata, output_size,
-                    targets: list[int] | None = None) -> StreamExplanations:
+                    targets: list[int] | None = None, views: int = 1) -> StreamExplanations:
     """Grad-CAM of both streams (:func:`head_cams`); where a case's map is degenerate, ``FALLBACK_METHOD``'s
     for the same class, run on those cases only. Arguments as :func:`head_cams`."""
-    cams, flaws, logits = head_cams(classifier, image_maps, lesion_maps, metadata, output_size, targets)
+    cams, flaws, logits = head_cams(classifier, image_maps, lesion_maps, metadata, output_size, targets, views=views)
     targets = logits.argmax(1).tolist() if targets is None else list(targets)
     methods = {s: [PRIMARY_METHOD if flaw is None else None for flaw in flaws[s]] for s in cams}
     notes = {s: [None] * len(targets) for s in cams}
     redo = [i for i in range(len(targets)) if any(flaws[s][i] for s in cams)]
     if redo:
+        cases = len(targets)
         rows = torch.tensor(redo, device=image_maps.device)
+        view_rows = torch.tensor([view * cases + i for view in range(views) for i in redo], device=image_maps.device)
         again, again_flaws, _ = head_cams(
-            classifier, image_maps[rows], None if lesion_maps is None else lesion_maps[rows],
-            tuple(m[rows] for m in metadata), output_size, [targets[i] for i in redo], FALLBACK_METHOD)
+            classifier, image_maps[view_rows], None if lesion_maps is None else lesion_maps[view_rows],
+            tuple(m[rows] for m in metadata), output_size, [targets[i] for i in redo], FALLBACK_METHOD, views)
         for j, i in enumerate(redo):
             for s in cams:
                 if flaws[s][i] is None:

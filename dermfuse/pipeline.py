@@ -38,6 +38,7 @@ from .explain import explain_streams
 from .lesion import filled, lesion_crop_box, lesion_image_fn, masks_from_logits, paste_into_frame
 from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
+from .models.flips import flipped_views, repeated, view_mean
 from .models.inference import inference_copy
 from .assess import assess
 from .criteria import lesion_criteria
@@ -60,6 +61,13 @@ def bf16_supported(device: torch.device) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def cases_twice(maps: torch.Tensor, views: int) -> torch.Tensor:
+    """(V·B, ...) view-major maps → (V·2B, ...): each view's B cases twice, for 2B cases (the head's with and without
+    metadata in one forward)."""
+    per_view = maps.reshape(views, -1, *maps.shape[1:])  # (V, B, ...)
+    return torch.cat([per_view, per_view], dim=1).flatten(0, 1)
 
 
 def frame_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
@@ -190,22 +198,30 @@ class DermFusePipeline:
         return probability_maps, masks, gates
 
     def encode(self, images: list, lesions: list | None):
-        """Both encoders once, no gradients: maps (B, C, h, w) as float32. Images and lesion images: PIL or uint8 pixels.
-        The image encoder sees each image as the model's framing says (:func:`~dermfuse.data.transforms.image_view`)."""
-        size = self.model.image_size
+        """Both encoders once, no gradients: maps (V·B, C, h, w) as float32, the model's ``flip_views`` views of each
+        image, view-major (``models/flips.py``: rows ``:B`` are the images as they are). Images and lesion images: PIL
+        or uint8 pixels. The image encoder sees each image as the model's framing says
+        (:func:`~dermfuse.data.transforms.image_view`)."""
+        size, views = self.model.image_size, self.model.flip_views
         images = [image_view(image, self.model.image_framing) for image in images]
         if lesions is None and "lesion" in self._networks:
             raise ValueError("this classifier has a lesion stream: pass the lesion images as well")
         with torch.inference_mode(), self._autocast():
-            image_maps = self._networks["image"].forward_features(self._batch(images, size))  # (B, C, h, w)
-            lesion_maps = self._networks["lesion"].forward_features(self._batch(lesions, size)) if lesions is not None else None
+            image_batch = flipped_views(self._batch(images, size), views)  # (V·B, 3, H, W)
+            image_maps = self._networks["image"].forward_features(image_batch)  # (V·B, C, h, w)
+            lesion_maps = (self._networks["lesion"].forward_features(flipped_views(self._batch(lesions, size), views))
+                           if lesions is not None else None)  # fmt: skip
         as_float = lambda maps: None if maps is None else maps.float().contiguous().clone()  # noqa: E731
         return as_float(image_maps), as_float(lesion_maps)
 
     def head_logits(self, image_maps, lesion_maps, metadata: dict) -> torch.Tensor:
-        """Logits (B, classes) from encoder maps and encoded metadata; the head runs in fp32."""
+        """Logits (B, classes) from encoder maps (V·B, as :meth:`encode` gives them) and encoded metadata (B each):
+        the mean over the views. The head runs in fp32."""
+        views = self.model.flip_views
         with torch.inference_mode():
-            return self.model.classifier.forward_head(image_maps, lesion_maps, *self._metadata(metadata))
+            logits = self.model.classifier.forward_head(image_maps, lesion_maps,
+                                                        *(repeated(m, views) for m in self._metadata(metadata)))
+        return view_mean(logits, views)
 
     def calibrated(self, logits: torch.Tensor) -> np.ndarray:
         """Calibrated probabilities (the model's prior shift and temperature)."""
@@ -232,14 +248,13 @@ class DermFusePipeline:
         explained = None
         if explain:  # one forward + one backward through the head: the scores and both streams' CAMs
             explained = explain_streams(model.classifier, image_maps, lesion_maps, self._metadata(metadata),
-                                        model.image_size)
+                                        model.image_size, views=model.flip_views)
             logits = explained.logits
             without_logits = self.head_logits(image_maps, lesion_maps, unknown)
         else:  # with and without metadata in one forward of the head
-            both = self.head_logits(
-                torch.cat([image_maps, image_maps]), None if lesion_maps is None else torch.cat([lesion_maps, lesion_maps]),
-                {k: torch.cat([metadata[k], unknown[k]]) for k in metadata},
-            )
+            twice = lambda maps: None if maps is None else cases_twice(maps, model.flip_views)  # noqa: E731
+            both = self.head_logits(twice(image_maps), twice(lesion_maps),
+                                    {k: torch.cat([metadata[k], unknown[k]]) for k in metadata})
             logits, without_logits = both[:n], both[n:]
         probabilities, without_metadata = self.calibrated(logits), self.calibrated(without_logits)
         ood, gate = model.ood, model.gate
@@ -247,7 +262,7 @@ class DermFusePipeline:
         thumbnails = self._each(thumbnail, arrays)  # what the capture statistics and the gate look at
         if ood is not None:
             capture = np.stack(self._each(capture_statistics, thumbnails))
-            pooled = pooled_features(image_maps)  # (B, C)
+            pooled = pooled_features(image_maps[:n])  # (B, C): the images as they are, not flipped
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
 
@@ -343,4 +358,5 @@ class DermFusePipeline:
         images = [load_image(image) for image in images]
         with self._lock:
             image_maps, _ = self.encode(images, images if self.model.classifier.use_lesion_stream else None)
-        return pooled_features(image_maps), np.stack([capture_statistics(np.asarray(image)) for image in images])
+        capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
+        return pooled_features(image_maps[:len(images)]), capture

@@ -83,6 +83,7 @@ class HAM10000Config:
     out: str = f"checkpoints/{NAME}"  # where the finished model goes
     work: str = "runs/ham10000"  # both stages' run folders and the evaluation
     preset: str = "small"
+    flip_views: int = 1  # the classifier's score: mean logits over 1, 2 or 4 flipped views (dermfuse/models/flips.py)
     seed: int = 0
     workers: int = 2  # DataLoader workers
     half: bool = True  # round the trained weights to fp16 and ship (and score) the rounded model; false: fp32
@@ -119,7 +120,7 @@ def train_stages(config: HAM10000Config) -> tuple[Path, Path]:
     if state != "done":
         run_classifier(make_config(ClassifierConfig, config.preset, out=str(classifier_run), resume=state == "resume",
                                    segmenter=str(segmenter_run), classes=",".join(vocab.HAM10000_CLASSES), name=NAME,
-                                   image_framing="central_square", **common))  # fmt: skip
+                                   image_framing="central_square", flip_views=config.flip_views, **common))  # fmt: skip
     return segmenter_run, classifier_run
 
 

@@ -74,7 +74,7 @@ def method_maps(pipeline: DermFusePipeline, results: list) -> dict[str, tuple[di
     out = {}
     for method in CAM_METHODS:
         cams, flaws, _ = head_cams(pipeline.model.classifier, image_maps, lesion_maps, metadata,
-                                   pipeline.model.image_size, targets, method)
+                                   pipeline.model.image_size, targets, method, pipeline.model.flip_views)
         frames = {s: [paste_into_frame(cams[s][i], r.lesion_box if s == "lesion" else None, r.mask.shape)
                       for i, r in enumerate(results)] for s in STREAMS}
         out[method] = (frames, flaws)

@@ -128,9 +128,21 @@ def _preprocessing(config: dict) -> str:
 - Lesion image: mode `{config['lesion_mode']}`, margin {config['lesion_margin']:g} of the box side, skin outside the
   slightly dilated mask blanked to the mean (`dermfuse.lesion.lesion_image_fn`).
 - Metadata: age in years (missing allowed), sex in {list(config['sexes'])}, site in the unified vocabulary
-  {list(config['sites'])}; anything unknown is `unknown`, which the model was trained to expect.
+  {list(config['sites'])}; anything unknown is `unknown`, which the model was trained to expect.{_flips(config)}
 - Output: {_output(config)}
 """
+
+
+def _flips(config: dict) -> str:
+    views = config.get("flip_views", 1)
+    if views == 1:
+        return ""
+    which = ("as they are and flipped left to right" if views == 2
+             else "as they are, flipped left to right, top to bottom, and both")
+    return (f"\n- Flip averaging: the classifier sees the image and the lesion image in {views} views ({which}); its\n"
+            "  logits are the mean over the views (`dermfuse.models.flips`). The heatmaps are those of that mean\n"
+            "  score, each view's map put back in the image's frame. The out-of-distribution and assessability checks\n"
+            "  use the unflipped view.")
 
 
 def _output(config: dict) -> str:

@@ -17,6 +17,7 @@ from train.config import (
     load_config,
     parse_config,
     parse_overrides,
+    parse_settings,
     save_config,
 )
 from train.data import known_metadata
@@ -92,6 +93,16 @@ def test_describe_prints_every_setting_and_help_lists_comments():
     help_text = describe_fields(ClassifierConfig)
     assert "--balance='sampler' [str]" in help_text and "class imbalance" in help_text
     assert "(tiny: 15, small: 10, paper: 50)" in help_text  # the epochs per preset
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_a_study_asked_for_help_lists_its_settings_and_exits(flag, capsys):
+    from experiments.stability import StabilityConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_settings(StabilityConfig, ["--images=3", flag])
+    assert exit_.value.code == 0
+    assert "--images=300 [int]  its first images" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("columns, known", [

@@ -47,6 +47,7 @@ from dermfuse.figures import confusion_matrix_figure, learning_curves, reliabili
 from dermfuse.lesion import lesion_image_fn
 from dermfuse.metrics import (classification_metrics, expected_calibration_error, fit_prior_shift, fit_temperature,
                               negative_log_likelihood, softmax)
+from dermfuse.models.flips import flipped_views, repeated, view_mean
 from dermfuse.models.presets import VARIANTS
 from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
@@ -80,9 +81,9 @@ def find_segmenter(path: str) -> tuple[Path, Path | None]:
 
 
 def build_model(source: DermFuse, classes: list[str], image_size: int = 0, variant: str = "",
-                image_framing: str = "") -> tuple[DermFuse, list[str]]:
-    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``, ``image_framing``), holding every
-    ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
+                image_framing: str = "", flip_views: int = 0) -> tuple[DermFuse, list[str]]:
+    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``, ``image_framing``, ``flip_views``),
+    holding every ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
 
     With ``variant`` (a name in ``VARIANTS``: the ablation), the classifier takes that variant's
     switches and starts fresh: only the segmenter's weights come from ``source``, so every variant
@@ -94,6 +95,8 @@ def build_model(source: DermFuse, classes: list[str], image_size: int = 0, varia
         config["image_size"] = [image_size, image_size]
     if image_framing:
         config["image_framing"] = image_framing
+    if flip_views:
+        config["flip_views"] = flip_views
     model = DermFuse(**config)
     own, theirs = model.state_dict(), source.state_dict()
     kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape
@@ -171,9 +174,12 @@ def make_criterion(config: ClassifierConfig, train_labels: np.ndarray, num_class
     return lambda logits, target: F.cross_entropy(logits, target, weight=weight, label_smoothing=config.label_smoothing)
 
 
-def classify(network, batch: dict) -> torch.Tensor:
-    """Logits (B, K) for a batch of :class:`ClassificationDataset` items."""
-    return network(batch["image"], batch.get("lesion"), batch["age"], batch["sex"], batch["site"])
+def classify(network, batch: dict, views: int = 1) -> torch.Tensor:
+    """Logits (B, K) for a batch of :class:`ClassificationDataset` items; with ``views``, the mean over that many
+    flipped views of each (``dermfuse/models/flips.py``, as the pipeline scores a model with ``flip_views``)."""
+    metadata = (repeated(batch[k], views) for k in ("age", "sex", "site"))
+    logits = network(flipped_views(batch["image"], views), flipped_views(batch.get("lesion"), views), *metadata)
+    return logits if views == 1 else view_mean(logits.float(), views)  # the mean in fp32, also under autocast
 
 
 def classify_with_twins(network, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +214,7 @@ def predict(model: DermFuse, dataset: ClassificationDataset, config: ClassifierC
     logits = []
     for batch in make_loader(dataset, shard, config.eval_batch_size, config, runtime):
         with runtime.autocast():
-            logits.append(classify(model.classifier, runtime.to_device(batch)).float().cpu())
+            logits.append(classify(model.classifier, runtime.to_device(batch), model.flip_views).float().cpu())
     mine = torch.cat(logits).numpy() if logits else np.zeros((0, len(model.classes)), np.float32)
     order, all_logits = [], []
     for indices, part in gather((shard.indices, mine), runtime):
@@ -263,7 +269,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
     else:
         model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size, config.variant,
-                                   config.image_framing)
+                                   config.image_framing, config.flip_views)
         if config.pretrained:
             model.load_imagenet_weights(segmenter=False)
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"

@@ -88,6 +88,7 @@ class ClassifierConfig(TrainConfig):
     segmenter: str = ""  # stage-1 run folder (or a saved DermFuse folder) whose segmenter makes the masks
     image_size: int = 0  # classifier input side (0: the model's)
     image_framing: str = ""  # the image stream's view: whole, or central_square as HAM10000's prepared images ('': the model's)
+    flip_views: int = 0  # the classifier's score: mean logits over 1, 2 or 4 flipped views (0: the model's; models/flips.py)
     classes: str = ""  # comma-separated labels (default: the labels present in the data, sorted)
     balance: str = "sampler"  # class imbalance: sampler (class-balanced), weighted (loss), focal, none
     focal_gamma: float = 2.0
@@ -180,7 +181,11 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
 
 
 def parse_settings(cls: type, argv: list[str]):
-    """A settings dataclass without presets (``push``, ``demo``) from ``--key=value`` arguments."""
+    """A settings dataclass without presets (``push``, ``demo``) from ``--key=value`` arguments; ``--help`` (or ``-h``)
+    prints the settings (:func:`describe_fields`) and exits, as ``python -m train COMMAND --help`` does."""
+    if "--help" in argv or "-h" in argv:
+        print(describe_fields(cls))
+        raise SystemExit(0)
     return apply_overrides(cls(), parse_overrides(argv))
 
 

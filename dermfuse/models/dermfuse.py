@@ -23,6 +23,7 @@ from .. import vocab
 from ..constants import IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
 from .backbones import load_imagenet_weights
 from .classifier import DualStreamClassifier
+from .flips import check_flip_views
 from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -85,6 +86,7 @@ class DermFuse(
         lesion_mode: str = "crop_mask",
         lesion_margin: float = 0.15,
         image_framing: str = "whole",
+        flip_views: int = 1,
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
         sexes: list[str] = vocab.SEXES,
@@ -123,6 +125,7 @@ class DermFuse(
         self.segmentation_size, self.image_size = tuple(segmentation_size), tuple(image_size)
         self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
         self.image_framing = image_framing  # how the image stream sees a frame (constants.IMAGE_FRAMINGS)
+        self.flip_views = check_flip_views(flip_views)  # the score: mean logits over this many flips (flips.py)
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
@@ -210,7 +213,9 @@ class DermFuse(
             load_imagenet_weights(encoder, self.classifier.encoder_name, **self.classifier.encoder_kwargs)
 
     def forward(self, image, lesion, age, sex, site) -> torch.Tensor:
-        """Classifier logits (B, classes) for normalised image and lesion tensors plus metadata."""
+        """Classifier logits (B, classes) for normalised image and lesion tensors plus metadata: of one view,
+        uncalibrated. The pipeline's score of a model with ``flip_views`` > 1 is the mean of these over the flipped views
+        (``models/flips.py``; ``train.classifier.classify`` with ``views``)."""
         return self.classifier(image, lesion, age, sex, site)
 
     @classmethod

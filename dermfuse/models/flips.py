@@ -1,0 +1,52 @@
+"""Flip averaging: a classifier's score of an image as the mean of its logits over flipped views of it.
+
+A dermoscopy image has no up, down, left or right: a lesion flipped is the same lesion, and training
+flips images at random for that reason. A trained network still answers a little differently to
+each flip of one image; the mean over the flips moves less when the image is saved again. A model's
+``flip_views`` says how many views its classifier sees: 1 (the image as it is; the default, and the
+shipped model's), 2 (and flipped left to right) or 4 (and flipped top to bottom, and both). The
+views are stacked view-major along the batch, ``(V·B, ...)``: view 0 is the image as it is, so its
+rows are what a one-view model computes. What 4 views did to the shipped model (better AUC and
+calibration, lower balanced accuracy on the test split, so not shipped): README, "Flip averaging".
+
+Grad-CAM of the averaged score (``explain.py``) gives each view's map in that view's frame;
+:func:`unflipped` puts them back in the image's frame before they are averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FLIP_VIEWS = (1, 2, 4)
+# The axes each view flips, counted from the end: (..., H, W) tensors and (..., h, w) maps alike.
+FLIPS = ((), (-1,), (-2,), (-2, -1))
+
+
+def check_flip_views(views: int) -> int:
+    if views not in FLIP_VIEWS:
+        raise ValueError(f"flip_views must be one of {', '.join(map(str, FLIP_VIEWS))} (1: no flip averaging), got {views!r}")
+    return int(views)
+
+
+def flipped_views(batch: torch.Tensor | None, views: int) -> torch.Tensor | None:
+    """(B, ..., H, W) → (V·B, ..., H, W): the batch as it is, then each flip of it, view-major."""
+    if batch is None or views == 1:
+        return batch
+    return torch.cat([batch.flip(axes) if axes else batch for axes in FLIPS[:views]])
+
+
+def repeated(values: torch.Tensor, views: int) -> torch.Tensor:
+    """(B, ...) → (V·B, ...): per-case values (metadata) for each view, in :func:`flipped_views`' order."""
+    return values if views == 1 else values.repeat(views, *([1] * (values.dim() - 1)))
+
+
+def view_mean(values: torch.Tensor, views: int) -> torch.Tensor:
+    """(V·B, ...) → (B, ...): the mean over the views (of logits, for the score)."""
+    return values if views == 1 else values.reshape(views, -1, *values.shape[1:]).mean(0)
+
+
+def unflipped(maps: np.ndarray, views: int) -> np.ndarray:
+    """(V·B, h, w) maps, each in its view's frame → (V, B, h, w), every one in the image's frame."""
+    per_view = maps.reshape(views, -1, *maps.shape[1:])
+    return np.stack([np.flip(view, axes) if axes else view for view, axes in zip(per_view, FLIPS)])
