@@ -8,6 +8,12 @@ A cheap score from two views of the image, both computed on every prediction any
 Each view is a diagonal Mahalanobis distance (mean squared z-score against the training split);
 the score is their average. The threshold is a quantile of the training split's scores. Everything
 is stored in the model's config under ``ood``. The gate warns; it never changes the scores.
+
+The warning says what differs most (:func:`largest_difference`): on real dermoscopy from other clinics it
+is mostly one capture statistic, e.g. the share of near-black pixels of a dermatoscope's round field of
+view, which the training crops never have (a share the training images hold at zero has a variance at
+``VAR_FLOOR``, so a black frame alone gives a score in the thousands). Naming it, with its value here and
+in the training images, tells a user what is unusual and whether it matters for this image.
 """
 
 from __future__ import annotations
@@ -18,6 +24,21 @@ import torch
 
 THUMBNAIL = 128
 VAR_FLOOR = 1e-6
+# What each capture statistic is, in words, how to show its value, and what usually makes it unusual (in its order).
+CAPTURE_STATISTICS = (
+    ("lightness (mean L*)", lambda v: f"{v * 100 / 255:.0f}", "a darker or brighter exposure"),
+    ("red–green tint (mean a*)", lambda v: f"{v - 128:+.1f}", "the colour of the light or the camera's white balance"),
+    ("yellow–blue tint (mean b*)", lambda v: f"{v - 128:+.1f}", "the colour of the light or the camera's white balance"),
+    ("spread of lightness (L*)", lambda v: f"{v * 100 / 255:.1f}", "strong shading, a dark frame or glare"),
+    ("spread of red–green (a*)", lambda v: f"{v:.1f}", "colourful surroundings or marks"),
+    ("spread of yellow–blue (b*)", lambda v: f"{v:.1f}", "colourful surroundings or marks"),
+    ("share of blown-out white pixels", lambda v: f"{100 * v:.1f} %", "glare or over-exposure"),
+    ("share of near-black pixels", lambda v: f"{100 * v:.1f} %",
+     "a dark frame around the dermatoscope's field of view, or under-exposure"),
+    ("sharpness (log variance of the Laplacian)", lambda v: f"{v:.1f}", "blur, or a sharper camera"),
+    ("share of sharp edges", lambda v: f"{100 * v:.1f} %", "text, rulers, hair or drawings"),
+    ("colour saturation", lambda v: f"{100 * v / 255:.0f} %", "the light, the camera or a stain"),
+)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -74,6 +95,20 @@ def ood_distances(config: dict, deep: np.ndarray, capture: np.ndarray) -> tuple[
 def ood_score(config: dict, deep: np.ndarray, capture: np.ndarray) -> np.ndarray:
     """Scores (N,) — larger = less like the training data; compare with ``config["threshold"]``."""
     return combined_score(ood_distances(config, deep, capture))
+
+
+def largest_difference(config: dict, deep_distance: float, capture: np.ndarray) -> str:
+    """In words, what most sets one image apart from the training images: the view with the larger distance and,
+    for the capture statistics (11,), the one with the largest squared z-score, its value here and the training
+    images' mean (``CAPTURE_STATISTICS``)."""
+    z2 = (np.asarray(capture) - np.asarray(config["capture_mean"])) ** 2 / np.asarray(config["capture_var"])
+    if deep_distance >= z2.mean():
+        return ("most of all in what the classifier's image encoder sees: it may not be a dermoscopy image, or it is "
+                "blurred or badly exposed")
+    top = int(np.argmax(z2))
+    name, shown, cause = CAPTURE_STATISTICS[top]
+    return (f"most of all in its {name}: {shown(float(capture[top]))} here, {shown(float(config['capture_mean'][top]))} on "
+            f"average in the training images (usually {cause})")
 
 
 def combined_score(distances: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

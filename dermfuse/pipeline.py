@@ -42,7 +42,7 @@ from .models.flips import flipped_views, repeated, view_mean
 from .models.inference import inference_copy
 from .assess import assess
 from .criteria import lesion_criteria
-from .ood import capture_statistics, combined_score, ood_distances, pooled_features, thumbnail
+from .ood import capture_statistics, combined_score, largest_difference, ood_distances, pooled_features, thumbnail
 from .operating_points import place
 from .skin_tone import describe as describe_tone, measure_skin_tone, rare_tone_caution
 
@@ -266,6 +266,12 @@ class DermFusePipeline:
             distances = ood_distances(ood, pooled, capture)
             scores = combined_score(distances)
 
+        def ood_warning(i: int) -> tuple[float, str] | None:
+            """The image's OOD score and what sets it apart most, where the score is over the threshold."""
+            if scores is None or not scores[i] > ood["threshold"]:
+                return None
+            return float(scores[i]), largest_difference(ood, float(distances[0][i]), capture[i])
+
         def diagnosis(i: int, case: Case, pixels: np.ndarray, mask: np.ndarray) -> Diagnosis:
             top = int(np.argmax(probabilities[i]))
             box = lesion_crop_box(mask, model.lesion_mode, model.lesion_margin) if lesion_stream else None
@@ -313,8 +319,8 @@ class DermFusePipeline:
                 # The thresholds were set on the whole model's scores: not for the teaching view's blinded lesion stream.
                 operating_points=place(probabilities[i], model.classes, model.operating_points) if lesion_stream else None,
                 model=self.model_info(),
-                warnings=self._warnings(mask, measurements, scores[i] if scores is not None else None, lesion_stream,
-                                        assessable=not reasons) + ([caution] if caution else []),
+                warnings=self._warnings(mask, measurements, ood_warning(i), lesion_stream, assessable=not reasons)
+                + ([caution] if caution else []),
                 top_index=top,
                 assessable=not reasons,
                 reasons=reasons,
@@ -325,7 +331,8 @@ class DermFusePipeline:
 
         return self._each(diagnosis, range(n), cases, arrays, masks)
 
-    def _warnings(self, mask, measurements, score, lesion_stream: bool = True, assessable: bool = True) -> list[str]:
+    def _warnings(self, mask, measurements, unlike: tuple[float, str] | None, lesion_stream: bool = True,
+                  assessable: bool = True) -> list[str]:
         model, warnings = self.model, []
         if not lesion_stream and model.classifier.use_lesion_stream:
             warnings.append("Teaching view: the lesion stream was shown a blank image, so these scores ignore it.")
@@ -339,11 +346,12 @@ class DermFusePipeline:
             warnings.append("No lesion found: the lesion stream saw the whole image.")
         elif measurements is not None and measurements.touches_border:
             warnings.append("The lesion touches the image border: part of it may be outside the frame.")
-        if score is not None and score > model.ood["threshold"]:
+        if unlike is not None:  # (score, what sets the image apart most) where the score is over the threshold
+            score, difference = unlike
             warnings.append(
                 f"This image looks unlike the training images (out-of-distribution score {score:.2f} > "
-                f"threshold {model.ood['threshold']:.2f}): it may not be a dermoscopy image, or it is blurred or "
-                "badly exposed." + (" The scores are shown unchanged; treat them with extra caution." if assessable else "")
+                f"threshold {model.ood['threshold']:.2f}), {difference}."
+                + (" The scores are shown unchanged; treat them with extra caution." if assessable else "")
             )
         return warnings
 
