@@ -39,6 +39,24 @@ FEATURES = (
     "segmenter_confidence", "lesion_area", "lesion_solidity", "lesion_contrast", "lesion_centrality",
     "edge_density", "sharpness", "deep_distance",
 )
+_percent = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+# Each feature in words, and how to show its value (the reason names the one that lowers the score most).
+FEATURE_WORDS = {
+    "skin_share": ("share of skin-coloured pixels", _percent),
+    "foreign_hue_share": ("share of greens, blues and purples", _percent),
+    "grey_share": ("share of grey pixels", _percent),
+    "lightness_spread": ("spread of lightness (L*)", lambda v: f"{v:.0f}"),
+    "saturation": ("colour saturation", _percent),
+    "segmenter_confidence": ("segmenter's confidence", _percent),
+    "lesion_area": ("lesion's share of the frame", _percent),
+    "lesion_solidity": ("lesion's solidity (its area over its convex hull's)", _percent),
+    "lesion_contrast": ("colour difference between the lesion and the skin around it (ΔE*ab)", lambda v: f"{100 * v:.0f}"),
+    "lesion_centrality": ("lesion's centrality", lambda v: f"{v:.2f}"),
+    "edge_density": ("share of sharp edges", _percent),
+    "sharpness": ("sharpness (log variance of the Laplacian)", lambda v: f"{v:.1f}"),
+    "deep_distance": ("distance of the image encoder's features from its training images' (log)", lambda v: f"{v:.1f}"),
+}
+ENCODER_WORDS = "what the image encoder sees (its features' principal components)"
 
 
 def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,7 +189,8 @@ def fit_gate(dermoscopy: np.ndarray, other: np.ndarray, validation: np.ndarray, 
         pca = PCA(n_components=components, random_state=0).fit(np.concatenate(pooled[:2]))
         gate.update(deep_mean=pca.mean_.tolist(), deep_basis=pca.components_.tolist())
         features = np.concatenate([features, pca.transform(np.concatenate(pooled[:2]))], axis=1)
-    gate.update(mean=features.mean(0).tolist(), std=np.maximum(features.std(0), 1e-6).tolist())
+    gate.update(mean=features.mean(0).tolist(), std=np.maximum(features.std(0), 1e-6).tolist(),
+                dermoscopy_mean=features[:len(dermoscopy)].mean(0).tolist())  # what ``lowest_input`` compares with
     pooled_sets = pooled if pooled is not None else (None, None, None)
     inputs = np.concatenate([gate_inputs(gate, dermoscopy, pooled_sets[0]), gate_inputs(gate, other, pooled_sets[1])])
     labels = np.r_[np.ones(len(dermoscopy)), np.zeros(len(other))]
@@ -188,6 +207,28 @@ def dermoscopy_score(gate: dict, features: np.ndarray, pooled: np.ndarray | None
     if gate.get("deep_basis") and pooled is None:
         raise ValueError("this gate needs the image encoder's pooled features")
     return gate_inputs(gate, features, pooled) @ np.asarray(gate["weights"]) + gate["bias"]
+
+
+def lowest_input(gate: dict, features: np.ndarray, pooled: np.ndarray | None = None) -> str | None:
+    """In words, the input that lowers one image's dermoscopy score most against the mean of the real dermoscopy the
+    gate was fitted on (its value here and there), the image encoder's principal components counted as one; ``None``
+    for a gate fitted before it kept that mean."""
+    if "dermoscopy_mean" not in gate:
+        return None
+    here = gate_inputs(gate, features, pooled)[0]  # (2·D,): z-scores, then their squares
+    typical = (np.asarray(gate["dermoscopy_mean"]) - np.asarray(gate["mean"])) / np.asarray(gate["std"])  # (D,)
+    reference = np.concatenate([typical, typical**2])
+    weights, inputs = np.asarray(gate["weights"]), len(here) // 2
+    change = weights * (here - reference)  # each term's share of the score against the reference
+    per_input = change[:inputs] + change[inputs:]  # (D,): a value and its square together
+    named, encoder = per_input[:len(FEATURES)], per_input[len(FEATURES):]  # (F,), (components,)
+    if encoder.size and encoder.sum() < named.min():
+        return f"most of all in {ENCODER_WORDS}"
+    top = int(np.argmin(named))
+    words, shown = FEATURE_WORDS[FEATURES[top]]
+    value = float(np.atleast_2d(features)[0][top])
+    return (f"most of all in its {words}: {shown(value)} here, {shown(gate['dermoscopy_mean'][top])} on average in the "
+            "real dermoscopy this check learned from")
 
 
 def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
@@ -209,9 +250,10 @@ def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: d
     if gate is not None:
         score = float(dermoscopy_score(gate, features, pooled)[0])
         if score < gate["threshold"] and reasons != [BLANK]:
+            lowest = lowest_input(gate, features, pooled)
             reasons.append(
                 f"This does not look like a dermoscopy image (dermoscopy score {score:.1f}, under the threshold "
-                f"{gate['threshold']:.1f} that {100 * gate['rejection']:.1f} % of real dermoscopy images fall below): "
-                "upload a dermoscopy image of the lesion."
+                f"{gate['threshold']:.1f} that {100 * gate['rejection']:.1f} % of real dermoscopy images fall below)"
+                + (f", {lowest}. Upload" if lowest else ": upload") + " a dermoscopy image of the lesion."
             )
     return reasons, score, numbers

@@ -7,7 +7,11 @@ import pytest
 import skimage.data
 
 from dermfuse.assess import (BLANK, FEATURES, assess, border_share, dermoscopy_score, fit_gate, flat_colour_count,
-                             grey_world, rule_numbers, rule_reasons, thumbnails)
+                             grey_world, lowest_input, rule_numbers, rule_reasons, thumbnails)
+from dermfuse.pipeline import DermFusePipeline
+from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+
+from conftest import SHARED_DATA
 
 
 def _reasons(image, mask):
@@ -88,3 +92,37 @@ def test_assess_gives_the_numbers_and_the_reason_in_words():
     reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, gate, deep_distance=0.5)
     assert set(FEATURES) <= set(numbers) and score is not None
     assert (score < gate["threshold"]) == any("does not look like a dermoscopy image" in r for r in reasons)
+
+
+def test_the_reason_names_the_input_that_lowers_the_score_most():
+    """Against the mean of the dermoscopy the gate learned from: here, too much colour saturation."""
+    rng = np.random.default_rng(2)
+    k, column = len(FEATURES), FEATURES.index("saturation")
+    dermoscopy, validation = rng.normal(0.3, 0.05, (200, k)), rng.normal(0.3, 0.05, (200, k))
+    other = rng.normal(0.3, 0.05, (200, k))
+    other[:, column] = rng.normal(0.8, 0.05, 200)  # what sets the other images apart: their saturation...
+    other[100:, column] = 0.3  # ...or, for half of them, what the image encoder sees
+    pooled = (rng.normal(0, 1, (200, 16)), np.r_[rng.normal(0, 1, (100, 16)), rng.normal(4, 1, (100, 16))],
+              rng.normal(0, 1, (200, 16)))
+    gate = fit_gate(dermoscopy, other, validation, pooled=pooled, components=3)
+    assert len(gate["dermoscopy_mean"]) == k + 3
+    image = np.full(k, 0.3)
+    image[column] = 0.75
+    words = lowest_input(gate, image, rng.normal(0, 1, 16))
+    learned = f"{100 * gate['dermoscopy_mean'][column]:.0f} %"
+    assert words.startswith(f"most of all in its colour saturation: 75 % here, {learned} on average in the real dermoscopy")
+    typical = lowest_input(gate, np.full(k, 0.3), np.full(16, 4.0))  # features as learned, encoder off
+    assert "what the image encoder sees" in typical
+    del gate["dermoscopy_mean"]  # a gate fitted before the mean was kept: the reason without the clause
+    assert lowest_input(gate, image, rng.normal(0, 1, 16)) is None
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "real" / "images" / "IMD388.jpg").is_file(), reason="PH2 images not in ../shared/data")
+@pytest.mark.skipif(not (CHECKPOINTS / DEFAULT_MODEL).is_dir(), reason=f"no {DEFAULT_MODEL} in {CHECKPOINTS}")
+def test_a_real_dermoscopy_image_the_gate_turns_away_is_told_why():
+    """PH2's images are far more saturated than HAM10000's: the shipped gate turns a few away and says so."""
+    result = DermFusePipeline.from_pretrained(str(CHECKPOINTS / DEFAULT_MODEL))(SHARED_DATA / "real" / "images" / "IMD388.jpg",
+                                                                               explain=False)
+    assert not result.assessable
+    assert "most of all in its colour saturation" in result.reasons[0] and "% here" in result.reasons[0]
+
