@@ -24,8 +24,10 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
 def check_flip_views(views: int) -> int:
+    """``views`` if it is one of ``FLIP_VIEWS``, else a ``ValueError`` that lists them."""
     if views not in FLIP_VIEWS:
-        raise ValueError(f"flip_views must be one of {', '.join(map(str, FLIP_VIEWS))} (1: no flip averaging), got {views!r}")
+        allowed = ", ".join(map(str, FLIP_VIEWS))
+        raise ValueError(f"flip_views must be one of {allowed} (1: no flip averaging), got {views!r}")
     return int(views)
 
 
