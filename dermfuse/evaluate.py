@@ -105,6 +105,8 @@ def evaluate(pipeline: DermFusePipeline, table: pd.DataFrame, batch_size: int = 
             if k in ("accuracy", "balanced_accuracy", "macro_auc", "ece")
         }
         arrays.update(labels=np.array(labels), calibrated=calibrated, uncalibrated=uncalibrated)
+        if results[rows[0]].ood_score is not None:  # which labelled images the OOD warning flagged
+            arrays["ood_flagged"] = np.array([results[i].ood_score > results[i].ood_threshold for i in rows])
     if explain:
         focus = pd.DataFrame([r.lesion_focus for r in results if r.lesion_focus])
         metrics["lesion_focus"] = {stream: float(shares.mean()) for stream, shares in focus.items() if shares.notna().any()}

@@ -14,7 +14,9 @@ resumes from its checkpoint; ``--fresh`` starts over):
    central square (``image_framing``), as the shared copy's images are cut from the 600×450 originals.
 3. Scoring through the pipeline (``dermfuse evaluate``'s path, the app's masks): the HAM10000 test
    split (classification with and without metadata, segmentation), the ISIC 2018 Task 1 test split
-   (segmentation), and the 140 PH2 images as a cross-dataset segmentation check (never trained on).
+   (segmentation; and, with ``--isic2019_tables``, classification on images from other clinics, their
+   ISIC 2019 diagnoses: nevus, melanoma, benign keratosis), and the 140 PH2 images as a cross-dataset
+   check (never trained on).
    With ``--half`` (the default) the trained weights are first rounded to fp16, after their calibration:
    the rounded model is the one scored and shipped, so every number is the stored file's. How far the
    rounding moved calibrated probabilities against the unrounded weights, on the first ``--half_images``
@@ -46,19 +48,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
 
 from dermfuse import DermFuse, vocab
 from dermfuse.data import read_dataset, read_manifest
 from dermfuse.evaluate import evaluate, table_cases
+from dermfuse.metrics import sensitivity_at_specificity
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import DermFusePipeline
 from experiments.demo import stage_state
 from experiments.gate import GateConfig, run_gate
-from experiments.isic_rows import with_splits
+from experiments.isic_rows import isic_labelled, with_splits
 from publish.push import export, rewrite_card
 from train.checkpoint import MODEL_DIR, model_folder, write_json
 from train.classifier import run_classifier
@@ -80,6 +85,9 @@ class HAM10000Config:
     ham10000: str = str(SHARED / "HAM10000")  # HAM10000 with HAM10000_segmentations_lesion_tschandl/
     isic2018_task1: str = str(SHARED / "ISIC2018_Task1")  # ISIC 2018 Task 1 training images and masks ('' to leave out)
     ph2: str = str(SHARED / "real")  # PH2 images with masks: cross-dataset segmentation check ('' to skip)
+    # ISIC_2019_Training_GroundTruth.csv and _Metadata.csv: the ISIC 2018 Task 1 test images' diagnoses and patient
+    # data, to score the classifier on images from other clinics ('' to skip)
+    isic2019_tables: str = str(SHARED)
     out: str = f"checkpoints/{NAME}"  # where the finished model goes
     work: str = "runs/ham10000"  # both stages' run folders and the evaluation
     preset: str = "small"
@@ -98,6 +106,10 @@ class HAM10000Config:
             folder = getattr(self, name)
             if folder and not Path(folder).is_dir():
                 raise FileNotFoundError(f"--{name}={folder}: no such folder (pass '' to leave it out, except --ham10000)")
+        tables = Path(self.isic2019_tables) / "ISIC_2019_Training_GroundTruth.csv"
+        if self.isic2019_tables and self.isic2018_task1 and not tables.is_file():
+            raise FileNotFoundError(f"--isic2019_tables={self.isic2019_tables}: no {tables.name} there (the ISIC 2018 Task 1 "
+                                    "images' diagnoses; pass '' to leave out the check on other clinics)")
         if not self.ham10000:
             raise ValueError("--ham10000 is required: the classifier learns from HAM10000")
         if self.half and self.half_images < 1:
@@ -136,7 +148,12 @@ def score(pipeline: DermFusePipeline, config: HAM10000Config, manifest: pd.DataF
     segmentation = {"ham10000_test": metrics.get("segmentation")}
     isic = test[test["source"] == "isic2018_task1"].reset_index(drop=True)
     if len(isic):
-        segmentation["isic2018_task1_test"] = evaluate(pipeline, isic, progress=config.progress)[0].get("segmentation")
+        if config.isic2019_tables:  # their diagnoses and patient data: the classifier on images from other clinics
+            isic = isic_labelled(isic, Path(config.isic2019_tables), splits=("test",), every_row=False)
+        isic_metrics, isic_arrays = evaluate(pipeline, isic, progress=config.progress)
+        segmentation["isic2018_task1_test"] = isic_metrics.get("segmentation")
+        if "classification" in isic_metrics:
+            results["isic2018_task1_test_classification"] = other_clinics(isic_metrics, isic_arrays, list(pipeline.model.classes))
     if config.ph2:
         ph2 = read_dataset(config.ph2)
         ph2_metrics = evaluate(pipeline, ph2[ph2["mask_path"].notna()].reset_index(drop=True), progress=config.progress)[0]
@@ -147,6 +164,34 @@ def score(pipeline: DermFusePipeline, config: HAM10000Config, manifest: pd.DataF
                                             "sensitivity_at_80_specificity": melanoma["sensitivity_at_80_specificity"]}
     results["segmentation_by_source"] = segmentation
     return results
+
+
+def other_clinics(metrics: dict, arrays: dict, classes: list[str]) -> dict:
+    """The classifier on labelled images from other clinics than HAM10000's (``evaluate``'s output on ISIC 2018 Task 1's
+    test split, labelled nevus, melanoma or benign keratosis by ISIC 2019): the accuracy and calibration of its
+    seven-class answer, balanced accuracy over the labels present, melanoma against nevus, and whether the OOD warning
+    picked out the images it judged worse (accuracy on the flagged images and on the others)."""
+    labels, calibrated = arrays["labels"], arrays["calibrated"]
+    mel, nv = classes.index("mel"), classes.index("nv")
+    pair = np.isin(labels, [mel, nv])
+    melanoma = labels[pair] == mel
+    cls, without = metrics["classification"], metrics["classification_without_metadata"]
+    numbers = {
+        "images": int(len(labels)),
+        "diagnoses": {classes[k]: int((labels == k).sum()) for k in sorted(set(labels.tolist()))},
+        "accuracy": cls["accuracy"], "balanced_accuracy": cls["balanced_accuracy"], "ece": cls["ece"],
+        "balanced_accuracy_without_metadata": without["balanced_accuracy"],
+        "melanoma_vs_nevus": {"images": int(pair.sum()), "melanomas": int(melanoma.sum()),
+                              "auc": float(roc_auc_score(melanoma, calibrated[pair, mel])) if 0 < melanoma.sum() < pair.sum() else None,
+                              "sensitivity_at_80_specificity": sensitivity_at_specificity(melanoma, calibrated[pair, mel])},
+    }
+    flagged = arrays.get("ood_flagged")
+    if flagged is not None:
+        correct = calibrated.argmax(axis=1) == labels
+        numbers["ood_flagged"] = {"images": int(flagged.sum()),
+                                  "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
+                                  "accuracy_not_flagged": float(correct[~flagged].mean()) if not flagged.all() else None}
+    return numbers
 
 
 def half_rounded(model: DermFuse, kept_below: int = 0) -> DermFuse:

@@ -103,6 +103,7 @@ def adopt(model_dir: Path, segmenter_run: Path, data: Path) -> dict:
     # Scored as `python -m train ham10000` scores a fresh run; the fast path's numbers are this CPU's (bf16 kernels
     # differ with AMX).
     config = HAM10000Config(ham10000=str(data / SOURCES["ham10000"]), isic2018_task1=str(data / SOURCES["isic2018_task1"]),
+                            isic2019_tables=str(data),
                             ph2=str(data / "real"), out=str(model_dir), progress=False)
     rows = table(model_dir, data)
     model = DermFuse.from_pretrained(str(model_dir))

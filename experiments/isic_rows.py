@@ -1,9 +1,10 @@
 """The image tables the two ISIC fine-tune studies learn from: which rows, with which split and labels.
 
 ``with_splits`` joins the images (with masks) of the dataset folders to a model's or run's ``splits.csv``;
-``isic_weighted`` is the segmenter fine-tune's mix (``experiments/isic_probe.py``); ``isic_labelled`` gives the
-ISIC 2018 Task 1 *training* rows their ISIC 2019 diagnosis and age / sex / site, for the classifier fine-tune
-(``experiments/isic_classifier.py``).
+``isic_weighted`` is the segmenter fine-tune's mix (``experiments/isic_probe.py``); ``isic_labelled`` gives
+ISIC 2018 Task 1 rows their ISIC 2019 diagnosis and age / sex / site: the *training* rows for the classifier
+fine-tune (``experiments/isic_classifier.py``), the *test* rows for the shipped model's check on images from other
+clinics (``experiments/ham10000.py``).
 """
 
 from __future__ import annotations
@@ -42,19 +43,22 @@ def isic_weighted(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return rows[keep].reset_index(drop=True)
 
 
-def isic_labelled(rows: pd.DataFrame, isic2019_tables: Path) -> pd.DataFrame:
-    """``rows`` with the ISIC 2018 Task 1 training rows' diagnosis, age, sex and site from the ISIC 2019 tables in
-    ``isic2019_tables`` (``ISIC_2019_Training_GroundTruth.csv``, ``ISIC_2019_Training_Metadata.csv``); their
-    validation and test rows stay unlabelled."""
+def isic_labelled(rows: pd.DataFrame, isic2019_tables: Path, splits: Sequence[str] = ("train",),
+                  every_row: bool = True) -> pd.DataFrame:
+    """``rows`` with the ISIC 2018 Task 1 rows of ``splits`` given their diagnosis, age, sex and site from the ISIC
+    2019 tables in ``isic2019_tables`` (``ISIC_2019_Training_GroundTruth.csv``, ``ISIC_2019_Training_Metadata.csv``);
+    the other splits' rows stay unlabelled (by default validation and test: the classifier fine-tune learns from the
+    training rows only). A chosen row missing from the tables is an error, or with ``every_row=False`` stays
+    unlabelled (scoring: a few ISIC 2018 images have no ISIC 2019 diagnosis)."""
     isic2019 = read_isic2019(isic2019_tables, images=False).set_index("image_id")
     rows = rows.copy()
-    train = (rows["source"] == "isic2018_task1") & (rows["split"] == "train")
-    missing = sorted(set(rows.loc[train, "image_id"]) - set(isic2019.index))
-    if missing:
-        raise ValueError(f"{len(missing)} ISIC 2018 Task 1 training images are not in {isic2019_tables}'s "
+    chosen = (rows["source"] == "isic2018_task1") & rows["split"].isin(list(splits))
+    missing = sorted(set(rows.loc[chosen, "image_id"]) - set(isic2019.index))
+    if missing and every_row:
+        raise ValueError(f"{len(missing)} ISIC 2018 Task 1 {'/'.join(splits)} images are not in {isic2019_tables}'s "
                          f"ISIC_2019_Training_GroundTruth.csv, e.g. {missing[:3]}")
     for field in LABELLED_FIELDS:
         rows[field] = rows[field].astype(object)
-        rows.loc[train, field] = rows.loc[train, "image_id"].map(isic2019[field]).to_numpy()
+        rows.loc[chosen, field] = rows.loc[chosen, "image_id"].map(isic2019[field]).to_numpy()
     rows["age"] = rows["age"].astype("float64")
     return rows

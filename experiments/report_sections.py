@@ -91,6 +91,18 @@ def ham10000_section(metrics: dict | None, path: Path, speed: dict | None = None
     if ph2:
         text += (f"\nCross-dataset, PH2 ({ph2['images']} images, another clinic): melanoma-score AUC for melanoma vs. nevus "
                  f"{number(ph2['auc'])}, sensitivity at 80 % specificity {number(ph2['sensitivity_at_80_specificity'])}.\n")
+    other = metrics.get("isic2018_task1_test_classification")
+    if other:
+        pair, flagged = other["melanoma_vs_nevus"], other.get("ood_flagged") or {}
+        text += (f"\nOther clinics, the ISIC 2018 Task 1 test split ({other['images']} images with ISIC 2019 diagnoses "
+                 f"{', '.join(f'{n} {label}' for label, n in other['diagnoses'].items())}; the classifier never learned from ISIC "
+                 f"images), with their patient data: accuracy {number(other['accuracy'])}, balanced accuracy over those labels "
+                 f"{number(other['balanced_accuracy'])} ({number(other['balanced_accuracy_without_metadata'])} without metadata), "
+                 f"ECE {number(other['ece'])}; melanoma against nevus AUC {number(pair['auc'])}, sensitivity at 80 % specificity "
+                 f"{number(pair['sensitivity_at_80_specificity'])}."
+                 + (f" Flagged out-of-distribution: {flagged['images']}, top class right on {number(flagged['accuracy_flagged'])} "
+                    f"of them and {number(flagged['accuracy_not_flagged'])} of the others." if flagged.get("images") else "")
+                 + "\n")
     if speed:
         text += (f"\nSpeed on this CPU (`benchmarks/bench_inference.py --model {speed['preset']}`, {speed['image']}, medians of "
                  f"{speed['repeats']}; source `{speed_path}`): plain diagnosis {1e3 * speed['plain_s']:.0f} ms, explained "

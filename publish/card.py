@@ -50,7 +50,8 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         *[text for text in (_operating_points(model_config, metrics), _skin_tone(model_config)) if text],
         _usage(repo_id or name),
         _intended_use(phantom),
-        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"), ham10000),
+        _limitations(phantom, str(model_config.get("dataset", "")).startswith("PH2"), ham10000,
+                     metrics.get("isic2018_task1_test_classification")),
     ]
     if reproduce:
         sections.append(_reproduce(reproduce))
@@ -238,7 +239,8 @@ Reproduce these numbers:
 
 def _real_results(metrics: dict) -> str:
     """What ``python -m train ham10000`` measures beside the test split: metadata off, melanoma at a fixed
-    specificity, segmentation per source and on PH2 (never trained on), fp16 storage."""
+    specificity, segmentation per source and on PH2 (never trained on), the classifier on other clinics' images
+    (ISIC 2018 Task 1's test split), fp16 storage."""
     evaluation = metrics.get("pipeline_test") or {}
     by_source = metrics.get("segmentation_by_source")
     if not by_source:
@@ -269,10 +271,40 @@ Jaccard sets images under 0.65 to 0, as ISIC scores):
         text += (f"\nOn PH2 (melanoma vs nevus, {ph2['images']} images from another clinic): melanoma-score AUC "
                  f"{_number(ph2['auc'])}, sensitivity at 80 % specificity {_number(ph2['sensitivity_at_80_specificity'])}"
                  + (f" ({ph2['note']})" if ph2.get("note") else "") + ".\n")
+    other = metrics.get("isic2018_task1_test_classification")
+    if other:
+        text += "\n" + _other_clinics(other, melanoma)
     storage = metrics.get("storage")
     if storage:
         text += "\n" + _storage(storage)
     return text
+
+
+def _other_clinics(other: dict, melanoma: dict) -> str:
+    """The classifier on the ISIC 2018 Task 1 test split (other clinics, ISIC 2019 diagnoses), against its own test split."""
+    pair = other["melanoma_vs_nevus"]
+    diagnoses = ", ".join(f"{n} {label}" for label, n in other["diagnoses"].items())
+    text = (f"On images from other clinics (the ISIC 2018 Task 1 test split, {other['images']} images with an ISIC 2019 "
+            f"diagnosis: {diagnoses}; the classifier never learned from ISIC images), with their age, sex and site: "
+            f"accuracy {_number(other['accuracy'])}, balanced accuracy over those labels {_number(other['balanced_accuracy'])} "
+            f"({_number(other['balanced_accuracy_without_metadata'])} without metadata), ECE {_number(other['ece'])}; "
+            f"melanoma against nevus ({pair['images']} images, {pair['melanomas']} melanomas) AUC {_number(pair['auc'])}, "
+            f"sensitivity at 80 % specificity {_number(pair['sensitivity_at_80_specificity'])} (melanoma against the rest on "
+            f"the HAM10000 test split: AUC {_number(melanoma.get('auc'))}).")
+    flagged = other.get("ood_flagged")
+    if flagged and flagged["accuracy_flagged"] is None:
+        text += " The out-of-distribution warning flagged none of them."
+    elif flagged:
+        worse = (flagged["accuracy_flagged"] or 0.0) < (flagged["accuracy_not_flagged"] or 0.0)
+        text += (f" The out-of-distribution warning flagged {flagged['images']} of them; the top class was right on "
+                 f"{_percent(flagged['accuracy_flagged'])} of those and on {_percent(flagged['accuracy_not_flagged'])} of the "
+                 "others" + (": the flagged ones were judged worse." if worse else
+                             ", so the warning did not pick out the images of other clinics that the model judged worse."))
+    return text + "\n"
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.0f} %"
 
 
 def _storage(storage: dict) -> str:
@@ -501,7 +533,7 @@ def _intended_use(phantom: bool) -> str:
             "classification, calibration and explanations. Not for diagnosis, triage or any clinical decision.\n")  # fmt: skip
 
 
-def _limitations(phantom: bool, ph2: bool = False, ham10000: bool = False) -> str:
+def _limitations(phantom: bool, ph2: bool = False, ham10000: bool = False, other_clinics: dict | None = None) -> str:
     items = [
         "Dermoscopy only: clinical (non-dermoscopic) photographs are outside what the model saw.",
         "Closed label set: a lesion of any other kind is forced into one of the labels above.",
@@ -514,7 +546,9 @@ def _limitations(phantom: bool, ph2: bool = False, ham10000: bool = False) -> st
     if ham10000:
         items.insert(0, "Trained on HAM10000 (two centres, Vienna and Queensland; mostly fair skin) at reduced resolution "
                         "(256 px copies): seven labels only, and the test split comes from the same two centres, so the "
-                        "numbers above are an upper bound for images from other clinics and devices.")  # fmt: skip
+                        "numbers above are an upper bound for images from other clinics and devices"
+                        + (f" (on ISIC 2018 Task 1 images from other clinics, melanoma against nevus AUC "
+                           f"{_number(other_clinics['melanoma_vs_nevus']['auc'], 2)}: see Results)." if other_clinics else "."))  # fmt: skip
     if ph2:
         items.insert(0, "Trained on 140 PH2 images from one clinic and one dermatoscope (28 melanomas): the cross-validated "
                         "numbers carry wide uncertainty, and two labels only (melanoma, nevus) — any other lesion is forced "

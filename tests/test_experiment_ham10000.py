@@ -81,6 +81,45 @@ def test_the_card_says_how_the_weights_differ_from_a_fresh_run():
     assert "How these weights differ from a from-scratch run of the command: the segmenter was resumed to 8 epochs." in told
 
 
+def test_other_clinics_numbers_come_from_the_labelled_images_and_the_ood_flags():
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    mel, nv, bkl = classes.index("mel"), classes.index("nv"), classes.index("bkl")
+    labels = np.array([mel, mel, nv, nv, nv, bkl])
+    calibrated = np.full((6, 7), 0.02)
+    for row, (top, score) in enumerate([(mel, 0.7), (nv, 0.5), (nv, 0.8), (mel, 0.6), (nv, 0.9), (nv, 0.6)]):
+        calibrated[row, top] = score  # melanoma scores: 0.7, 0.02 (its top is nevus), 0.02, 0.6, 0.02 on the pairs
+    metrics = {"classification": {"accuracy": 0.5, "balanced_accuracy": 0.44, "ece": 0.1},
+               "classification_without_metadata": {"balanced_accuracy": 0.4}}
+    flagged = np.array([True, False, False, True, False, False])
+    numbers = recipe.other_clinics(metrics, {"labels": labels, "calibrated": calibrated, "ood_flagged": flagged}, classes)
+    assert numbers["images"] == 6 and numbers["diagnoses"] == {"bkl": 1, "mel": 2, "nv": 3}
+    pair = numbers["melanoma_vs_nevus"]
+    assert (pair["images"], pair["melanomas"]) == (5, 2)
+    # melanomas score 0.7 and 0.02, nevi 0.02, 0.6, 0.02: 0.7 beats all three, 0.02 ties two (half each) of six pairs
+    assert pair["auc"] == pytest.approx(4 / 6)
+    assert numbers["ood_flagged"] == {"images": 2, "accuracy_flagged": 0.5, "accuracy_not_flagged": 0.5}
+    assert "ood_flagged" not in recipe.other_clinics(metrics, {"labels": labels, "calibrated": calibrated}, classes)
+
+
+def test_the_card_gives_the_other_clinics_numbers_and_says_what_the_ood_flags_showed():
+    from publish.card import _limitations, _other_clinics
+
+    other = {"images": 300, "diagnoses": {"bkl": 40, "mel": 60, "nv": 200}, "accuracy": 0.66, "balanced_accuracy": 0.5,
+             "balanced_accuracy_without_metadata": 0.48, "ece": 0.12,
+             "melanoma_vs_nevus": {"images": 260, "melanomas": 60, "auc": 0.64, "sensitivity_at_80_specificity": 0.4},
+             "ood_flagged": {"images": 30, "accuracy_flagged": 0.8, "accuracy_not_flagged": 0.65}}
+    text = _other_clinics(other, {"auc": 0.88})
+    assert "300 images with an ISIC 2019 diagnosis: 40 bkl, 60 mel, 200 nv" in text and "AUC 0.6400" in text
+    assert "HAM10000 test split: AUC 0.8800" in text
+    assert "on 80 % of those and on 65 % of the others, so the warning did not pick out" in text
+    worse = _other_clinics({**other, "ood_flagged": {"images": 30, "accuracy_flagged": 0.5, "accuracy_not_flagged": 0.65}}, {})
+    assert "the flagged ones were judged worse" in worse and "did not pick out" not in worse
+    none = _other_clinics({**other, "ood_flagged": {"images": 0, "accuracy_flagged": None, "accuracy_not_flagged": 0.6}}, {})
+    assert "flagged none of them" in none
+    assert "melanoma against nevus AUC 0.64: see Results" in _limitations(False, ham10000=True, other_clinics=other)
+    assert "other clinics and devices." in _limitations(False, ham10000=True)
+
+
 def test_the_shipped_card_tells_its_history():
     card = (CHECKPOINTS / "dermfuse-small-ham10000" / "README.md").read_text(encoding="utf-8")
     assert "How these weights differ from a from-scratch run" in card and "8-epoch segmenter" in card

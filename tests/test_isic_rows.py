@@ -40,10 +40,25 @@ def test_only_isic_training_rows_are_labelled(tmp_path):
     assert pd.isna(rows["label"].iloc[0])  # the input is left as it was
 
 
+def test_the_isic_test_rows_can_be_labelled_instead(tmp_path):
+    _isic2019_tables(tmp_path, [("ISIC_0000001", "MEL", 55, "male", "posterior torso"),
+                                ("ISIC_0000003", "BKL", 70, "male", "head/neck")])
+    rows = _rows([("ISIC_0000001", np.nan, np.nan, np.nan, np.nan, np.nan, "isic2018_task1", "train"),
+                  ("ISIC_0000003", np.nan, np.nan, np.nan, np.nan, np.nan, "isic2018_task1", "test")])
+    labelled = isic_labelled(rows, tmp_path, splits=("test",))
+    assert pd.isna(labelled.iloc[0]["label"])
+    assert (labelled.iloc[1]["label"], labelled.iloc[1]["age"], labelled.iloc[1]["site"]) == ("bkl", 70.0, "head/neck")
+    unknown = pd.concat([rows, _rows([("ISIC_0009999", np.nan, np.nan, np.nan, np.nan, np.nan, "isic2018_task1", "test")])])
+    with pytest.raises(ValueError, match="1 ISIC 2018 Task 1 test images are not in"):
+        isic_labelled(unknown, tmp_path, splits=("test",))
+    kept = isic_labelled(unknown, tmp_path, splits=("test",), every_row=False)  # scoring: it stays unlabelled
+    assert kept["label"].iloc[1] == "bkl" and pd.isna(kept["label"].iloc[2])
+
+
 def test_an_isic_training_image_without_a_label_is_an_error(tmp_path):
     _isic2019_tables(tmp_path, [("ISIC_0000001", "MEL", 55, "male", "posterior torso")])
     rows = _rows([("ISIC_0009999", np.nan, np.nan, np.nan, np.nan, np.nan, "isic2018_task1", "train")])
-    with pytest.raises(ValueError, match="1 ISIC 2018 Task 1 training images are not in .*ISIC_0009999"):
+    with pytest.raises(ValueError, match="1 ISIC 2018 Task 1 train images are not in .*ISIC_0009999"):
         isic_labelled(rows, tmp_path)
 
 

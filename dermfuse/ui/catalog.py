@@ -76,7 +76,9 @@ class ModelCatalog:
         elif dataset.startswith("ham10000"):
             lines.append("🔬 **Research model trained on real dermoscopy images: HAM10000 (7 diagnoses; segmenter also "
                          "on ISIC 2018 Task 1).** Its test-split numbers, measured on held-out lesions from the same two "
-                         "clinics, are in its model card; images from other clinics, devices or skin tones can do worse. "
+                         "clinics, are in its model card; images from other clinics, devices or skin tones can do much worse "
+                         "(on ISIC archive images from other clinics it told melanoma from nevus far less well: see the "
+                         "card). "
                          "Its scores move by about 0.02 (up to 0.39) when the same image is saved again as JPEG: read "
                          "small differences between two uploads as noise. It gives no diagnosis.")
         elif dataset.startswith("ph2"):
