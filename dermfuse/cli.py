@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_patient_arguments(p, "patient age in years (for a single image or a folder)")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
     p.add_argument("--overlays", action="store_true", help="also write a PNG per image: outline and each network's heatmap, "
-                   "titled, with colour bar and top scores")
+                   "titled, with colour bar, top scores, warnings and the model")
     p.add_argument("--explain", action="store_true", help="compute Grad-CAM and lesion focus (implied by --overlays)")
     p.add_argument("--isic-submission", action="store_true", help="also write the ISIC challenge CSV and masks")
     p.add_argument("--scores-if-not-assessable", action="store_true",

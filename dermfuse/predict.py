@@ -1,7 +1,8 @@
 """Batch prediction: one image, a folder, or a CSV of images with metadata → CSV / JSON / overlays.
 
 An overlay is a figure per image (``render.overlay_sheet``): the outlined lesion and each stream's heatmap
-under its plain title, with its colour bar, method and lesion focus, and the top scores.
+under its plain title, with its colour bar, method and lesion focus, the top scores, and under them the
+warnings and the model with what it learned from (the picture may be shared alone).
 
 Also writes the official ISIC challenge formats: a classification CSV (``image`` plus one
 probability column per class, upper-case as in the ground truth) and one-channel 0/255
@@ -23,7 +24,7 @@ from .pipeline import Case, DermFusePipeline
 from .render import overlay_sheet
 from .vocab import CSV_COLUMN
 
-OVERLAY_DPI = 100  # the overlay figure is 11 × 5 inches: 1100 × 500 pixels
+OVERLAY_DPI = 100  # the overlay figure is 11 inches wide: 1100 pixels
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 

@@ -31,6 +31,7 @@ TITLES = {
     "heat_lesion": "What the lesion network looked at",
 }
 HEAT_SCALE = "0 = no attention · 1 = most attention (in this map)"
+DISCLAIMER = "Research and teaching software, not a medical device: it gives no diagnosis."
 HEAT_TICKS = {0.0: "0", 0.25: "", 0.5: "0.5", 0.75: "", 1.0: "1"}
 
 
@@ -160,26 +161,38 @@ def with_colour_bar(picture: np.ndarray) -> np.ndarray:
     return np.concatenate([picture, colour_bar_strip(picture.shape[1])], axis=0)
 
 
+def model_line(diagnosis: Diagnosis) -> str:
+    """Which model gave a diagnosis and what it learned from, in one line (the case sheet's and the overlay's)."""
+    info = diagnosis.model
+    return f"{info['name']}, revision {info['revision']}, trained on {info['dataset']}"
+
+
 def overlay_sheet(diagnosis: Diagnosis, name: str | None = None) -> Figure:
     """The CLI's overlay figure of one diagnosis: the outlined lesion and each stream's heatmap, titled, with
-    their colour bars, the method and lesion focus under each map, the top scores and any note on the maps."""
+    their colour bars, the method and lesion focus under each map, the top scores; under them any note on the
+    maps, the warnings, and the model with what it learned from, so the picture carries them when shared alone.
+    The figure grows downwards with those lines (11 × 5 inches without them)."""
     shown = pictures(diagnosis.image, diagnosis)
-    figure = Figure(figsize=(11, 5), facecolor="white")
+    notes = [f"{TITLES[f'heat_{stream}']}: {note}" for stream, note in (diagnosis.heatmap_notes or {}).items()]
+    footer = "\n".join(textwrap.fill(line, 190) for line in
+                       [*notes, *[f"Warning: {w}" for w in diagnosis.warnings], f"Model: {model_line(diagnosis)}. {DISCLAIMER}"])
+    below = 0.15 * (footer.count("\n") + 1)  # inches of footer, at ~0.15 in a line of 7 pt
+    height = 5 + below
+    top = lambda y: 1 - (1 - y) * 5 / height  # noqa: E731  (a position in the 5-inch layout, measured from the top)
+    figure = Figure(figsize=(11, height), facecolor="white")
     scores = sorted(diagnosis.scores().items(), key=lambda item: -item[1])[:3]
-    top = ", ".join(f"{vocab.DIAGNOSIS_NAMES[c].split(' (')[0]} ({c}) {percent(p)}" for c, p in scores)
-    figure.text(0.5, 0.97, name or diagnosis.image_id or "dermfuse", ha="center", va="top", fontsize=11,
+    top_scores = ", ".join(f"{vocab.DIAGNOSIS_NAMES[c].split(' (')[0]} ({c}) {percent(p)}" for c, p in scores)
+    figure.text(0.5, top(0.97), name or diagnosis.image_id or "dermfuse", ha="center", va="top", fontsize=11,
                 fontweight="bold", parse_math=False)
-    line = f"Top scores: {top}" if diagnosis.assessable else "Not assessable, no diagnosis: " + " ".join(diagnosis.reasons)
-    figure.text(0.5, 0.91, textwrap.fill(line, 150), ha="center", va="top", fontsize=9, parse_math=False,
+    line = f"Top scores: {top_scores}" if diagnosis.assessable else "Not assessable, no diagnosis: " + " ".join(diagnosis.reasons)
+    figure.text(0.5, top(0.91), textwrap.fill(line, 150), ha="center", va="top", fontsize=9, parse_math=False,
                 color="black" if diagnosis.assessable else "#c0392b")
     explained = {**(diagnosis.heatmap_methods or {}), **(diagnosis.heatmap_notes or {})}  # streams with a map or a note
     keys = ["outline"] + [f"heat_{s}" for s in STREAMS if s in explained]
     for column, key in enumerate(keys):
         stream = key.removeprefix("heat_")
         caption = heat_caption(diagnosis, stream) if key != "outline" else ""
-        draw_picture(figure, (0.02 + column * 0.33, 0.1, 0.30, 0.66), shown[key], TITLES[key], caption,
+        draw_picture(figure, (0.02 + column * 0.33, top(0.1), 0.30, 0.66 * 5 / height), shown[key], TITLES[key], caption,
                      heat=key != "outline")
-    notes = [f"{TITLES[f'heat_{stream}']}: {note}" for stream, note in (diagnosis.heatmap_notes or {}).items()]
-    if notes:
-        figure.text(0.02, 0.02, "\n".join(notes), ha="left", va="bottom", fontsize=7, color="dimgrey", parse_math=False)
+    figure.text(0.02, 0.02 * 5 / height, footer, ha="left", va="bottom", fontsize=7, color="dimgrey", parse_math=False)
     return figure

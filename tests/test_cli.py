@@ -56,7 +56,7 @@ def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image
     assert [r["image_id"] for r in records] == ["case0", "case1", "case2"]  # each file's name, as in the CSV
     for i in range(3):  # a titled figure per image with a colour bar under each of the two heatmaps
         with Image.open(out / "overlays" / f"case{i}.png") as overlay:
-            assert overlay.size == (1100, 500)
+            assert overlay.size[0] == 1100 and overlay.size[1] > 500  # 11 inches at 100 dpi, its footer under the pictures
             assert colour_bars_in(np.asarray(overlay.convert("RGB"))) == 2
     assert set(table["heatmap_method_image"]) <= {"Grad-CAM", "Grad-CAM++"}
     submission = pd.read_csv(out / "isic_submission" / "classification.csv")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from ..data.phantom import generate_phantom
 from ..pipeline import DermFusePipeline
+from ..render import DISCLAIMER
 from ..sources import CHECKPOINTS, DEFAULT_MODEL, MODEL_ENV, default_model_source, shipped_models
-
-DISCLAIMER = "Research and teaching software, not a medical device: it gives no diagnosis."
 
 
 class ModelSourceError(ValueError):

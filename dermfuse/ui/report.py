@@ -25,9 +25,8 @@ from PIL import Image
 from .. import render, skin_tone, vocab
 from ..diagnosis import Diagnosis
 from ..followup import FollowUp
-from ..render import percent
+from ..render import DISCLAIMER, percent
 from . import views
-from .catalog import DISCLAIMER
 
 PAGE_INCHES = (8.27, 11.69)  # A4 portrait
 PNG_DPI = 110
@@ -121,7 +120,7 @@ def sheet_text(diagnosis: Diagnosis) -> str:
           if diagnosis.skin_tone else []),
         *abcd_lines(diagnosis),
         "",
-        f"Model: {views.model_line(diagnosis)}",
+        f"Model: {render.model_line(diagnosis)}",
         f"Made: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         "",
         "Warnings:",

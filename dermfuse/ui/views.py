@@ -275,11 +275,6 @@ def result_json(diagnosis: Diagnosis, followup: FollowUp | None = None, followup
     return result
 
 
-def model_line(diagnosis: Diagnosis) -> str:
-    info = diagnosis.model
-    return f"{info['name']} (revision {info['revision']}, trained on {info['dataset']})"
-
-
 def abcd_rows(diagnosis: Diagnosis) -> list[tuple[str, str, str]]:
     """(criterion, score, what was measured) of the ABCD rule, D included as not computed; empty without a result."""
     abcd = diagnosis.abcd
