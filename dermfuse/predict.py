@@ -79,7 +79,8 @@ def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int =
 
 
 def results_table(results: list[Diagnosis], scores_if_not_assessable: bool = False) -> pd.DataFrame:
-    """One row per image; the scores of an image that is not assessable are blank unless asked for."""
+    """One row per image; the scores of an image that is not assessable are blank unless asked for. The last
+    columns name the model, its revision and what it learned from, so the file says where its scores came from."""
     rows = []
     for r in results:
         row = {"image": r.image_id, "assessable": r.assessable, "reasons": " | ".join(r.reasons)}
@@ -91,7 +92,8 @@ def results_table(results: list[Diagnosis], scores_if_not_assessable: bool = Fal
             row[f"lesion_focus_{stream}"] = value
         for stream, method in (r.heatmap_methods or {}).items():
             row[f"heatmap_method_{stream}"] = method
-        row.update({"lesion_found": r.lesion_found, "ood_score": r.ood_score, "warnings": " | ".join(r.warnings)})
+        row.update({"lesion_found": r.lesion_found, "ood_score": r.ood_score, "warnings": " | ".join(r.warnings),
+                    "model": r.model["name"], "model_revision": r.model["revision"], "trained_on": r.model["dataset"]})
         rows.append(row)
     return pd.DataFrame(rows)
 

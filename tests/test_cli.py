@@ -54,6 +54,8 @@ def test_predict_folder_writes_csv_json_overlays_and_isic_files(model_dir, image
     records = json.loads((out / "predictions.json").read_text())
     assert [r["metadata"]["site"] for r in records] == ["posterior torso"] * 3
     assert [r["image_id"] for r in records] == ["case0", "case1", "case2"]  # each file's name, as in the CSV
+    for field, column in (("name", "model"), ("revision", "model_revision"), ("dataset", "trained_on")):  # where they came from
+        assert list(table[column]) == [r["model"][field] for r in records]
     for i in range(3):  # a titled figure per image with a colour bar under each of the two heatmaps
         with Image.open(out / "overlays" / f"case{i}.png") as overlay:
             assert overlay.size[0] == 1100 and overlay.size[1] > 500  # 11 inches at 100 dpi, its footer under the pictures
