@@ -178,21 +178,21 @@ def overlay_sheet(diagnosis: Diagnosis, name: str | None = None) -> Figure:
                        [*notes, *[f"Warning: {w}" for w in diagnosis.warnings], f"Model: {model_line(diagnosis)}. {DISCLAIMER}"])
     below = 0.15 * (footer.count("\n") + 1)  # inches of footer, at ~0.15 in a line of 7 pt
     height = 5 + below
-    top = lambda y: 1 - (1 - y) * 5 / height  # noqa: E731  (a position in the 5-inch layout, measured from the top)
+    from_top = lambda y: 1 - (1 - y) * 5 / height  # noqa: E731  (a height in the 5-inch layout, kept from the top)
     figure = Figure(figsize=(11, height), facecolor="white")
     scores = sorted(diagnosis.scores().items(), key=lambda item: -item[1])[:3]
     top_scores = ", ".join(f"{vocab.DIAGNOSIS_NAMES[c].split(' (')[0]} ({c}) {percent(p)}" for c, p in scores)
-    figure.text(0.5, top(0.97), name or diagnosis.image_id or "dermfuse", ha="center", va="top", fontsize=11,
+    figure.text(0.5, from_top(0.97), name or diagnosis.image_id or "dermfuse", ha="center", va="top", fontsize=11,
                 fontweight="bold", parse_math=False)
     line = f"Top scores: {top_scores}" if diagnosis.assessable else "Not assessable, no diagnosis: " + " ".join(diagnosis.reasons)
-    figure.text(0.5, top(0.91), textwrap.fill(line, 150), ha="center", va="top", fontsize=9, parse_math=False,
+    figure.text(0.5, from_top(0.91), textwrap.fill(line, 150), ha="center", va="top", fontsize=9, parse_math=False,
                 color="black" if diagnosis.assessable else "#c0392b")
     explained = {**(diagnosis.heatmap_methods or {}), **(diagnosis.heatmap_notes or {})}  # streams with a map or a note
     keys = ["outline"] + [f"heat_{s}" for s in STREAMS if s in explained]
     for column, key in enumerate(keys):
         stream = key.removeprefix("heat_")
         caption = heat_caption(diagnosis, stream) if key != "outline" else ""
-        draw_picture(figure, (0.02 + column * 0.33, top(0.1), 0.30, 0.66 * 5 / height), shown[key], TITLES[key], caption,
+        draw_picture(figure, (0.02 + column * 0.33, from_top(0.1), 0.30, 0.66 * 5 / height), shown[key], TITLES[key], caption,
                      heat=key != "outline")
     figure.text(0.02, 0.02 * 5 / height, footer, ha="left", va="bottom", fontsize=7, color="dimgrey", parse_math=False)
     return figure

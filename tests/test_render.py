@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -75,12 +77,13 @@ def test_the_cli_overlay_figure_has_titles_scores_and_a_colour_bar_per_heatmap(d
 
 def test_the_overlay_figure_carries_its_warnings_and_the_model_that_made_it(diagnosis):
     """Shared alone, the picture still says which model made it, what that model learned from, and what to beware of."""
-    warned = diagnosis.__class__(**{**diagnosis.__dict__, "warnings": ["First warning.", "Second warning."]})
-    figure = render.overlay_sheet(warned)
+    figure = render.overlay_sheet(replace(diagnosis, warnings=["First warning.", "Second warning."]))
     words = " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
     assert "Warning: First warning." in words and "Warning: Second warning." in words
     info = diagnosis.model
     assert f"Model: {info['name']}, revision {info['revision']}, trained on {info['dataset']}" in words
     assert render.DISCLAIMER in words
-    plain = render.overlay_sheet(diagnosis.__class__(**{**diagnosis.__dict__, "warnings": []}))
-    assert figure.get_figheight() > plain.get_figheight() >= 5  # the figure grows with its lines; the pictures keep their size
+    plain = render.overlay_sheet(replace(diagnosis, warnings=[]))
+    assert figure.get_figheight() > plain.get_figheight() >= 5  # the figure grows with its lines
+    inches = lambda f: sorted(round(a.get_position().height * f.get_figheight(), 6) for a in f.axes)  # noqa: E731
+    assert inches(figure) == inches(plain)  # and its pictures and colour bars keep their size
