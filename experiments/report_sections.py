@@ -490,6 +490,30 @@ def framing_section(report: dict | None, path: Path) -> str:
     return text
 
 
+def other_clinics_section(report: dict | None, path: Path) -> str:
+    """Where the classifier fails on other clinics' images: melanoma against nevus by kind of image."""
+    text = "## Other clinics: on which images melanoma is told from nevus worse\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.other_clinics")
+    labels = ", ".join(f"{count} {label}" for label, count in report["labels"].items())
+    median = report["median_score"]
+    text += ("ISIC 2018 Task 1 images of the model's train and validation splits with an ISIC 2019 diagnosis of nevus or "
+             f"melanoma ({labels}; the classifier never learned from ISIC images, the segmenter from the train split's "
+             "masks; the test split is left alone), each through the pipeline with its age, sex and site. The melanoma "
+             "score's AUC, melanoma against nevus, overall and per group; frame shapes are the 256-px-wide copies' width / "
+             f"height (standing for the originals' cameras or collections), groups of fewer than 30 left out; an AUC from "
+             "fewer than ten melanomas says little. "
+             f"`{report['command']}` ({report['minutes']:.1f} min), source `{path}`. Over all images: median melanoma score "
+             f"{median['melanoma']:.3f} for the melanomas and {median['nevus']:.3f} for the nevi.\n\n"
+             "| group | value | images | melanomas | AUC |\n| --- | --- | --- | --- | --- |\n")
+    rows = {"all": {"": report["all"]}, "without metadata": {"": report["without_metadata"]}, **report["groups"]}
+    for group, entries in rows.items():
+        for value, entry in entries.items():
+            auc = "–" if entry["auc"] is None else f"{entry['auc']:.3f}"
+            text += f"| {group} | {value} | {entry['images']} | {entry['melanomas']} | {auc} |\n"
+    return text
+
+
 def stability_section(report: dict | None, path: Path) -> str:
     """How far the scores move when the same image is saved once more as JPEG."""
     text = "## The same image saved again: how far the scores move\n\n"
