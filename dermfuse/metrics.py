@@ -130,13 +130,15 @@ def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, cla
     }
 
 
+def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC of ``scores`` for the positive cases against the others; ``None`` without both kinds."""
+    positive = np.asarray(positive, dtype=bool)
+    return float(roc_auc_score(positive, scores)) if 0 < positive.sum() < len(positive) else None
+
+
 def one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray) -> list[float | None]:
     """ROC AUC of each class against the rest; ``None`` for a class with no positive or no negative case."""
-    aucs = []
-    for k in range(probabilities.shape[1]):
-        positive = labels == k
-        aucs.append(float(roc_auc_score(positive, probabilities[:, k])) if 0 < positive.sum() < len(labels) else None)
-    return aucs
+    return [binary_auc(labels == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
 
 
 def sensitivity_at_specificity(positive: np.ndarray, scores: np.ndarray, specificity: float = 0.8) -> float | None:

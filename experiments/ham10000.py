@@ -53,12 +53,11 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from sklearn.metrics import roc_auc_score
 
 from dermfuse import DermFuse, vocab
 from dermfuse.data import read_dataset, read_manifest
 from dermfuse.evaluate import evaluate, table_cases
-from dermfuse.metrics import sensitivity_at_specificity
+from dermfuse.metrics import binary_auc, sensitivity_at_specificity
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import DermFusePipeline
 from experiments.demo import stage_state
@@ -182,7 +181,7 @@ def other_clinics(metrics: dict, arrays: dict, classes: list[str]) -> dict:
         "accuracy": cls["accuracy"], "balanced_accuracy": cls["balanced_accuracy"], "ece": cls["ece"],
         "balanced_accuracy_without_metadata": without["balanced_accuracy"],
         "melanoma_vs_nevus": {"images": int(pair.sum()), "melanomas": int(melanoma.sum()),
-                              "auc": float(roc_auc_score(melanoma, calibrated[pair, mel])) if 0 < melanoma.sum() < pair.sum() else None,
+                              "auc": binary_auc(melanoma, calibrated[pair, mel]),
                               "sensitivity_at_80_specificity": sensitivity_at_specificity(melanoma, calibrated[pair, mel])},
     }
     flagged = arrays.get("ood_flagged")

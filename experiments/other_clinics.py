@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from dermfuse import DermFuse
 from dermfuse.diagnosis import Diagnosis
 from dermfuse.evaluate import table_cases
+from dermfuse.metrics import binary_auc
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.predict import predict_all
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.isic_rows import SHARED, SOURCES, isic_labelled, with_splits
+from experiments.report_sections import other_clinics_section
 from experiments.stickers import detect_stickers
 from train.checkpoint import write_json
 from train.config import parse_settings
@@ -80,9 +81,7 @@ def image_factors(results: list[Diagnosis]) -> pd.DataFrame:
 def separation(melanoma: np.ndarray, score: np.ndarray) -> dict:
     """Images, melanomas and the AUC of ``score`` for melanoma against nevus (None with one diagnosis only)."""
     melanoma = np.asarray(melanoma, bool)
-    both = 0 < melanoma.sum() < len(melanoma)
-    return {"images": int(len(melanoma)), "melanomas": int(melanoma.sum()),
-            "auc": float(roc_auc_score(melanoma, score)) if both else None}
+    return {"images": int(len(melanoma)), "melanomas": int(melanoma.sum()), "auc": binary_auc(melanoma, score)}
 
 
 def by_group(melanoma: np.ndarray, factors: pd.DataFrame) -> dict:
@@ -122,11 +121,7 @@ def run_other_clinics(config: OtherClinicsConfig) -> dict:
               **by_group((rows["label"] == "mel").to_numpy(), image_factors(results)),
               "minutes": (time.monotonic() - started) / 60, "command": "python -m experiments.other_clinics"}
     write_json(config.out, report)
-    print("| group | value | images | melanomas | AUC |\n|---|---|---|---|---|")
-    for name, entries in {"": {"all": report["all"], "without metadata": report["without_metadata"]}, **report["groups"]}.items():
-        for value, entry in entries.items():
-            auc = "–" if entry["auc"] is None else f"{entry['auc']:.3f}"
-            print(f"| {name} | {value} | {entry['images']} | {entry['melanomas']} | {auc} |")
+    print(other_clinics_section(report, Path(config.out)))
     return report
 
 
