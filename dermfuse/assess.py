@@ -6,7 +6,9 @@ diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
 - **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few
   flat colours (a graphic, not a photograph), over- or under-exposed, no lesion found, a lesion that
   fills the frame (its outline is mostly the image border, so much of it may lie outside). They need
-  no fitting and hold for every model.
+  no fitting and hold for every model. One more holds for the models that state it: an image whose
+  shorter side is under the model's ``min_image_side`` is too small to judge (a thumbnail or a
+  screenshot); ``experiments/resolution.py`` measures that side on smaller copies of validation images.
 - **A dermoscopy score**: logistic regression (on each input and its square) on features that
   describe what a dermoscopy image *is*, a lesion on skin under polarised magnification: after white
   balance (a dermoscope's colour cast is not a feature), skin-coloured pixels, few foreign hues (sky,
@@ -75,11 +77,17 @@ def rule_numbers(small: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
             "mean_grey": float(grey.mean()), "lesion_area": float(lesion.mean()), "border_share": border_share(lesion)}
 
 
-def rule_reasons(numbers: dict[str, float]) -> list[str]:
-    """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged."""
+def rule_reasons(numbers: dict[str, float], min_side: int = 0) -> list[str]:
+    """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged; with
+    ``min_side``, also an image whose ``numbers`` ``width`` and ``height`` (the frame's) have a shorter side under it."""
     if numbers["flat_colours"] <= 1:
         return [BLANK]
     reasons = []
+    if min_side and "width" in numbers and min(numbers["width"], numbers["height"]) < min_side:
+        width, height = numbers["width"], numbers["height"]
+        reasons.append(f"The image is too small to judge: {width}×{height} pixels, and this model needs at least "
+                       f"{min_side} px on its shorter side (on smaller copies of its validation images it did measurably "
+                       "worse). Upload the original image, not a thumbnail or a screenshot.")
     if numbers["flat_colours"] <= FLAT_COLOURS:
         reasons.append(f"The image is made of {numbers['flat_colours']} flat colours: a graphic or a test pattern, "
                        "not a photograph of skin.")
@@ -232,16 +240,18 @@ def lowest_input(gate: dict, features: np.ndarray, pooled: np.ndarray | None = N
 
 
 def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
-           deep_distance: float | None, pooled: np.ndarray | None = None) -> tuple[list[str], float | None, dict]:
+           deep_distance: float | None, pooled: np.ndarray | None = None,
+           min_side: int = 0) -> tuple[list[str], float | None, dict]:  # fmt: skip
     """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
 
     ``image``: RGB uint8, or its ``thumbnail`` (all the checks look at); ``probability`` and ``mask`` at the
-    image's own size. The features need the model's deep OOD distance (``None`` without an OOD gate); the score needs a
-    fitted ``gate`` and the image encoder's pooled features (C,).
+    image's own size, which is the frame's. The features need the model's deep OOD distance (``None`` without an OOD
+    gate); the score needs a fitted ``gate`` and the image encoder's pooled features (C,). ``min_side``: the model's
+    ``min_image_side`` (0: any size).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
-    numbers = rule_numbers(small, lesion)
-    reasons = rule_reasons(numbers)
+    numbers = {"width": mask.shape[1], "height": mask.shape[0], **rule_numbers(small, lesion)}
+    reasons = rule_reasons(numbers, min_side)
     if deep_distance is None:
         return reasons, None, numbers
     features = dermoscopy_features(small, prob, lesion, deep_distance)

@@ -514,6 +514,34 @@ def other_clinics_section(report: dict | None, path: Path) -> str:
     return text
 
 
+RESOLUTION_NUMBERS = {"macro_auc": "macro AUC", "melanoma_auc": "melanoma AUC", "balanced_accuracy": "balanced accuracy",
+                      "dice_ham10000": "Dice on HAM10000", "dice_isic2018_task1": "Dice on ISIC 2018"}
+
+
+def resolution_section(report: dict | None, path: Path) -> str:
+    """How small an image the model still judges as well as at full size: validation images made smaller."""
+    text = "## Small images: how few pixels the model can judge\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.resolution")
+    images, tolerance = report["images"], report["tolerance"]
+    split = "validation" if report["split"] == "val" else report["split"]
+    text += (f"The model's {split}-split images ({images['ham10000']:,} HAM10000 with their age, sex and site; "
+             f"{images['isic2018_task1']:,} ISIC 2018 Task 1 for their masks), each shrunk so that its shorter side is the "
+             f"row's (Lanczos, aspect kept; 'full' is as stored: 256 px HAM10000, 166–192 px ISIC) and diagnosed through the "
+             f"pipeline ({report['path']} path); Dice against the expert masks shrunk alike. `{report['command']}` "
+             f"({report['minutes']:.1f} min), source `{path}`. The rule, fixed before the numbers were seen: the least side "
+             f"is the smallest at which that size and every larger one stay at most this far under full size: "
+             + ", ".join(f"{RESOLUTION_NUMBERS[name]} {value}" for name, value in tolerance.items())
+             + f". By it: **{report['least_side']} px**, stored as the model's `min_image_side`; a smaller image is not "
+             "assessable and is told why.\n\n"
+             "| shorter side | balanced accuracy | macro AUC | melanoma AUC | ECE | not assessable (other rules) | "
+             "Dice HAM10000 | Dice ISIC 2018 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for side, row in report["sides"].items():
+        text += (f"| {side} | {row['balanced_accuracy']:.3f} | {row['macro_auc']:.3f} | {row['melanoma_auc']:.3f} | "
+                 f"{row['ece']:.3f} | {row['not_assessable']} | {row['dice_ham10000']:.3f} | {row['dice_isic2018_task1']:.3f} |\n")
+    return text
+
+
 def stability_section(report: dict | None, path: Path) -> str:
     """How far the scores move when the same image is saved once more as JPEG."""
     text = "## The same image saved again: how far the scores move\n\n"

@@ -47,6 +47,7 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         *[text for text in (_compute_paths(metrics.get("compute_paths")),) if text],
         _cross_validation(metrics.get("cross_validation")),
         _calibration(metrics, model_config),
+        *[text for text in (_least_side(model_config),) if text],
         *[text for text in (_operating_points(model_config, metrics), _skin_tone(model_config)) if text],
         _usage(repo_id or name),
         _intended_use(phantom),
@@ -453,6 +454,17 @@ def _ood(ood: dict | None) -> str:
             f"features and capture statistics against the training images, `dermfuse.ood`) exceeds the "
             f"{100 * ood['quantile']:g} % quantile of the training scores, {ood['threshold']:.3f}, gets a warning; the "
             f"scores are never changed. Test images flagged: {share}.\n")  # fmt: skip
+
+
+def _least_side(config: dict) -> str:
+    """The shorter side under which an image is too small to judge (``python -m experiments.resolution``)."""
+    side = config.get("min_image_side")
+    if not side:
+        return ""
+    return (f"### Smallest image it judges\n\nAn image whose shorter side is under {side} px is not assessable: no "
+            "diagnosis, and the reason in words. Under that side, on smaller copies of its validation images, it did worse "
+            "than at full size by more than the measurement's tolerance (AUC 0.01, balanced accuracy 0.03, Dice 0.01; "
+            "`python -m experiments.resolution`, `docs/results/resolution.json` in the dermfuse repository).\n")
 
 
 def _operating_points(config: dict, metrics: dict) -> str:

@@ -54,6 +54,22 @@ def test_flat_graphics_over_and_under_exposure_no_lesion_and_a_lesion_outside_th
     assert border_share(mask) == 0.0
 
 
+def test_an_image_under_the_models_least_side_is_too_small_to_judge_and_is_told_so():
+    photo = skimage.data.coffee()  # 600×400
+    mask = np.zeros(photo.shape[:2], dtype=bool)
+    mask[150:250, 200:350] = True
+    small, small_mask = photo[::4, ::4], mask[::4, ::4]  # 150×100
+    reasons, _, _ = assess(small, small_mask.astype(np.float32), small_mask, None, deep_distance=None, min_side=112)
+    assert reasons == ["The image is too small to judge: 150×100 pixels, and this model needs at least 112 px on its shorter "
+                       "side (on smaller copies of its validation images it did measurably worse). Upload the original "
+                       "image, not a thumbnail or a screenshot."]
+    assert assess(small, small_mask.astype(np.float32), small_mask, None, deep_distance=None, min_side=100)[0] == []
+    assert assess(small, small_mask.astype(np.float32), small_mask, None, deep_distance=None)[0] == []  # no side stated
+    assert assess(photo, mask.astype(np.float32), mask, None, deep_distance=None, min_side=112)[0] == []
+    blank = np.full((50, 50, 3), 200, np.uint8)
+    assert assess(blank, mask[:50, :50].astype(np.float32), mask[:50, :50], None, None, min_side=112)[0] == [BLANK]
+
+
 def test_grey_world_takes_out_a_colour_cast():
     photo = skimage.data.coffee()[::4, ::4]
     cast = np.clip(photo * np.array([0.7, 0.9, 1.3]), 0, 255).astype(np.uint8)
@@ -84,8 +100,9 @@ def test_assess_gives_the_numbers_and_the_reason_in_words():
     mask = np.zeros(photo.shape[:2], dtype=bool)
     mask[150:250, 200:350] = True
     reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, None, deep_distance=None)
-    assert reasons == [] and score is None and set(numbers) == {"flat_colours", "white_share", "mean_grey",
-                                                                "lesion_area", "border_share"}
+    assert reasons == [] and score is None and set(numbers) == {"width", "height", "flat_colours", "white_share",
+                                                                "mean_grey", "lesion_area", "border_share"}
+    assert (numbers["width"], numbers["height"]) == (photo.shape[1], photo.shape[0])
     rng = np.random.default_rng(1)
     gate = fit_gate(rng.normal(0, 1, (50, len(FEATURES))), rng.normal(5, 1, (50, len(FEATURES))),
                     rng.normal(0, 1, (50, len(FEATURES))))

@@ -30,6 +30,7 @@ WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata")
 MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
+MUTABLE_CONFIG += ("min_image_side",)  # measured after training: python -m experiments.resolution
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -39,6 +40,12 @@ def _check_prior_shift(shift, classes: int) -> list[float] | None:
     if len(shift) != classes or not all(math.isfinite(v) for v in shift):
         raise ValueError(f"prior_shift must be {classes} finite numbers (one per class), got {shift}")
     return shift
+
+
+def _check_min_image_side(side) -> int:
+    if isinstance(side, bool) or not isinstance(side, int) or side < 0:
+        raise ValueError(f"min_image_side must be a whole number of pixels, 0 or more, got {side!r}")
+    return side
 
 
 def _check_trained_metadata(fields) -> list[str] | None:
@@ -100,6 +107,7 @@ class DermFuse(
         trained_metadata: list[str] | None = None,
         skin_tone: dict | None = None,
         operating_points: dict | None = None,
+        min_image_side: int = 0,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -133,6 +141,8 @@ class DermFuse(
         self.trained_metadata = _check_trained_metadata(trained_metadata)
         self.skin_tone = skin_tone  # the training split's skin-tone bands (dermfuse/skin_tone.py)
         self.operating_points = operating_points  # melanoma thresholds fitted on validation (dermfuse/operating_points.py)
+        # The shorter side under which an image is too small to judge (assess.py; measured by experiments/resolution.py)
+        self.min_image_side = _check_min_image_side(min_image_side)
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -175,6 +185,8 @@ class DermFuse(
             changes["prior_shift"] = _check_prior_shift(changes["prior_shift"], len(self.classes))
         if "trained_metadata" in changes:
             changes["trained_metadata"] = _check_trained_metadata(changes["trained_metadata"])
+        if "min_image_side" in changes:
+            changes["min_image_side"] = _check_min_image_side(changes["min_image_side"])
         for key, value in changes.items():
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
