@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .data.io import read_header
+from .data.metadata import normalize_metadata
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
 from .render import overlay_sheet
@@ -32,28 +34,61 @@ def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
     """An image file, a folder of images, or a CSV (columns ``image`` [, ``age``, ``sex``, ``site``]).
 
     In a CSV, ``image`` is a path (relative to the CSV's folder) or an id found there as ``{id}.jpg``/``.png``.
+    Every image's header and every row's patient data are checked here, before any network runs: a folder or a
+    CSV with an unreadable file or an impossible value is refused in seconds, with each one named, rather than
+    failing at its batch after the images before it were diagnosed (and their results lost).
     """
     source = Path(source)
     if not source.exists():
         raise ValueError(f"{source} does not exist: give an image file, a folder of images, or a CSV")
+    if source.suffix.lower() != ".csv":
+        normalize_metadata(age, sex, site)  # the same values for every image: one check, one message
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return [Case(p, age, sex, site, image_id=p.stem) for p in files]
-    if source.suffix.lower() == ".csv":
+        cases = [Case(p, age, sex, site, image_id=p.stem) for p in files]
+        problems, inputs = [problem for problem in map(_problem, cases) if problem], len(cases)
+    elif source.suffix.lower() == ".csv":
         table = pd.read_csv(source, dtype={"image": str})
         if "image" not in table.columns:
             raise ValueError(f"{source} has no 'image' column (columns: {', '.join(table.columns)})")
-        cases = []
+        cases, problems, inputs = [], [], len(table)
         for line, row in enumerate(table.itertuples(index=False), start=2):
             path = _resolve(source.parent, str(row.image))
             if path is None:
-                raise ValueError(f"{source}, line {line}: image {row.image!r} not found next to the CSV")
-            cases.append(Case(path, getattr(row, "age", None), getattr(row, "sex", None), getattr(row, "site", None),
-                              image_id=Path(str(row.image)).stem))
-        return cases
-    return [Case(source, age, sex, site, image_id=source.stem)]
+                problems.append(f"line {line} ({row.image}): no such image next to the CSV, as a path or as "
+                                f"{row.image}.jpg / .jpeg / .png")
+                continue
+            case = Case(path, getattr(row, "age", None), getattr(row, "sex", None), getattr(row, "site", None),
+                        image_id=Path(str(row.image)).stem)
+            problems += [f"line {line} ({row.image}): {problem}" for problem in [_problem(case)] if problem]
+            cases.append(case)
+    else:
+        cases = [Case(source, age, sex, site, image_id=source.stem)]
+        problems, inputs = [problem for problem in map(_problem, cases) if problem], 1
+    _refuse(source, problems, inputs)
+    return cases
+
+
+def _problem(case: Case) -> str | None:
+    """Why ``case`` cannot be diagnosed, from its image's header and its patient data; ``None`` when it can."""
+    try:
+        read_header(case.image)
+        normalize_metadata(case.age, case.sex, case.site)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _refuse(source: Path, problems: list[str], inputs: int, shown: int = 10) -> None:
+    if not problems:
+        return
+    if inputs == 1:  # the problem as it is, named by its CSV where it comes from a row
+        raise ValueError(f"{source}, {problems[0]}" if source.suffix.lower() == ".csv" else problems[0])
+    listed = problems[:shown] + ([f"... and {len(problems) - shown} more"] if len(problems) > shown else [])
+    raise ValueError(f"{len(problems)} of the {inputs} images in {source} cannot be diagnosed, so none was: fix or "
+                     "remove these and run again\n  " + "\n  ".join(listed))
 
 
 def _resolve(folder: Path, name: str) -> Path | None:

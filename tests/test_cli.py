@@ -91,6 +91,32 @@ def test_predict_bad_input_is_a_clear_error(model_dir, image_folder, tmp_path, c
     assert message in err and "Traceback" not in err
 
 
+def test_a_folder_with_unreadable_files_is_refused_before_any_image_is_diagnosed(model_dir, image_folder, tmp_path, capsys):
+    """Each bad file named, in seconds, rather than an error at its batch after the others were diagnosed."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("case0.jpg", "case1.jpg"):
+        (folder / name).write_bytes((image_folder / name).read_bytes())
+    (folder / "notes.jpg").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--model", str(model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"2 of the 4 images in {folder} cannot be diagnosed, so none was: fix or remove these" in err
+    assert "notes.jpg is not an image file PIL can read" in err and "empty.png is empty (0 bytes)" in err
+    assert "case0" not in err and "Traceback" not in err and not out.exists()
+
+
+def test_a_csv_with_bad_rows_names_each_line(model_dir, image_folder, tmp_path, capsys):
+    pd.DataFrame({"image": ["case0", "case1", "missing", "case2"], "age": [30, -5, 40, 50],
+                  "sex": ["male", "female", "male", "robot"]}).to_csv(image_folder / "bad.csv", index=False)
+    assert main(["predict", str(image_folder / "bad.csv"), "--model", str(model_dir), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "3 of the 4 images in" in err and "line 2" not in err
+    assert "line 3 (case1): age -5 is impossible" in err and "line 5 (case2): unknown sex 'robot'" in err
+    assert "line 4 (missing): no such image next to the CSV, as a path or as missing.jpg / .jpeg / .png" in err
+
+
 def test_predict_refuses_pickle_model(image_folder, tmp_path, capsys):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
     assert main(["predict", str(image_folder / "case0.jpg"), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
