@@ -6,9 +6,10 @@ diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
 - **Rules**, plain facts about the image and the mask, each with its own reason: blank or a few
   flat colours (a graphic, not a photograph), over- or under-exposed, no lesion found, a lesion that
   fills the frame (its outline is mostly the image border, so much of it may lie outside). They need
-  no fitting and hold for every model. One more holds for the models that state it: an image whose
+  no fitting and hold for every model. Two more hold for the models that state them: an image whose
   shorter side is under the model's ``min_image_side`` is too small to judge (a thumbnail or a
-  screenshot); ``experiments/resolution.py`` measures that side on smaller copies of validation images.
+  screenshot; ``experiments/resolution.py`` measures that side on smaller copies of validation images),
+  and one whose sharpness is under its ``min_sharpness`` is out of focus (``experiments/focus.py``).
 - **A dermoscopy score**: logistic regression (on each input and its square) on features that
   describe what a dermoscopy image *is*, a lesion on skin under polarised magnification: after white
   balance (a dermoscope's colour cast is not a feature), skin-coloured pixels, few foreign hues (sky,
@@ -26,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .ood import THUMBNAIL, thumbnail  # every number is computed on a square thumbnail: independent of the upload's resolution
+from .ood import THUMBNAIL, sharpness, thumbnail  # every number is computed on a square thumbnail: independent of the upload's resolution
 
 # Rule thresholds (experiments/gate.py reports how often each fires on real dermoscopy and on other images).
 FLAT_COLOURS = 8  # at most this many 5-bit colours cover 95 % of the pixels: a graphic or a blank frame
@@ -71,15 +72,17 @@ def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> 
 
 
 def rule_numbers(small: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
-    """What the rules look at, from the thumbnails: flat colours, exposure, lesion area and border share."""
+    """What the rules look at, from the thumbnails: flat colours, exposure, sharpness, lesion area and border share."""
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     return {"flat_colours": flat_colour_count(small), "white_share": float((grey >= 250).mean()),
-            "mean_grey": float(grey.mean()), "lesion_area": float(lesion.mean()), "border_share": border_share(lesion)}
+            "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
+            "border_share": border_share(lesion)}
 
 
-def rule_reasons(numbers: dict[str, float], min_side: int = 0) -> list[str]:
+def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: float = 0.0) -> list[str]:
     """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged; with
-    ``min_side``, also an image whose ``numbers`` ``width`` and ``height`` (the frame's) have a shorter side under it."""
+    ``min_side``, also an image whose ``numbers`` ``width`` and ``height`` (the frame's) have a shorter side under it,
+    and with ``min_sharpness`` one whose sharpness is under that (out of focus, or a small image enlarged)."""
     if numbers["flat_colours"] <= 1:
         return [BLANK]
     reasons = []
@@ -88,6 +91,10 @@ def rule_reasons(numbers: dict[str, float], min_side: int = 0) -> list[str]:
         reasons.append(f"The image is too small to judge: {width}×{height} pixels, and this model needs at least "
                        f"{min_side} px on its shorter side (on smaller copies of its validation images it did measurably "
                        "worse). Upload the original image, not a thumbnail or a screenshot.")
+    if min_sharpness and numbers["sharpness"] < min_sharpness:
+        reasons.append(f"The image is out of focus: its sharpness is {numbers['sharpness']:.2f}, under the {min_sharpness:.2f} "
+                       "this model needs (blurred copies of its validation images were judged much worse, and more "
+                       "confidently). Retake it in focus, or upload the original rather than an enlarged copy.")
     if numbers["flat_colours"] <= FLAT_COLOURS:
         reasons.append(f"The image is made of {numbers['flat_colours']} flat colours: a graphic or a test pattern, "
                        "not a photograph of skin.")
@@ -159,7 +166,7 @@ def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray,
         share(skin), share(foreign), share(grey), float(lightness[lit].std()) if lit.any() else 0.0,
         float(hsv[..., 1].mean() / 255.0),
         float(np.abs(2 * prob - 1).mean()), area, solidity, contrast / 100.0, centrality,
-        float((cv2.Canny(gray, 100, 200) > 0).mean()), float(np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var())),
+        float((cv2.Canny(gray, 100, 200) > 0).mean()), sharpness(gray),
         float(np.log1p(deep_distance)),
     ], dtype=np.float64)
 
@@ -240,18 +247,18 @@ def lowest_input(gate: dict, features: np.ndarray, pooled: np.ndarray | None = N
 
 
 def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
-           deep_distance: float | None, pooled: np.ndarray | None = None,
-           min_side: int = 0) -> tuple[list[str], float | None, dict]:  # fmt: skip
+           deep_distance: float | None, pooled: np.ndarray | None = None, min_side: int = 0,
+           min_sharpness: float = 0.0) -> tuple[list[str], float | None, dict]:  # fmt: skip
     """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
 
     ``image``: RGB uint8, or its ``thumbnail`` (all the checks look at); ``probability`` and ``mask`` at the
     image's own size, which is the frame's. The features need the model's deep OOD distance (``None`` without an OOD
-    gate); the score needs a fitted ``gate`` and the image encoder's pooled features (C,). ``min_side``: the model's
-    ``min_image_side`` (0: any size).
+    gate); the score needs a fitted ``gate`` and the image encoder's pooled features (C,). ``min_side`` and
+    ``min_sharpness``: the model's ``min_image_side`` and ``min_sharpness`` (0: none).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
     numbers = {"width": mask.shape[1], "height": mask.shape[0], **rule_numbers(small, lesion)}
-    reasons = rule_reasons(numbers, min_side)
+    reasons = rule_reasons(numbers, min_side, min_sharpness)
     if deep_distance is None:
         return reasons, None, numbers
     features = dermoscopy_features(small, prob, lesion, deep_distance)

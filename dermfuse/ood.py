@@ -50,6 +50,11 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 
 
+def sharpness(gray: np.ndarray) -> float:
+    """How sharp a grey thumbnail is: the log of its Laplacian's variance (1 + variance). Blur lowers it."""
+    return float(np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var()))
+
+
 def capture_statistics(image: np.ndarray) -> np.ndarray:
     """Capture statistics of an RGB uint8 image (H, W, 3), or of its ``thumbnail``, → float vector (11,)."""
     small = thumbnail(image)
@@ -59,7 +64,7 @@ def capture_statistics(image: np.ndarray) -> np.ndarray:
     return np.array([
         *lab.mean(0), *lab.std(0),
         (gray >= 250).mean(), (gray <= 5).mean(),
-        np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var()),
+        sharpness(gray),
         (cv2.Canny(gray, 50, 150) > 0).mean(),
         hsv[:, 1].mean(),
     ], dtype=np.float32)

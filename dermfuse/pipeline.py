@@ -292,7 +292,8 @@ class DermFusePipeline:
                             if describe else None)  # fmt: skip
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(thumbnails[i], probability_maps[i], mask, gate, deep,
-                                                  None if pooled is None else pooled[i], model.min_image_side)
+                                                  None if pooled is None else pooled[i], model.min_image_side,
+                                                  model.min_sharpness)
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
             return Diagnosis(

@@ -542,6 +542,38 @@ def resolution_section(report: dict | None, path: Path) -> str:
     return text
 
 
+def focus_section(report: dict | None, path: Path) -> str:
+    """How the model fares on blurred images, and the least sharpness it needs."""
+    text = "## Out of focus: blurred images and the least sharpness\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.focus")
+    limits = report["limits"]
+    verdict = ("it holds, so the model stores it as `min_sharpness`: a softer image is not assessable and is told why"
+               if report["stored"] else "it holds, but it was not stored (`--store=false`)" if report["rule_holds"]
+               else "it does not hold, so it was not stored")
+    text += (f"The model's {report['validation_images']:,} validation-split HAM10000 images with their age, sex and site, "
+             "each diagnosed as it is, blurred and enlarged from a small copy, through the pipeline "
+             f"({report['path']} path). `{report['command']}` ({report['minutes']:.1f} min), source `{path}`. Sharpness is "
+             "the gate's (log variance of the Laplacian of the 128-px grey thumbnail); the least sharpness, "
+             f"**{report['least_sharpness']:.2f}**, is its {100 * report['rejection']:g} % quantile over the "
+             f"{report['training_images']:,} training-split images. The rule, fixed after a scratch look at the sharpness of "
+             "training, validation and other real images and of blurred copies, before this study's numbers: it may "
+             f"turn away at most {100 * limits['validation']:g} % of the validation images as they are, must catch at "
+             f"least {100 * limits['blur_2_caught']:g} % of those blurred with σ = 2, and may turn away at most "
+             f"{100 * limits['other_sources']:g} % of each other real source below; {verdict}. 'Flagged before': not "
+             "assessable by the other checks, or warned as out of distribution.\n\n"
+             "| validation images | balanced accuracy | macro AUC | melanoma AUC | ECE | median top probability | "
+             "flagged before | under the least sharpness |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for name, row in report["conditions"].items():
+        text += (f"| {name} | {row['balanced_accuracy']:.3f} | {row['macro_auc']:.3f} | {row['melanoma_auc']:.3f} | "
+                 f"{row['ece']:.3f} | {row['median_top_probability']:.3f} | {100 * row['flagged_before']:.1f} % | "
+                 f"{100 * row['under_least_sharpness']:.1f} % |\n")
+    text += "\n| other real dermoscopy, as it is | images | under the least sharpness |\n| --- | --- | --- |\n"
+    for name, entry in report["other_sources"].items():
+        text += f"| {name} | {entry['images']} | {100 * entry['under_least_sharpness']:.1f} % |\n"
+    return text
+
+
 def stability_section(report: dict | None, path: Path) -> str:
     """How far the scores move when the same image is saved once more as JPEG."""
     text = "## The same image saved again: how far the scores move\n\n"

@@ -17,8 +17,8 @@ validation images, macro AUC and melanoma AUC are at most 0.01 under the full-si
 most 0.03 under (it rests on small classes: on the test split two of 17 dermatofibromas moved it by 0.017), and
 Dice at most 0.01 under on each source. The smallest shorter side at which this holds for that size and every
 larger one is the least an image needs (the model's ``min_image_side``); below it the pipeline says the image is
-too small to judge (``dermfuse/assess.py``). While measuring, the model's stored side is set aside, so every size is
-diagnosed alike.
+too small to judge (``dermfuse/assess.py``). While measuring, the model's stored side and least sharpness
+(``experiments/focus.py``) are set aside, so every size is diagnosed alike.
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def least_side(table: dict) -> int | None:
 def run_resolution(config: ResolutionConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model)
-    model.min_image_side = 0  # the stored side, set aside while measuring (the file keeps it unless --store)
+    # The stored least side and sharpness, set aside while measuring (the file keeps them unless --store): a shrunk
+    # image's thumbnail is enlarged, so the sharpness rule would count in "not assessable (other rules)".
+    model.min_image_side, model.min_sharpness = 0, 0.0
     pipeline = DermFusePipeline(model)  # the path the app takes on this CPU
     classes = list(model.classes)
     ham = split_rows(config.model, config.data, config.split)

@@ -37,7 +37,7 @@ from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
     LIMITS, ablation_section, claims_section, criteria_section, framing_section, gpu_section, ham10000_section, inference_section, load,
     metadata_section, other_clinics_section, phantom_section, preset_comparison_section, real_section, shortcut_section, skin_tone_section,
-    resolution_section, stability_section,
+    focus_section, resolution_section, stability_section,
     training_section, trust_section,
 )  # fmt: skip
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
@@ -56,6 +56,7 @@ FRAMING = Path("docs/results/framing.json")  # python -m experiments.framing
 OTHER_CLINICS = Path("docs/results/other_clinics.json")  # python -m experiments.other_clinics
 STABILITY = Path("docs/results/stability.json")  # python -m experiments.stability
 RESOLUTION = Path("docs/results/resolution.json")  # python -m experiments.resolution
+FOCUS = Path("docs/results/focus.json")  # python -m experiments.focus
 PRESET_COMPARISON = Path("docs/results/tiny_vs_small.json")  # python -m experiments.tiny_vs_small (needs the ham10000 runs)
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
@@ -64,6 +65,7 @@ FILES = dict(inference="inference.json", training="training.json", independent_l
              real_ablation="real_ablation.json", stickers="stickers.json", criteria="criteria.json", lesion_focus="lesion_focus.json",
              skin_tone="skin_tone.json", operating_points="operating_points.json", framing="framing.json",
              stability="stability.json", other_clinics="other_clinics.json", resolution="resolution.json",
+             focus="focus.json",
              inference_ham10000="inference_small_ham10000.json")  # fmt: skip
 REAL_QUICK = ["--limit=300", "--seeds=0", "--epochs=1", "--focus_images=50"]  # a smoke run of the real study
 
@@ -91,6 +93,7 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
         ("stability", [python, "-m", "experiments.stability", f"--out={results / FILES['stability']}"]),
         ("other_clinics", [python, "-m", "experiments.other_clinics", f"--out={results / FILES['other_clinics']}"]),
         ("resolution", [python, "-m", "experiments.resolution", f"--out={results / FILES['resolution']}"]),
+        ("focus", [python, "-m", "experiments.focus", f"--out={results / FILES['focus']}"]),
         ("skin_tone", [python, "-m", "train", "skin-tone", f"--out={results / FILES['skin_tone']}"]),
         ("operating_points", [python, "-m", "train", "operating-points", f"--out={results / FILES['operating_points']}"]),
         ("inference_ham10000", [python, "benchmarks/bench_inference.py", "--model", f"checkpoints/{HAM10000_MODEL}",
@@ -177,6 +180,7 @@ def write_results_page(results: Path, out: Path) -> Path:
         other_clinics_section(load(ROOT / OTHER_CLINICS), OTHER_CLINICS),
         stability_section(load(ROOT / STABILITY), STABILITY),
         resolution_section(load(ROOT / RESOLUTION), RESOLUTION),
+        focus_section(load(ROOT / FOCUS), FOCUS),
         trust_section(load(ROOT / GATE), GATE, load(ROOT / LESION_FOCUS), LESION_FOCUS),
         skin_tone_section(load(ROOT / SKIN_TONE), SKIN_TONE, load(ROOT / OPERATING_POINTS), OPERATING_POINTS),
         criteria_section(load(ROOT / CRITERIA), CRITERIA),

@@ -47,7 +47,7 @@ def model_card(model_config: dict, metrics: dict, train_config: dict, repo_id: s
         *[text for text in (_compute_paths(metrics.get("compute_paths")),) if text],
         _cross_validation(metrics.get("cross_validation")),
         _calibration(metrics, model_config),
-        *[text for text in (_least_side(model_config),) if text],
+        *[text for text in (_image_limits(model_config),) if text],
         *[text for text in (_operating_points(model_config, metrics), _skin_tone(model_config)) if text],
         _usage(repo_id or name),
         _intended_use(phantom),
@@ -456,15 +456,22 @@ def _ood(ood: dict | None) -> str:
             f"scores are never changed. Test images flagged: {share}.\n")  # fmt: skip
 
 
-def _least_side(config: dict) -> str:
-    """The shorter side under which an image is too small to judge (``python -m experiments.resolution``)."""
-    side = config.get("min_image_side")
-    if not side:
+def _image_limits(config: dict) -> str:
+    """The least image side and sharpness under which an image is not judged (``python -m experiments.resolution``,
+    ``python -m experiments.focus``)."""
+    side, sharp = config.get("min_image_side"), config.get("min_sharpness")
+    if not side and not sharp:
         return ""
-    return (f"### Smallest image it judges\n\nAn image whose shorter side is under {side} px is not assessable: no "
-            "diagnosis, and the reason in words. Under that side, on smaller copies of its validation images, it did worse "
-            "than at full size by more than the measurement's tolerance (AUC 0.01, balanced accuracy 0.03, Dice 0.01; "
-            "`python -m experiments.resolution`, `docs/results/resolution.json` in the dermfuse repository).\n")
+    text = "### Images too small or too soft to judge\n\nSuch an image is not assessable: no diagnosis, and the reason in words."
+    if side:
+        text += (f" Too small: a shorter side under {side} px; under that side, on smaller copies of its validation images, it "
+                 "did worse than at full size by more than the measurement's tolerance (AUC 0.01, balanced accuracy 0.03, "
+                 "Dice 0.01; `python -m experiments.resolution`).")
+    if sharp:
+        text += (f" Out of focus: a sharpness (log variance of the Laplacian of the 128-px grey thumbnail) under {sharp:.2f}, "
+                 "a low quantile of its training images'; blurred copies of its validation images were judged much "
+                 "worse and more confidently (`python -m experiments.focus`).")
+    return text + " The numbers are in `docs/RESULTS.md` of the dermfuse repository.\n"
 
 
 def _operating_points(config: dict, metrics: dict) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
 
 from dermfuse.assess import (BLANK, FEATURES, assess, border_share, dermoscopy_score, fit_gate, flat_colour_count,
                              grey_world, lowest_input, rule_numbers, rule_reasons, thumbnails)
+from dermfuse.ood import CAPTURE_STATISTICS, capture_statistics, sharpness
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 
 from conftest import SHARED_DATA
+
+CAPTURE_NAMES = ["sharpness" if words.startswith("sharpness") else words for words, *_ in CAPTURE_STATISTICS]
 
 
 def _reasons(image, mask):
@@ -70,6 +74,24 @@ def test_an_image_under_the_models_least_side_is_too_small_to_judge_and_is_told_
     assert assess(blank, mask[:50, :50].astype(np.float32), mask[:50, :50], None, None, min_side=112)[0] == [BLANK]
 
 
+def test_an_image_under_the_models_least_sharpness_is_out_of_focus_and_is_told_so():
+    photo = skimage.data.coffee()
+    mask = np.zeros(photo.shape[:2], dtype=bool)
+    mask[150:250, 200:350] = True
+    soft = cv2.GaussianBlur(photo, (0, 0), 8)
+    judge = lambda image, least: assess(image, mask.astype(np.float32), mask, None, None, min_sharpness=least)  # noqa: E731
+    sharp, blurred = judge(photo, 0.0)[2]["sharpness"], judge(soft, 0.0)[2]["sharpness"]
+    assert blurred < sharp - 1  # blur lowers it
+    least = (sharp + blurred) / 2
+    assert judge(photo, least)[0] == [] and judge(soft, 0.0)[0] == []  # sharp enough, or no least sharpness stated
+    assert judge(soft, least)[0] == [f"The image is out of focus: its sharpness is {blurred:.2f}, under the {least:.2f} this "
+                                     "model needs (blurred copies of its validation images were judged much worse, and "
+                                     "more confidently). Retake it in focus, or upload the original rather than an "
+                                     "enlarged copy."]
+    gray = cv2.cvtColor(thumbnails(photo, mask.astype(np.float32), mask)[0], cv2.COLOR_RGB2GRAY)
+    assert sharp == sharpness(gray) == capture_statistics(photo)[CAPTURE_NAMES.index("sharpness")]  # one measure
+
+
 def test_grey_world_takes_out_a_colour_cast():
     photo = skimage.data.coffee()[::4, ::4]
     cast = np.clip(photo * np.array([0.7, 0.9, 1.3]), 0, 255).astype(np.uint8)
@@ -101,7 +123,7 @@ def test_assess_gives_the_numbers_and_the_reason_in_words():
     mask[150:250, 200:350] = True
     reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, None, deep_distance=None)
     assert reasons == [] and score is None and set(numbers) == {"width", "height", "flat_colours", "white_share",
-                                                                "mean_grey", "lesion_area", "border_share"}
+                                                                "mean_grey", "sharpness", "lesion_area", "border_share"}
     assert (numbers["width"], numbers["height"]) == (photo.shape[1], photo.shape[0])
     rng = np.random.default_rng(1)
     gate = fit_gate(rng.normal(0, 1, (50, len(FEATURES))), rng.normal(5, 1, (50, len(FEATURES))),

@@ -30,7 +30,7 @@ WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata")
 MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
-MUTABLE_CONFIG += ("min_image_side",)  # measured after training: python -m experiments.resolution
+MUTABLE_CONFIG += ("min_image_side", "min_sharpness")  # measured after training: experiments.resolution / .focus
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -46,6 +46,12 @@ def _check_min_image_side(side) -> int:
     if isinstance(side, bool) or not isinstance(side, int) or side < 0:
         raise ValueError(f"min_image_side must be a whole number of pixels, 0 or more, got {side!r}")
     return side
+
+
+def _check_min_sharpness(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"min_sharpness must be a number, 0 or more (log variance of the Laplacian), got {value!r}")
+    return float(value)
 
 
 def _check_trained_metadata(fields) -> list[str] | None:
@@ -108,6 +114,7 @@ class DermFuse(
         skin_tone: dict | None = None,
         operating_points: dict | None = None,
         min_image_side: int = 0,
+        min_sharpness: float = 0.0,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -143,6 +150,7 @@ class DermFuse(
         self.operating_points = operating_points  # melanoma thresholds fitted on validation (dermfuse/operating_points.py)
         # The shorter side under which an image is too small to judge (assess.py; measured by experiments/resolution.py)
         self.min_image_side = _check_min_image_side(min_image_side)
+        self.min_sharpness = _check_min_sharpness(min_sharpness)  # under it an image is out of focus (experiments/focus.py)
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -187,6 +195,8 @@ class DermFuse(
             changes["trained_metadata"] = _check_trained_metadata(changes["trained_metadata"])
         if "min_image_side" in changes:
             changes["min_image_side"] = _check_min_image_side(changes["min_image_side"])
+        if "min_sharpness" in changes:
+            changes["min_sharpness"] = _check_min_sharpness(changes["min_sharpness"])
         for key, value in changes.items():
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
