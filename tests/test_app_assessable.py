@@ -15,7 +15,7 @@ import pytest
 import skimage.data
 import sklearn.datasets
 from gradio_client import Client, handle_file
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui import examples
@@ -54,6 +54,21 @@ def images(tmp_path_factory) -> dict[str, Path]:
 def test_the_api_says_not_assessable_with_a_reason_and_no_top_class(client, images, name):
     result = client.predict(handle_file(str(images[name])), None, "unknown", "unknown", api_name="/predict")
     assert result["assessable"] is False and result["reasons"], result["reasons"]
+    assert result["scores_withheld"] and result["top_class"] is None and result["probabilities"] is None
+
+
+@pytest.mark.parametrize("kind, reason", [("thumbnail", "The image is too small to judge: 100×75 pixels"),
+                                          ("blurred", "The image is out of focus: its sharpness is ")])
+def test_the_api_refuses_a_thumbnail_or_a_blurred_copy_of_real_dermoscopy(client, tmp_path, kind, reason):
+    """The shipped model's least side and sharpness (experiments/resolution.py, experiments/focus.py) in the app."""
+    example = Image.open(examples.real_examples()[0].path).convert("RGB")
+    if kind == "thumbnail":
+        changed = example.resize((100, 75), Image.LANCZOS)
+    else:
+        changed = example.resize((256, 192), Image.LANCZOS).filter(ImageFilter.GaussianBlur(3))
+    changed.save(tmp_path / f"{kind}.png")
+    result = client.predict(handle_file(str(tmp_path / f"{kind}.png")), None, "unknown", "unknown", api_name="/predict")
+    assert result["assessable"] is False and result["reasons"][0].startswith(reason), result["reasons"]
     assert result["scores_withheld"] and result["top_class"] is None and result["probabilities"] is None
 
 
