@@ -86,7 +86,7 @@ def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: fl
     if numbers["flat_colours"] <= 1:
         return [BLANK]
     reasons = []
-    if min_side and "width" in numbers and min(numbers["width"], numbers["height"]) < min_side:
+    if min_side and min(numbers["width"], numbers["height"]) < min_side:
         width, height = numbers["width"], numbers["height"]
         reasons.append(f"The image is too small to judge: {width}×{height} pixels, and this model needs at least "
                        f"{min_side} px on its shorter side (on smaller copies of its validation images it did measurably "

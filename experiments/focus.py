@@ -37,6 +37,7 @@ from dermfuse import DermFuse
 from dermfuse.data import read_dataset
 from dermfuse.ood import sharpness, thumbnail
 from dermfuse.pipeline import Case, DermFusePipeline
+from dermfuse.predict import predict_all
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import focus_section
 from experiments.resolution import classification_numbers
@@ -82,12 +83,9 @@ def image_sharpness(path) -> float:
 
 def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int) -> list:
     """The pipeline's diagnoses of ``rows``, each image changed by ``change``, with its age, sex and site."""
-    results = []
-    for start in range(0, len(rows), batch):
-        chunk = rows.iloc[start:start + batch]
-        results += pipeline.predict([Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))), row.age, row.sex,
-                                          row.site, image_id=row.image_id) for row in chunk.itertuples()], describe=False)
-    return results
+    cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))), row.age, row.sex, row.site,
+                  image_id=row.image_id) for row in rows.itertuples()]
+    return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
 
 
 def condition_numbers(results: list, labels: np.ndarray, classes: list[str], least: float, ood_threshold: float) -> dict:

@@ -37,6 +37,7 @@ from dermfuse import DermFuse
 from dermfuse.data import load_mask
 from dermfuse.metrics import binary_auc, classification_metrics, mask_counts, segmentation_metrics
 from dermfuse.pipeline import Case, DermFusePipeline
+from dermfuse.predict import predict_all
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import resolution_section
 from experiments.split_predictions import split_rows, store_in_model
@@ -80,15 +81,12 @@ def shrunk_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def scores_at(pipeline: DermFusePipeline, rows: pd.DataFrame, side: int | None, batch: int,
               metadata: bool) -> tuple[list, np.ndarray]:  # fmt: skip
     """The pipeline's diagnoses of ``rows`` shrunk to ``side`` and the confusion counts of their masks."""
-    results, counts = [], []
-    for start in range(0, len(rows), batch):
-        chunk = rows.iloc[start:start + batch]
-        images = [shrunk(Image.open(path).convert("RGB"), side) for path in chunk["image_path"]]
-        cases = [Case(np.asarray(image), *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id)
-                 for image, row in zip(images, chunk.itertuples())]
-        for image, row, result in zip(images, chunk.itertuples(), pipeline.predict(cases, describe=False)):
-            counts.append(mask_counts(result.mask, shrunk_mask(load_mask(row.mask_path), image.size))[0])
-            results.append(result)
+    images = [shrunk(Image.open(path).convert("RGB"), side) for path in rows["image_path"]]
+    cases = [Case(np.asarray(image), *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id)
+             for image, row in zip(images, rows.itertuples())]
+    results = predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
+    counts = [mask_counts(result.mask, shrunk_mask(load_mask(row.mask_path), image.size))[0]
+              for image, row, result in zip(images, rows.itertuples(), results)]
     return results, np.array(counts)
 
 
