@@ -36,6 +36,11 @@ UNDEREXPOSED = 20.0  # mean grey level (0–255)
 MIN_LESION_AREA = 0.002  # share of the frame
 OUTSIDE_FRAME = 0.75  # share of the lesion's outline that is the image border
 BLANK = "The image is blank (a single colour): there is nothing to assess."
+# Heavy JPEG compression (experiments/capture.py, docs/results/capture.json), (least shorter side, the highest quality
+# that is warned of): the model learned from 256-px copies saved at quality 75. Saved again at 50 or less, its 256-px
+# validation images changed top class on 12–31 % (0.2 % at 75); PH2's 765×572 images, which the networks see shrunk
+# further, changed it on 15–55 % at 20 or less (6–10 % at 30 to 90). Between the measured sizes the stricter holds.
+COMPRESSION_WARNED = ((553, 20), (0, 50))  # 553 px: the shortest side of PH2's images
 
 FEATURES = (
     "skin_share", "foreign_hue_share", "grey_share", "lightness_spread", "saturation",
@@ -82,7 +87,8 @@ def rule_numbers(small: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
 def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: float = 0.0) -> list[str]:
     """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged; with
     ``min_side``, also an image whose ``numbers`` ``width`` and ``height`` (the frame's) have a shorter side under it,
-    and with ``min_sharpness`` one whose sharpness is under that (out of focus, or a small image enlarged)."""
+    and with ``min_sharpness`` one whose sharpness is under that (out of focus, a small image enlarged, or washed out:
+    the sharpness falls with the contrast too, ``experiments/capture.py``)."""
     if numbers["flat_colours"] <= 1:
         return [BLANK]
     reasons = []
@@ -92,9 +98,10 @@ def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: fl
                        f"{min_side} px on its shorter side (on smaller copies of its validation images it did measurably "
                        "worse). Upload the original image, not a thumbnail or a screenshot.")
     if min_sharpness and numbers["sharpness"] < min_sharpness:
-        reasons.append(f"The image is out of focus: its sharpness is {numbers['sharpness']:.2f}, under the {min_sharpness:.2f} "
-                       "this model needs (blurred copies of its validation images were judged much worse, and more "
-                       "confidently). Retake it in focus, or upload the original rather than an enlarged copy.")
+        reasons.append(f"The image is out of focus (or washed out): its sharpness is {numbers['sharpness']:.2f}, under the "
+                       f"{min_sharpness:.2f} this model needs (blurred copies of its validation images were judged much "
+                       "worse, and more confidently). Retake it in focus and well exposed, or upload the original rather "
+                       "than an enlarged copy.")
     if numbers["flat_colours"] <= FLAT_COLOURS:
         reasons.append(f"The image is made of {numbers['flat_colours']} flat colours: a graphic or a test pattern, "
                        "not a photograph of skin.")
@@ -108,6 +115,20 @@ def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: fl
         reasons.append("The lesion fills the frame, so much of it may lie outside: retake the image with the whole "
                        "lesion in view.")
     return reasons
+
+
+def compression_warning(quality: int | None, width: int, height: int) -> str | None:
+    """A caution for an image whose JPEG file (``quality``: ``dermfuse.data.io.jpeg_quality``) was compressed as hard
+    as copies of real images whose scores then moved (``COMPRESSION_WARNED``); None otherwise, and for other files.
+    Only the last save is known: an image compressed hard and saved again at a high quality is not caught."""
+    if quality is None:
+        return None
+    warned = next(most for side, most in COMPRESSION_WARNED if min(width, height) >= side)
+    if quality > warned:
+        return None
+    return (f"This JPEG file was saved with strong compression (quality {quality}): copies of real dermoscopy images of "
+            f"about this size compressed at quality {warned} or less got a different top class on more than one in ten. "
+            "The scores are shown unchanged; upload the original file if you have it.")
 
 
 def flat_colour_count(image: np.ndarray, coverage: float = 0.95) -> int:

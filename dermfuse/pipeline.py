@@ -40,7 +40,7 @@ from .measure import lesion_focus, measure_lesion
 from .models import DermFuse
 from .models.flips import flipped_views, repeated, view_mean
 from .models.inference import inference_copy
-from .assess import assess
+from .assess import assess, compression_warning
 from .criteria import lesion_criteria
 from .ood import capture_statistics, combined_score, largest_difference, ood_distances, pooled_features, thumbnail
 from .operating_points import place
@@ -233,6 +233,7 @@ class DermFusePipeline:
     def _predict(self, cases, images, known_masks, metadata, described, used, explain, attention, lesion_stream,
                  describe) -> list[Diagnosis]:
         model = self.model
+        qualities = [image.info.get("jpeg_quality") for image in images]  # load_image keeps it: the pixels lose it
         arrays = [np.array(image) for image in images]  # (H, W, 3) uint8 each, converted once for every step
         probability_maps, predicted, gates = self.segment(arrays, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
@@ -295,7 +296,9 @@ class DermFusePipeline:
                                                   None if pooled is None else pooled[i], model.min_image_side,
                                                   model.min_sharpness)
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
-            caution = rare_tone_caution(tone, model.skin_tone) if not reasons else None  # it speaks of the scores
+            cautions = [] if reasons else [  # they speak of the scores
+                caution for caution in (rare_tone_caution(tone, model.skin_tone),
+                                        compression_warning(qualities[i], *frame_size(pixels))) if caution]
             return Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),
@@ -320,8 +323,7 @@ class DermFusePipeline:
                 # The thresholds were set on the whole model's scores: not for the teaching view's blinded lesion stream.
                 operating_points=place(probabilities[i], model.classes, model.operating_points) if lesion_stream else None,
                 model=self.model_info(),
-                warnings=self._warnings(mask, measurements, ood_warning(i), lesion_stream, assessable=not reasons)
-                + ([caution] if caution else []),
+                warnings=self._warnings(mask, measurements, ood_warning(i), lesion_stream, assessable=not reasons) + cautions,
                 top_index=top,
                 assessable=not reasons,
                 reasons=reasons,

@@ -30,18 +30,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageFilter
 
 from dermfuse import DermFuse
 from dermfuse.data import read_dataset
 from dermfuse.ood import sharpness, thumbnail
-from dermfuse.pipeline import Case, DermFusePipeline
-from dermfuse.predict import predict_all
+from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import focus_section
 from experiments.resolution import classification_numbers
-from experiments.split_predictions import folder_rows, split_rows, store_in_model
+from experiments.split_predictions import diagnosed, folder_rows, split_rows, store_in_model
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
@@ -79,13 +77,6 @@ def image_sharpness(path) -> float:
     """The gate's sharpness of the image at ``path``."""
     pixels = np.asarray(Image.open(path).convert("RGB"))
     return sharpness(cv2.cvtColor(thumbnail(pixels), cv2.COLOR_RGB2GRAY))
-
-
-def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int) -> list:
-    """The pipeline's diagnoses of ``rows``, each image changed by ``change``, with its age, sex and site."""
-    cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))), row.age, row.sex, row.site,
-                  image_id=row.image_id) for row in rows.itertuples()]
-    return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
 
 
 def condition_numbers(results: list, labels: np.ndarray, classes: list[str], least: float, ood_threshold: float) -> dict:

@@ -532,14 +532,23 @@ def resolution_section(report: dict | None, path: Path) -> str:
              f"({report['minutes']:.1f} min), source `{path}`. The rule, fixed before the numbers were seen: the least side "
              f"is the smallest at which that size and every larger one stay at most this far under full size: "
              + ", ".join(f"{RESOLUTION_NUMBERS[name]} {value}" for name, value in tolerance.items())
-             + f". By it: **{report['least_side']} px**, stored as the model's `min_image_side`; a smaller image is not "
-             "assessable and is told why.\n\n"
+             + ". " + resolution_verdict(report) + "\n\n"
              "| shorter side | balanced accuracy | macro AUC | melanoma AUC | ECE | not assessable (other rules) | "
              "Dice HAM10000 | Dice ISIC 2018 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
     for side, row in report["sides"].items():
         text += (f"| {side} | {row['balanced_accuracy']:.3f} | {row['macro_auc']:.3f} | {row['melanoma_auc']:.3f} | "
                  f"{row['ece']:.3f} | {row['not_assessable']} | {row['dice_ham10000']:.3f} | {row['dice_isic2018_task1']:.3f} |\n")
     return text
+
+
+def resolution_verdict(report: dict) -> str:
+    """What the resolution study's rule gave, and whether the model stores it."""
+    if report["least_side"] is None:
+        return "By it no side qualifies (even the largest fell outside the tolerance), so nothing was stored."
+    side = f"By it: **{report['least_side']} px**"
+    if report["stored"]:
+        return side + ", stored as the model's `min_image_side`; a smaller image is not assessable and is told why."
+    return side + ", not stored (`--store=false`)."
 
 
 def focus_section(report: dict | None, path: Path) -> str:
@@ -571,6 +580,51 @@ def focus_section(report: dict | None, path: Path) -> str:
     text += "\n| other real dermoscopy, as it is | images | under the least sharpness |\n| --- | --- | --- |\n"
     for name, entry in report["other_sources"].items():
         text += f"| {name} | {entry['images']} | {100 * entry['under_least_sharpness']:.1f} % |\n"
+    return text
+
+
+def capture_section(report: dict | None, path: Path) -> str:
+    """How far the scores move when the same lesion is compressed, white-balanced or exposed differently."""
+    text = "## The same lesion captured differently: compression, colour and light\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.capture")
+    ph2, balance = report["ph2_full_size"], report["white_balance"]
+    text += (f"The model's {report['validation_images']:,} validation-split HAM10000 images (256 px, stored as JPEG quality "
+             "75) with their age, sex and site, each diagnosed as it is and changed in one way, through the pipeline "
+             f"({report['path']} path). `{report['command']}` ({report['minutes']:.1f} min), source `{path}`. Nothing is "
+             "stored in the model; the compression caution's limits (`COMPRESSION_WARNED`, `dermfuse/assess.py`) are read off "
+             "the JPEG rows here and below: the qualities at which the top class changed on more than one image in ten. "
+             "'Flagged': not assessable, or warned as out of distribution; 'moved': against "
+             "the same image as it is, the median of each image's largest probability change, and the share whose top "
+             "class changed.\n\n")
+    head = ("balanced accuracy | macro AUC | melanoma AUC | ECE | median top probability | flagged | median change | "
+            "top class changed |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+
+    def rows(table: dict) -> str:
+        lines = ""
+        for name, row in table.items():
+            change = (f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row
+                      else "— | —")
+            lines += (f"| {name} | {row['balanced_accuracy']:.3f} | {row['macro_auc']:.3f} | {row['melanoma_auc']:.3f} | "
+                      f"{row['ece']:.3f} | {row['median_top_probability']:.3f} | {100 * row['flagged']:.1f} % | {change} |\n")
+        return lines
+
+    text += "| validation images | " + head + rows(report["conditions"])
+    text += (f"\nThe {ph2['images']} PH2 images ({ph2['melanomas']} melanomas; 765×572, never trained on), saved again at "
+             "their own size, without metadata: the networks see them shrunk to their input, and JPEG's 8-px blocks "
+             "shrunk with them.\n\n| PH2 | melanoma against nevus AUC | median change | top class changed |\n"
+             "| --- | --- | --- | --- |\n")
+    for name, row in ph2["rows"].items():
+        change = f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row else "— | —"
+        text += f"| {name} | {row['melanoma_auc']:.3f} | {change} |\n"
+    isic = balance["isic2018_task1_validation"]
+    text += ("\nWhite balance as a remedy, not applied by the model: each image white-balanced (Shades of Gray, p = 6) "
+             "to the training images' mean light, chromaticity (R, G, B) "
+             + ", ".join(f"{v:.3f}" for v in balance["reference_chromaticity"])
+             + f", before the model; 'moved' is against the image as it is, unbalanced. ISIC 2018 Task 1 validation "
+             f"({isic['images']} nevi and melanomas, {isic['melanomas']} melanomas; another clinic's cameras), melanoma against "
+             f"nevus AUC: {isic['as it is']:.3f} as it is, {isic['white-balanced']:.3f} white-balanced.\n\n"
+             "| validation images, white-balanced | " + head + rows(balance["validation"]))
     return text
 
 

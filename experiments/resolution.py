@@ -137,12 +137,13 @@ def run_resolution(config: ResolutionConfig) -> dict:
     report = {"model": config.model, "split": config.split, "path": "fast" if pipeline.fast else "fp32",
               "images": {"ham10000": len(ham), "isic2018_task1": len(isic)}, "tolerance": TOLERANCE, "sides": table,
               "least_side": least_side(table),
+              "stored": bool(config.store and least_side(table) is not None),
               "minutes": (time.monotonic() - started) / 60, "command": command_line("experiments.resolution", config)}
     write_json(config.out, report)
     print(resolution_section(report, Path(config.out)))
     if config.store and report["least_side"] is None:
         print(f"min_image_side not stored: even {max(SIDES)} px fell outside the rule's tolerance")
-    elif config.store:
+    elif report["stored"]:
         store_in_model(config.model, "min_image_side", report["least_side"])
         print(f"stored min_image_side={report['least_side']} in {config.model}/config.json and rewrote its card")
     return report

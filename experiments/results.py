@@ -37,7 +37,7 @@ from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
     LIMITS, ablation_section, claims_section, criteria_section, framing_section, gpu_section, ham10000_section, inference_section, load,
     metadata_section, other_clinics_section, phantom_section, preset_comparison_section, real_section, shortcut_section, skin_tone_section,
-    focus_section, resolution_section, stability_section,
+    capture_section, focus_section, resolution_section, stability_section,
     training_section, trust_section,
 )  # fmt: skip
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
@@ -57,6 +57,7 @@ OTHER_CLINICS = Path("docs/results/other_clinics.json")  # python -m experiments
 STABILITY = Path("docs/results/stability.json")  # python -m experiments.stability
 RESOLUTION = Path("docs/results/resolution.json")  # python -m experiments.resolution
 FOCUS = Path("docs/results/focus.json")  # python -m experiments.focus
+CAPTURE = Path("docs/results/capture.json")  # python -m experiments.capture
 PRESET_COMPARISON = Path("docs/results/tiny_vs_small.json")  # python -m experiments.tiny_vs_small (needs the ham10000 runs)
 GPU_RESULTS = Path("docs/results/gpu")  # measured by hand on a lent GPU: read, never re-run here
 SHORTCUT = "mel:0.9"
@@ -181,6 +182,7 @@ def write_results_page(results: Path, out: Path) -> Path:
         stability_section(load(ROOT / STABILITY), STABILITY),
         resolution_section(load(ROOT / RESOLUTION), RESOLUTION),
         focus_section(load(ROOT / FOCUS), FOCUS),
+        capture_section(load(ROOT / CAPTURE), CAPTURE),
         trust_section(load(ROOT / GATE), GATE, load(ROOT / LESION_FOCUS), LESION_FOCUS),
         skin_tone_section(load(ROOT / SKIN_TONE), SKIN_TONE, load(ROOT / OPERATING_POINTS), OPERATING_POINTS),
         criteria_section(load(ROOT / CRITERIA), CRITERIA),

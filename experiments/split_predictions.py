@@ -79,6 +79,19 @@ def predictions(pipeline: DermFusePipeline, rows: pd.DataFrame, name: str, folde
     return table
 
 
+def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int = 16, metadata: bool = True) -> list:
+    """The pipeline's diagnoses of ``rows`` (``describe=False``), each image first changed by ``change`` (a function of a
+    PIL image: blurred, compressed, ...), with its age, sex and site unless ``metadata=False``. For the studies of how
+    the model fares on images made worse in one way."""
+    from PIL import Image
+
+    from dermfuse.predict import predict_all
+
+    cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))),
+                  *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id) for row in rows.itertuples()]
+    return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
+
+
 def probabilities(table: pd.DataFrame, classes: list[str], with_metadata: bool = True) -> np.ndarray:
     """(N, classes) calibrated probabilities of a predictions table."""
     return table[[f"{'p' if with_metadata else 'q'}_{c}" for c in classes]].to_numpy(dtype=float)

@@ -568,6 +568,14 @@ def _limitations(phantom: bool, ph2: bool = False, ham10000: bool = False, other
                         "numbers above are an upper bound for images from other clinics and devices"
                         + (f" (on ISIC 2018 Task 1 images from other clinics, melanoma against nevus AUC "
                            f"{_number(other_clinics['melanoma_vs_nevus']['auc'], 2)}: see Results)." if other_clinics else "."))  # fmt: skip
+    if ham10000:
+        items.insert(1, "Colour balance and compression move the scores: the model reads colour balance as evidence. Under "
+                        "a colour cast of 15 % (a dermatoscope or camera white-balanced differently) the shipped model's top "
+                        "class changed on about one validation image in five, and its median top probability mostly rose; "
+                        "no check per image can tell such a cast from a lesion's own colours. Upload images as the "
+                        "dermatoscope recorded them, without filters. A JPEG compressed as hard as copies whose top class "
+                        "changed on more than one in ten is diagnosed with a caution (`python -m experiments.capture`; the "
+                        "numbers are in docs/RESULTS.md of the dermfuse repository).")  # fmt: skip
     if ph2:
         items.insert(0, "Trained on 140 PH2 images from one clinic and one dermatoscope (28 melanomas): the cross-validated "
                         "numbers carry wide uncertainty, and two labels only (melanoma, nevus) — any other lesion is forced "

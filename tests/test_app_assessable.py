@@ -58,7 +58,7 @@ def test_the_api_says_not_assessable_with_a_reason_and_no_top_class(client, imag
 
 
 @pytest.mark.parametrize("kind, reason", [("thumbnail", "The image is too small to judge: 100×75 pixels"),
-                                          ("blurred", "The image is out of focus: its sharpness is ")])
+                                          ("blurred", "The image is out of focus (or washed out): its sharpness is ")])
 def test_the_api_refuses_a_thumbnail_or_a_blurred_copy_of_real_dermoscopy(client, tmp_path, kind, reason):
     """The shipped model's least side and sharpness (experiments/resolution.py, experiments/focus.py) in the app."""
     example = Image.open(examples.real_examples()[0].path).convert("RGB")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
-from dermfuse.assess import (BLANK, FEATURES, assess, border_share, dermoscopy_score, fit_gate, flat_colour_count,
-                             grey_world, lowest_input, rule_numbers, rule_reasons, thumbnails)
+from dermfuse.assess import (BLANK, COMPRESSION_WARNED, FEATURES, assess, border_share, compression_warning, dermoscopy_score,
+                             fit_gate, flat_colour_count, grey_world, lowest_input, rule_numbers, rule_reasons, thumbnails)
 from dermfuse.ood import CAPTURE_STATISTICS, capture_statistics, sharpness
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 
 from conftest import SHARED_DATA
+
+ROOT = CHECKPOINTS.parent
 
 CAPTURE_NAMES = ["sharpness" if words.startswith("sharpness") else words for words, *_ in CAPTURE_STATISTICS]
 
@@ -84,12 +88,40 @@ def test_an_image_under_the_models_least_sharpness_is_out_of_focus_and_is_told_s
     assert blurred < sharp - 1  # blur lowers it
     least = (sharp + blurred) / 2
     assert judge(photo, least)[0] == [] and judge(soft, 0.0)[0] == []  # sharp enough, or no least sharpness stated
-    assert judge(soft, least)[0] == [f"The image is out of focus: its sharpness is {blurred:.2f}, under the {least:.2f} this "
-                                     "model needs (blurred copies of its validation images were judged much worse, and "
-                                     "more confidently). Retake it in focus, or upload the original rather than an "
-                                     "enlarged copy."]
+    assert judge(soft, least)[0] == [f"The image is out of focus (or washed out): its sharpness is {blurred:.2f}, under the "
+                                     f"{least:.2f} this model needs (blurred copies of its validation images were judged "
+                                     "much worse, and more confidently). Retake it in focus and well exposed, or upload "
+                                     "the original rather than an enlarged copy."]
     gray = cv2.cvtColor(thumbnails(photo, mask.astype(np.float32), mask)[0], cv2.COLOR_RGB2GRAY)
     assert sharp == sharpness(gray) == capture_statistics(photo)[CAPTURE_NAMES.index("sharpness")]  # one measure
+
+
+def test_a_heavily_compressed_jpeg_is_warned_of_by_its_size():
+    """The networks see a small image's JPEG blocks nearly whole, a large image's shrunk: a small one is warned of at a
+    higher quality."""
+    assert compression_warning(None, 256, 256) is None  # not a JPEG
+    assert compression_warning(51, 256, 192) is None and compression_warning(21, 765, 572) is None
+    assert compression_warning(50, 256, 192) == (
+        "This JPEG file was saved with strong compression (quality 50): copies of real dermoscopy images of about this "
+        "size compressed at quality 50 or less got a different top class on more than one in ten. The scores are shown "
+        "unchanged; upload the original file if you have it.")
+    assert compression_warning(50, 765, 572) is None and "quality 20 or less" in compression_warning(20, 765, 572)
+    assert "quality 50 or less" in compression_warning(40, 1000, 552)  # under the large images' side: the stricter holds
+
+
+@pytest.mark.skipif(not (ROOT / "docs/results/capture.json").is_file(), reason="docs/results/capture.json is not in this copy")
+def test_the_compression_warning_says_what_the_capture_study_measured():
+    """At every quality the warning names for a size (and under it), more than one in ten of the study's images of that
+    size changed top class; at the next quality measured above it, not."""
+    report = json.loads((ROOT / "docs/results/capture.json").read_text())
+    measured = {0: {int(name.split()[-1]): row["top_class_changed"] for name, row in report["conditions"].items()
+                    if name.startswith("JPEG")},  # the 256-px validation images
+                553: {int(name.split()[-1]): row["top_class_changed"] for name, row in report["ph2_full_size"]["rows"].items()
+                      if name.startswith("JPEG")}}  # PH2 at its own size
+    for side, warned in COMPRESSION_WARNED:
+        changed = measured[side]
+        assert warned in changed and all(share > 0.1 for quality, share in changed.items() if quality <= warned)
+        assert changed[min(quality for quality in changed if quality > warned)] <= 0.1
 
 
 def test_grey_world_takes_out_a_colour_cast():

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermfuse.data.io import MAX_PIXELS, ImageLoadError, load_image, load_image_and_mask, load_mask, read_header
+from dermfuse.data.io import (MAX_PIXELS, ImageLoadError, jpeg_quality, load_image, load_image_and_mask, load_mask,
+                              read_header)
 
 
 def _jpeg_bytes(size=(64, 48), colour=(200, 100, 50), **options) -> bytes:
@@ -240,3 +241,16 @@ def test_rgb_and_16_bit_masks():
     deep[:3] = 65535
     deep[3:5] = 20000  # below half range
     assert load_mask(deep).sum() == 30
+
+
+@pytest.mark.parametrize("quality", [5, 20, 49, 50, 51, 75, 95, 100])
+def test_a_jpeg_keeps_the_quality_it_was_saved_at_and_other_files_have_none(tmp_path, quality):
+    """Read from the luminance quantisation table (libjpeg's, which Pillow writes): the pixels alone no longer say it."""
+    pixels = (np.random.default_rng(quality).random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.jpg", quality=quality)
+    assert jpeg_quality(Image.open(tmp_path / "image.jpg")) == quality
+    assert load_image(tmp_path / "image.jpg").info["jpeg_quality"] == quality
+    assert load_image((tmp_path / "image.jpg").read_bytes()).info["jpeg_quality"] == quality
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    assert jpeg_quality(Image.open(tmp_path / "image.png")) is None
+    assert "jpeg_quality" not in load_image(tmp_path / "image.png").info and "jpeg_quality" not in load_image(pixels).info

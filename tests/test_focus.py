@@ -56,6 +56,6 @@ def test_the_shipped_model_refuses_a_blurred_copy_of_an_image_it_judges(tmp_path
     assert main(["predict", str(tmp_path), "--model", str(REAL), "--out", str(out)]) == 0
     rows = pd.read_csv(out / "predictions.csv").set_index("image")
     assert rows.loc["original", "assessable"] and not rows.loc["blurred", "assessable"]
-    assert rows.loc["blurred", "reasons"].startswith("The image is out of focus: its sharpness is ")
+    assert rows.loc["blurred", "reasons"].startswith("The image is out of focus (or washed out): its sharpness is ")
     assert f"under the {least:.2f} this model needs" in rows.loc["blurred", "reasons"]
     assert np.isnan(rows.loc["blurred", "top_probability"])  # no scores shown

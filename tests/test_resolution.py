@@ -13,6 +13,7 @@ from dermfuse import DermFuse, create_model
 from dermfuse.cli import main
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui.examples import EXAMPLES
+from experiments.report_sections import resolution_verdict
 from experiments.resolution import TOLERANCE, least_side, shrunk, shrunk_mask
 
 REAL = CHECKPOINTS / DEFAULT_MODEL
@@ -34,6 +35,12 @@ def test_the_least_side_is_the_smallest_at_which_it_and_every_larger_side_stay_w
     assert least_side(table) == 112
     assert least_side({"full": _row(), "160": _row(dice_ham10000=0.02)}) is None
     assert set(TOLERANCE) == set(_row())
+
+
+def test_the_report_says_whether_the_least_side_was_stored():
+    assert "stored as the model's `min_image_side`" in resolution_verdict({"least_side": 112, "stored": True})
+    assert "not stored (`--store=false`)" in resolution_verdict({"least_side": 112, "stored": False})
+    assert "nothing was stored" in resolution_verdict({"least_side": None, "stored": False})
 
 
 def test_shrinking_keeps_the_aspect_and_the_mask_follows_the_image():

@@ -10,6 +10,8 @@ RGBA, and uploads can be empty, truncated or enormous. Every such case is settle
   black, the colour of the dermoscope's vignette, and look like image content);
 - the pixel count is checked from the file header BEFORE decoding, so a decompression bomb is
   refused without allocating its pixels; tiny images are refused too;
+- a JPEG's quality (``jpeg_quality``, from its quantisation table) is kept in the image's ``info``: the
+  decoded pixels no longer tell how hard the file was compressed, and the model's scores depend on it;
 - a file PIL cannot decode fully (empty, not an image, truncated) raises :class:`ImageLoadError`.
   Truncated files are refused rather than padded (``LOAD_TRUNCATED_IMAGES`` is never set): a
   half-grey dermoscopy image would silently corrupt training and predictions.
@@ -50,6 +52,23 @@ _UPRIGHT = {
 }
 
 
+# The JPEG standard's example luminance table (Annex K), natural order: libjpeg and most encoders scale it by the
+# quality setting (``jpeg_quality``).
+_STANDARD_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+
+
+def _luminance_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance table at ``quality`` (1–100): the standard table scaled, each entry in 1–255."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((_STANDARD_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
+_QUALITY_TABLES = np.stack([_luminance_table(q) for q in range(1, 101)])  # (100, 64)
+
+
 class ImageLoadError(ValueError):
     """An image or mask that cannot be used: the message names the file and what to do about it."""
 
@@ -63,11 +82,12 @@ def load_image(source: ImageSource) -> Image.Image:
     Multi-frame files (TIFF, GIF) give their first frame.
     """
     image, name = _open(source)
+    quality = jpeg_quality(image)
     try:
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image, name)
+        rgb = _to_rgb(ImageOps.exif_transpose(image), name)
     except _DECODE_ERRORS as error:
         raise _decode_error(name, error) from None
+    return _with_quality(rgb, quality)
 
 
 def load_mask(source: ImageSource, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -104,9 +124,9 @@ def load_image_and_mask(image_source: ImageSource, mask_source: ImageSource) -> 
     tools see a file.) Any other size raises ``ValueError`` naming both files.
     """
     raw, image_name = _open(image_source)
-    stored_size, orientation = raw.size, _orientation(raw)
+    stored_size, orientation, quality = raw.size, _orientation(raw), jpeg_quality(raw)
     try:
-        image = _to_rgb(ImageOps.exif_transpose(raw), image_name)
+        image = _with_quality(_to_rgb(ImageOps.exif_transpose(raw), image_name), quality)
     except _DECODE_ERRORS as error:
         raise _decode_error(image_name, error) from None
     mask_image, mask_name = _open(mask_source)
@@ -154,6 +174,30 @@ def read_header(path: str | os.PathLike) -> tuple[tuple[int, int], int]:
     image, _ = _open(path)
     with image:
         return image.size, _orientation(image)
+
+
+def jpeg_quality(image: Image.Image) -> int | None:
+    """The quality (1–100) a JPEG was last saved at, or None when ``image`` is not a JPEG file.
+
+    Read from the file's luminance quantisation table, as the quality whose libjpeg table is nearest it (mean absolute
+    difference): exact for files saved by libjpeg (Pillow, OpenCV, most software), the nearest equivalent for cameras
+    with tables of their own. Compression before the last save leaves no trace in the table.
+    """
+    tables = getattr(image, "quantization", None)
+    if not tables:
+        return None
+    luminance = np.asarray(tables[min(tables)], dtype=np.float64)
+    if luminance.shape != (64,):
+        return None
+    return int(np.argmin(np.abs(_QUALITY_TABLES - luminance).mean(axis=1))) + 1
+
+
+def _with_quality(image: Image.Image, quality: int | None) -> Image.Image:
+    """``image`` with the quality its JPEG file was saved at in ``info["jpeg_quality"]`` (when it came from one), where
+    the pipeline reads it (a heavily compressed upload is told so, ``dermfuse.assess.compression_warning``)."""
+    if quality is not None:
+        image.info["jpeg_quality"] = quality
+    return image
 
 
 def _open(source: ImageSource) -> tuple[Image.Image, str]:

@@ -1,0 +1,211 @@
+"""The same lesion captured or saved differently: how far the model's scores move with compression, colour and light.
+
+    python -m experiments.capture                     # the default model, data in ../shared/data
+
+Two uploads of one lesion differ in ways no clinician would call a different lesion: the file was sent through a
+messenger and compressed again, the dermatoscope's white balance differs (warmer, cooler, greener), the exposure
+or contrast differs. The model should give both the same answer. Each validation image of the model's
+``splits.csv`` (HAM10000, with its age, sex and site) is diagnosed as it is and changed in one of these ways
+(``conditions``), through the pipeline (the compute path the app takes on this CPU, ``describe=False``). Per
+condition: balanced accuracy, macro AUC, melanoma AUC, ECE, the median top probability, the share the
+assessability gate or the out-of-distribution warning flagged, and against the image as it is the median of each
+image's largest probability change and the share whose top class changed.
+
+Two more parts say what the rows mean:
+
+- **Size and compression.** The validation images are 256 px, about the networks' own input, so JPEG's 8-px
+  blocks reach the networks whole. The 140 PH2 images (765×572, melanoma or nevus; never trained on) are saved
+  again at the same qualities at their own size: the model sees them shrunk, and the blocks with them.
+- **White balance as a remedy.** Each image white-balanced to the training images' mean colour balance
+  (``white_balanced``: Shades of Gray, p = 6, the colour-constancy step of several ISIC challenge entries) before
+  the model: as it is and under each colour cast, and ISIC 2018 Task 1's validation nevi and melanomas (another
+  clinic's cameras). The model was not trained on balanced images, so this shows what the step would remove and
+  cost, not a model that uses it.
+
+Nothing is stored in the model. The limits of the compression caution (``COMPRESSION_WARNED`` in
+``dermfuse/assess.py``) are read off the compression rows, after they were seen: at a size, the qualities at which the
+top class changed on more than one image in ten (a test checks them against this file). Writes
+``docs/results/capture.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dermfuse import DermFuse
+from dermfuse.data import read_dataset
+from dermfuse.data.readers import read_isic2019
+from dermfuse.data.transforms import jpeg_again
+from dermfuse.metrics import binary_auc
+from dermfuse.pipeline import DermFusePipeline
+from dermfuse.sources import DEFAULT_MODEL
+from experiments.report_sections import capture_section
+from experiments.resolution import classification_numbers
+from experiments.split_predictions import diagnosed, split_rows
+from train.checkpoint import write_json
+from train.config import command_line, parse_settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "capture.json"
+QUALITIES = (90, 75, 50, 30, 20, 10)  # JPEG quality of the second save (the stored images are quality 75)
+CASTS = {"warmer": (1.15, 1.0, 0.85), "cooler": (0.85, 1.0, 1.15), "greener": (0.9, 1.15, 0.9),
+         "more magenta": (1.1, 0.85, 1.1)}  # gains of R, G, B: a white balance 15 % off
+SHADES_OF_GRAY = 6  # the p of the Minkowski mean that estimates the light's colour
+
+
+@dataclass
+class CaptureConfig:
+    """Settings of ``python -m experiments.capture``."""
+
+    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
+    data: str = str(SHARED)  # the shared data folder (HAM10000/, ISIC2018_Task1/, real/)
+    batch: int = 16
+    out: str = str(RESULTS)
+
+
+def cast(gains: tuple[float, float, float]):
+    """A colour cast: each channel multiplied by its gain (clipped), as a white balance set differently does."""
+    return lambda image: Image.fromarray(np.clip(np.asarray(image, np.float32) * gains, 0, 255).astype(np.uint8))
+
+
+def scaled(factor: float):
+    """Brighter or darker: every channel multiplied by ``factor`` (clipped)."""
+    return cast((factor, factor, factor))
+
+
+def gamma(exponent: float):
+    """A different tone curve: each value v (0–1) becomes v ** ``exponent``."""
+    return lambda image: Image.fromarray(np.round(255 * (np.asarray(image, np.float32) / 255) ** exponent).astype(np.uint8))
+
+
+def contrast(factor: float):
+    """More or less contrast: each value moved ``factor`` times as far from the image's mean (clipped)."""
+    def change(image):
+        pixels = np.asarray(image, np.float32)
+        return Image.fromarray(np.clip(pixels.mean() + factor * (pixels - pixels.mean()), 0, 255).astype(np.uint8))
+    return change
+
+
+def conditions() -> dict:
+    """What is done to each image: name → function of a PIL image."""
+    return {"as it is": lambda image: image,
+            **{f"JPEG quality {q}": (lambda q: lambda image: jpeg_again(image, q))(q) for q in QUALITIES},
+            **{f"colour cast: {name}": cast(gains) for name, gains in CASTS.items()},
+            "darker (× 0.8)": scaled(0.8), "brighter (× 1.25)": scaled(1.25),
+            "gamma 0.7": gamma(0.7), "gamma 1.5": gamma(1.5),
+            "contrast × 0.6": contrast(0.6), "contrast × 1.4": contrast(1.4)}
+
+
+def light_colour(pixels: np.ndarray) -> np.ndarray:
+    """The light's colour (R, G, B), by Shades of Gray: the p-norm mean of each channel over the lit pixels."""
+    values = pixels.reshape(-1, 3).astype(np.float64)
+    lit = values.sum(axis=1) > 30  # leave out a dermoscope's black corners
+    values = values[lit] if lit.any() else values
+    return (values**SHADES_OF_GRAY).mean(axis=0) ** (1 / SHADES_OF_GRAY)
+
+
+def white_balanced(reference: np.ndarray):
+    """White balance to ``reference`` (a light's chromaticity, summing to 1): each channel scaled so the image's
+    light has that chromaticity; its brightness is kept."""
+    def change(image):
+        pixels = np.asarray(image, np.float32)
+        light = light_colour(pixels)
+        gains = reference / (light / light.sum())
+        return Image.fromarray(np.clip(pixels * gains, 0, 255).astype(np.uint8))
+    return change
+
+
+def training_light(rows) -> np.ndarray:
+    """The mean chromaticity of the training images' light (``light_colour``), the white balance's reference."""
+    colours = [light_colour(np.asarray(Image.open(path).convert("RGB"))) for path in rows["image_path"]]
+    return np.mean([colour / colour.sum() for colour in colours], axis=0)
+
+
+def moved(results: list, reference: list) -> dict:
+    """How far the scores moved from ``reference`` (the same images as they are): the median of each image's largest
+    probability change, and the share whose top class changed."""
+    now, before = (np.array([r.probabilities for r in rs]) for rs in (results, reference))
+    return {"median_change": float(np.median(np.abs(now - before).max(axis=1))),
+            "top_class_changed": float(np.mean(now.argmax(axis=1) != before.argmax(axis=1)))}
+
+
+def condition_numbers(results: list, reference: list | None, labels: np.ndarray, classes: list[str], ood_threshold: float) -> dict:
+    """One row of the table: the classification numbers, the median top probability, the share flagged (not
+    assessable, or warned as out of distribution) and, against ``reference``, how far the scores moved."""
+    flagged = [not r.assessable or (r.ood_score is not None and r.ood_score > ood_threshold) for r in results]
+    return {**classification_numbers(results, labels, classes),
+            "median_top_probability": float(np.median([max(r.probabilities) for r in results])),
+            "flagged": float(np.mean(flagged)), **(moved(results, reference) if reference is not None else {})}
+
+
+def melanoma_auc(results: list, truth: np.ndarray, classes: list[str]) -> float:
+    """Melanoma against nevus: the AUC of the melanoma score."""
+    return binary_auc(truth, np.array([r.probabilities[classes.index("mel")] for r in results]))
+
+
+def run_capture(config: CaptureConfig) -> dict:
+    started = time.monotonic()
+    model = DermFuse.from_pretrained(config.model)
+    pipeline = DermFusePipeline(model)
+    classes, threshold = list(model.classes), model.ood["threshold"]
+    validation = split_rows(config.model, config.data, "val")
+    labels = np.array([classes.index(label) for label in validation["label"]])
+    table, baseline = {}, None
+    for name, change in conditions().items():
+        results = diagnosed(pipeline, validation, change, config.batch)
+        baseline = baseline or results
+        table[name] = row = condition_numbers(results, None if results is baseline else baseline, labels, classes, threshold)
+        print(f"{name}: " + ", ".join(f"{key} {value:.3f}" for key, value in row.items()), flush=True)
+
+    ph2 = read_dataset(Path(config.data) / "real")
+    truth = (ph2["label"] == "mel").to_numpy()
+    full_size, ph2_baseline = {}, None
+    for quality in (None, *QUALITIES):
+        change = (lambda image: image) if quality is None else (lambda q: lambda image: jpeg_again(image, q))(quality)
+        results = diagnosed(pipeline, ph2, change, config.batch, metadata=False)
+        ph2_baseline = ph2_baseline or results
+        full_size["as it is" if quality is None else f"JPEG quality {quality}"] = row = {
+            "melanoma_auc": melanoma_auc(results, truth, classes),
+            **(moved(results, ph2_baseline) if results is not ph2_baseline else {})}
+        print(f"PH2 {quality or 'as it is'}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+
+    reference = training_light(split_rows(config.model, config.data, "train"))
+    balance = white_balanced(reference)
+    balanced = {}
+    for name in ("as it is", *(f"colour cast: {cast_name}" for cast_name in CASTS)):
+        change = conditions()[name]
+        results = diagnosed(pipeline, validation, lambda image, change=change: balance(change(image)), config.batch)
+        balanced[name] = row = condition_numbers(results, baseline, labels, classes, threshold)
+        print(f"white-balanced, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+    isic = split_rows(config.model, config.data, "val", source="isic2018_task1").drop(columns="label")
+    isic = isic.merge(read_isic2019(Path(config.data), images=False)[["image_id", "label"]], on="image_id")
+    isic = isic[isic["label"].isin(["mel", "nv"])].reset_index(drop=True)
+    isic_truth = (isic["label"] == "mel").to_numpy()
+    other_clinic = {"images": len(isic), "melanomas": int(isic_truth.sum())}
+    for name, change in (("as it is", lambda image: image), ("white-balanced", balance)):
+        other_clinic[name] = melanoma_auc(diagnosed(pipeline, isic, change, config.batch, metadata=False), isic_truth, classes)
+    print(f"ISIC 2018 validation, melanoma against nevus: {other_clinic}", flush=True)
+
+    report = {"model": config.model, "path": "fast" if pipeline.fast else "fp32", "validation_images": len(validation),
+              "conditions": table, "ph2_full_size": {"images": len(ph2), "melanomas": int(truth.sum()), "rows": full_size},
+              "white_balance": {"reference_chromaticity": reference.tolist(), "validation": balanced,
+                                "isic2018_task1_validation": other_clinic},
+              "minutes": (time.monotonic() - started) / 60, "command": command_line("experiments.capture", config)}
+    write_json(config.out, report)
+    print(capture_section(report, Path(config.out)))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_capture(parse_settings(CaptureConfig, sys.argv[1:] if argv is None else argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
