@@ -141,7 +141,7 @@ def test_augment_without_jitter_only_moves_pixels():
     "options, message",
     [({"scale": (0.0, 1.0)}, "scale="), ({"brightness": 1.5}, "brightness="), ({"hue": 0.7}, "hue="),
      ({"mask_jitter": 0.6}, "mask_jitter="), ({"jpeg_probability": 1.5}, "jpeg_probability="),
-     ({"jpeg_quality": (90, 80)}, "jpeg_quality=")],
+     ({"jpeg_quality": (90, 80)}, "jpeg_quality="), ({"colour_cast": 0.5}, "colour_cast="), ({"colour_cast": -0.1}, "colour_cast=")],
 )
 def test_augment_refuses_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
@@ -191,6 +191,26 @@ def test_jpeg_saves_the_image_again_and_leaves_the_mask():
     change = np.abs(np.asarray(saved_image, int) - np.asarray(image, int))
     assert saved_image.size == image.size and saved_image.mode == "RGB"
     assert 5 < change.mean() < 80  # moved by the compression, still the same picture
+
+
+def test_a_colour_cast_changes_the_channels_balance_not_the_brightness_and_only_when_asked():
+    """Each channel's gain in 1 ± colour_cast, their mean 1: the image's light changes colour, not strength (up to
+    clipping)."""
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(60, 190, (90, 120, 3), dtype=np.uint8))
+    _, mask = _square_pair()
+    still = dict(brightness=0, contrast=0, saturation=0, hue=0, scale=(1.0, 1.0), ratio=(1.0, 1.0), flips=False, rotate90=False)
+    assert np.array_equal(np.asarray(Augment(**still)(image, mask, rng=4)[0]), np.asarray(image))
+    before = np.asarray(image, np.float64).reshape(-1, 3).mean(axis=0)
+    ratios = []
+    for seed in range(10):
+        cast, cast_mask = Augment(**still, colour_cast=0.15)(image, mask, rng=seed)
+        after = np.asarray(cast, np.float64).reshape(-1, 3).mean(axis=0)
+        gains = after / before
+        assert np.all(np.abs(gains - 1) <= 0.15 / 0.85 + 0.01) and abs(after.mean() / before.mean() - 1) < 0.02
+        np.testing.assert_array_equal(cast_mask, mask)
+        ratios.append(gains[0] / gains[2])
+    assert np.ptp(ratios) > 0.1  # the casts differ from image to image
 
 
 def test_an_upload_twin_is_saved_once_more_with_its_mask_one_pixel_away():

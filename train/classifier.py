@@ -295,8 +295,8 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std,
                                      model.image_framing, twins)
 
-    training_augment = (Augment(mask_jitter=config.mask_jitter, jpeg_probability=config.jpeg_probability)
-                        if config.augment else None)
+    training_augment = (Augment(mask_jitter=config.mask_jitter, jpeg_probability=config.jpeg_probability,
+                                colour_cast=config.colour_cast) if config.augment else None)
     train_set, val_set = dataset("train", training_augment, twins=config.consistency > 0), dataset("val")
     train_labels = train_set.labels.numpy()
     criterion = make_criterion(config, train_labels, len(classes), runtime.device)

@@ -95,6 +95,7 @@ class ClassifierConfig(TrainConfig):
     label_smoothing: float = 0.0
     mask_jitter: float = 0.0  # grow/shrink/shift each training mask by up to this fraction of the lesion's side
     jpeg_probability: float = 0.0  # save each training image once more as JPEG (quality 70-95) with this probability
+    colour_cast: float = 0.0  # a colour cast on each training image: each channel's gain in 1 ± this (a white balance set differently)
     consistency: float = 0.0  # weight of a loss asking for the same scores on each training view and its upload twin
     name: str = ""  # the model's name in its config (default dermfuse-<preset>-<data>)
     ece_bins: int = 15
@@ -261,6 +262,8 @@ def check_train_config(config: TrainConfig) -> None:
             raise ValueError(f"--mask_jitter={config.mask_jitter}: a fraction of the lesion's side in [0, 0.5)")
         if not 0 <= config.jpeg_probability <= 1:
             raise ValueError(f"--jpeg_probability={config.jpeg_probability}: a probability in [0, 1]")
+        if not 0 <= config.colour_cast < 0.5:
+            raise ValueError(f"--colour_cast={config.colour_cast}: each channel's gain is drawn from 1 ± it; a value in [0, 0.5)")
         if config.consistency < 0:
             raise ValueError(f"--consistency={config.consistency}: a loss weight, 0 (off) or more")
         if config.image_size and (config.image_size % 32 or config.image_size < 32):

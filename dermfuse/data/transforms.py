@@ -98,7 +98,9 @@ class Augment:
     Geometric, identical on image and mask: random crop covering ``scale`` of the area with aspect
     jitter ``ratio`` (RandomResizedCrop-style; the resize happens in :func:`to_tensor`), horizontal
     and vertical flips, rotations by multiples of 90° (dermoscopy has no "up"). Image only: colour
-    jitter (brightness/contrast/saturation factors in 1 ± value, hue shift in ± ``hue`` turns) and,
+    jitter (brightness/contrast/saturation factors in 1 ± value, hue shift in ± ``hue`` turns), a colour cast (each
+    channel's gain drawn from 1 ± ``colour_cast``, then scaled to a mean gain of 1: a white balance set differently,
+    which a 15 % cast shows the shipped model reads as evidence, ``experiments/capture.py``) and,
     with probability ``hair_probability``, up to ``max_hairs`` thin dark curved hairs: hair is the
     commonest occluder in dermoscopy and the lesion stays a lesion underneath it, so the mask is
     unchanged. With probability ``jpeg_probability`` the image is saved once more as JPEG at a quality drawn
@@ -119,6 +121,7 @@ class Augment:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.02
+    colour_cast: float = 0.0
     hair_probability: float = 0.0
     max_hairs: int = 12
     jpeg_probability: float = 0.0
@@ -135,6 +138,8 @@ class Augment:
                 raise ValueError(f"{name}={getattr(self, name)}: need a value in [0, 1)")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"hue={self.hue}: need a value in [0, 0.5]")
+        if not 0.0 <= self.colour_cast < 0.5:
+            raise ValueError(f"colour_cast={self.colour_cast}: need a value in [0, 0.5) (0.15: each channel's gain in 1 ± 0.15)")
         if not 0.0 <= self.hair_probability <= 1.0 or self.max_hairs < 1:
             raise ValueError("hair_probability must be in [0, 1] and max_hairs at least 1")
         if not 0.0 <= self.jpeg_probability <= 1.0 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
@@ -187,7 +192,11 @@ class Augment:
         image = F.adjust_brightness(image, brightness)
         image = F.adjust_contrast(image, contrast)
         image = F.adjust_saturation(image, saturation)
-        return F.adjust_hue(image, hue) if self.hue > 0 else image
+        image = F.adjust_hue(image, hue) if self.hue > 0 else image
+        if self.colour_cast:  # drawn only when asked: runs without it keep their random streams
+            gains = rng.uniform(1 - self.colour_cast, 1 + self.colour_cast, size=3)
+            image = Image.fromarray(np.clip(np.asarray(image, np.float32) * (gains / gains.mean()), 0, 255).astype(np.uint8))
+        return image
 
 
 def jitter_mask(mask: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
