@@ -166,14 +166,12 @@ def run_capture(config: CaptureConfig) -> dict:
     ph2 = read_dataset(Path(config.data) / "real")
     truth = (ph2["label"] == "mel").to_numpy()
     full_size, ph2_baseline = {}, None
-    for quality in (None, *QUALITIES):
-        change = (lambda image: image) if quality is None else (lambda q: lambda image: jpeg_again(image, q))(quality)
-        results = diagnosed(pipeline, ph2, change, config.batch, metadata=False)
+    for name in ("as it is", *(f"JPEG quality {q}" for q in QUALITIES)):
+        results = diagnosed(pipeline, ph2, conditions()[name], config.batch, metadata=False)
         ph2_baseline = ph2_baseline or results
-        full_size["as it is" if quality is None else f"JPEG quality {quality}"] = row = {
-            "melanoma_auc": melanoma_auc(results, truth, classes),
-            **(moved(results, ph2_baseline) if results is not ph2_baseline else {})}
-        print(f"PH2 {quality or 'as it is'}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+        full_size[name] = row = {"melanoma_auc": melanoma_auc(results, truth, classes),
+                                 **(moved(results, ph2_baseline) if results is not ph2_baseline else {})}
+        print(f"PH2, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
     reference = training_light(split_rows(config.model, config.data, "train"))
     balance = white_balanced(reference)
