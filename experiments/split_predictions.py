@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from dermfuse import skin_tone
 from dermfuse.data import read_dataset, read_manifest
 from dermfuse.models.dermfuse import WEIGHTS_FILE, file_digest
 from dermfuse.pipeline import Case, DermFusePipeline
+from dermfuse.predict import predict_all
 
 CACHE = Path("runs/predictions")
 FOLDERS = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1", "isic_cc0": "isic_cc0"}
@@ -83,10 +85,6 @@ def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int
     """The pipeline's diagnoses of ``rows`` (``describe=False``), each image first changed by ``change`` (a function of a
     PIL image: blurred, compressed, ...), with its age, sex and site unless ``metadata=False``. For the studies of how
     the model fares on images made worse in one way."""
-    from PIL import Image
-
-    from dermfuse.predict import predict_all
-
     cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))),
                   *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id) for row in rows.itertuples()]
     return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
