@@ -41,13 +41,14 @@ from PIL import Image
 from dermfuse import DermFuse
 from dermfuse.data import read_dataset
 from dermfuse.data.readers import read_isic2019
-from dermfuse.data.transforms import jpeg_again
+from dermfuse.data.transforms import channel_gains, jpeg_again
 from dermfuse.metrics import binary_auc
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import capture_section
 from experiments.resolution import classification_numbers
-from experiments.split_predictions import diagnosed, split_rows
+from experiments.split_predictions import diagnosed, flagged, split_rows
+from experiments.stability import changes
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
@@ -71,7 +72,7 @@ class CaptureConfig:
 
 def cast(gains: tuple[float, float, float]):
     """A colour cast: each channel multiplied by its gain (clipped), as a white balance set differently does."""
-    return lambda image: Image.fromarray(np.clip(np.asarray(image, np.float32) * gains, 0, 255).astype(np.uint8))
+    return lambda image: channel_gains(image, gains)
 
 
 def scaled(factor: float):
@@ -128,20 +129,18 @@ def training_light(rows) -> np.ndarray:
 
 
 def moved(results: list, reference: list) -> dict:
-    """How far the scores moved from ``reference`` (the same images as they are): the median of each image's largest
-    probability change, and the share whose top class changed."""
-    now, before = (np.array([r.probabilities for r in rs]) for rs in (results, reference))
-    return {"median_change": float(np.median(np.abs(now - before).max(axis=1))),
-            "top_class_changed": float(np.mean(now.argmax(axis=1) != before.argmax(axis=1)))}
+    """How far the scores moved from ``reference`` (the same images as they are), as the stability study measures it:
+    the median of each image's largest probability change, and the share whose top class changed."""
+    summary = changes(reference, results)
+    return {"median_change": summary["median"], "top_class_changed": summary["top_class_changed"]}
 
 
 def condition_numbers(results: list, reference: list | None, labels: np.ndarray, classes: list[str], ood_threshold: float) -> dict:
     """One row of the table: the classification numbers, the median top probability, the share flagged (not
     assessable, or warned as out of distribution) and, against ``reference``, how far the scores moved."""
-    flagged = [not r.assessable or (r.ood_score is not None and r.ood_score > ood_threshold) for r in results]
     return {**classification_numbers(results, labels, classes),
             "median_top_probability": float(np.median([max(r.probabilities) for r in results])),
-            "flagged": float(np.mean(flagged)), **(moved(results, reference) if reference is not None else {})}
+            "flagged": float(np.mean([flagged(r, ood_threshold) for r in results])), **(moved(results, reference) if reference is not None else {})}
 
 
 def melanoma_auc(results: list, truth: np.ndarray, classes: list[str]) -> float:

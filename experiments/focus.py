@@ -39,7 +39,7 @@ from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import focus_section
 from experiments.resolution import classification_numbers
-from experiments.split_predictions import diagnosed, folder_rows, split_rows, store_in_model
+from experiments.split_predictions import diagnosed, flagged, folder_rows, split_rows, store_in_model
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
@@ -82,10 +82,9 @@ def image_sharpness(path) -> float:
 def condition_numbers(results: list, labels: np.ndarray, classes: list[str], least: float, ood_threshold: float) -> dict:
     """The classification numbers of one condition (as the resolution study's), its median top probability, the share
     flagged already (not assessable, or warned as out of distribution) and the share under the least sharpness."""
-    flagged = [not r.assessable or (r.ood_score is not None and r.ood_score > ood_threshold) for r in results]
     return {**classification_numbers(results, labels, classes),
             "median_top_probability": float(np.median([max(r.probabilities) for r in results])),
-            "flagged_before": float(np.mean(flagged)),
+            "flagged_before": float(np.mean([flagged(r, ood_threshold) for r in results])),
             "under_least_sharpness": float(np.mean([r.assessment_numbers["sharpness"] < least for r in results]))}
 
 

@@ -90,6 +90,11 @@ def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int
     return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
 
 
+def flagged(result, ood_threshold: float) -> bool:
+    """Whether the app already flags a diagnosis: not assessable, or warned as out of distribution."""
+    return not result.assessable or (result.ood_score is not None and result.ood_score > ood_threshold)
+
+
 def probabilities(table: pd.DataFrame, classes: list[str], with_metadata: bool = True) -> np.ndarray:
     """(N, classes) calibrated probabilities of a predictions table."""
     return table[[f"{'p' if with_metadata else 'q'}_{c}" for c in classes]].to_numpy(dtype=float)

@@ -195,8 +195,13 @@ class Augment:
         image = F.adjust_hue(image, hue) if self.hue > 0 else image
         if self.colour_cast:  # drawn only when asked: runs without it keep their random streams
             gains = rng.uniform(1 - self.colour_cast, 1 + self.colour_cast, size=3)
-            image = Image.fromarray(np.clip(np.asarray(image, np.float32) * (gains / gains.mean()), 0, 255).astype(np.uint8))
+            image = channel_gains(image, gains / gains.mean())
         return image
+
+
+def channel_gains(image: Image.Image, gains) -> Image.Image:
+    """``image`` with each channel (R, G, B) multiplied by its gain and clipped: a white balance set differently."""
+    return Image.fromarray(np.clip(np.asarray(image, np.float32) * np.asarray(gains, np.float64), 0, 255).astype(np.uint8))
 
 
 def jitter_mask(mask: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
