@@ -40,7 +40,12 @@ def predict(args: argparse.Namespace) -> int:
     cases = cases_from(args.input, args.age, args.sex, args.site)
     pipeline = load_pipeline(args)
     explain = args.overlays or args.explain
-    results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1)
+    undecodable = []  # (image id, error): files whose header read but whose pixels did not
+    results = predict_all(pipeline, cases, batch_size=args.batch_size, explain=explain, progress=len(cases) > 1,
+                          undecodable=undecodable)
+    if not results:
+        raise ValueError("no image could be decoded, so nothing was written:\n  "
+                         + "\n  ".join(f"{image_id}: {error}" for image_id, error in undecodable))
     written = write_outputs(results, Path(args.out), overlays=args.overlays, isic_submission=args.isic_submission,
                             scores_if_not_assessable=args.scores_if_not_assessable)
     for r in results[:20]:
@@ -50,6 +55,14 @@ def predict(args: argparse.Namespace) -> int:
     if len(results) > 20:
         print(f"... {len(results) - 20} more")
     print(f"wrote {len(written)} files to {args.out}")
+    if undecodable:
+        print(f"dermfuse predict: error: {len(undecodable)} of the {len(cases)} images could not be decoded and are not "
+              f"in the files written (the {len(results)} others are"
+              + ("; the ISIC submission lacks them too, so a scorer will refuse it until they are fixed"
+                 if args.isic_submission else "")
+              + "): re-download or re-export these and run again\n  "
+              + "\n  ".join(f"{image_id}: {error}" for image_id, error in undecodable), file=sys.stderr)
+        return 1
     return 0
 
 

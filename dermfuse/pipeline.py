@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from . import vocab
+from .data.colour_constancy import white_balanced
 from .data.io import load_image, load_image_and_mask
 from .data.metadata import encode_normalized, normalize_metadata
 from .data.transforms import image_view, to_tensor, view_box
@@ -197,11 +198,20 @@ class DermFusePipeline:
                      for i, size in enumerate(sizes)]
         return probability_maps, masks, gates
 
+    def classifier_view(self, images: list) -> list:
+        """The images as the classifier's streams see them: white-balanced to the model's light
+        (:func:`~dermfuse.data.colour_constancy.white_balanced`) where its config holds one, as they are otherwise.
+        The segmenter, the gate and the measurements see them as they are."""
+        reference = self.model.white_balance
+        if reference is None:
+            return images
+        return self._each(lambda image: white_balanced(image, reference), images)
+
     def encode(self, images: list, lesions: list | None):
         """Both encoders once, no gradients: maps (V·B, C, h, w) as float32, the model's ``flip_views`` views of each
         image, view-major (``models/flips.py``: rows ``:B`` are the images as they are). Images and lesion images: PIL
-        or uint8 pixels. The image encoder sees each image as the model's framing says
-        (:func:`~dermfuse.data.transforms.image_view`)."""
+        or uint8 pixels, as :meth:`classifier_view` gives them. The image encoder sees each image as the model's
+        framing says (:func:`~dermfuse.data.transforms.image_view`)."""
         size, views = self.model.image_size, self.model.flip_views
         images = [image_view(image, self.model.image_framing) for image in images]
         if lesions is None and "lesion" in self._networks:
@@ -237,13 +247,14 @@ class DermFusePipeline:
         arrays = [np.array(image) for image in images]  # (H, W, 3) uint8 each, converted once for every step
         probability_maps, predicted, gates = self.segment(arrays, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
+        seen = self.classifier_view(arrays)  # the streams' pixels: white-balanced where the model asks for it
         if lesion_stream:
-            lesions = self._each(self.make_lesion_image, arrays, masks)
+            lesions = self._each(self.make_lesion_image, seen, masks)
         else:
             blank = tuple(int(round(255 * m)) for m in model.mean)
             lesions = [filled(model.image_size, blank) for _ in arrays]
         use_lesion = model.classifier.use_lesion_stream
-        image_maps, lesion_maps = self.encode(arrays, lesions if use_lesion else None)
+        image_maps, lesion_maps = self.encode(seen, lesions if use_lesion else None)
         n = len(cases)
         unknown = encode_normalized([None] * n, [vocab.UNKNOWN] * n, [vocab.UNKNOWN] * n)
         explained = None
@@ -367,7 +378,8 @@ class DermFusePipeline:
     def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
         """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""
         images = [load_image(image) for image in images]
+        seen = self.classifier_view(images)
         with self._lock:
-            image_maps, _ = self.encode(images, images if self.model.classifier.use_lesion_stream else None)
+            image_maps, _ = self.encode(seen, seen if self.model.classifier.use_lesion_stream else None)
         capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
         return pooled_features(image_maps[:len(images)]), capture

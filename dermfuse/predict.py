@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .data.io import read_header
+from .data.io import ImageLoadError, read_header
 from .data.metadata import normalize_metadata
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
@@ -36,7 +36,8 @@ def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
     In a CSV, ``image`` is a path (relative to the CSV's folder) or an id found there as ``{id}.jpg``/``.png``.
     Every image's header and every row's patient data are checked here, before any network runs: a folder or a
     CSV with an unreadable file or an impossible value is refused in seconds, with each one named, rather than
-    failing at its batch after the images before it were diagnosed (and their results lost).
+    failing at its batch after the images before it were diagnosed (and their results lost). A file whose header
+    reads but whose pixels do not (truncated) is found only when decoded: ``predict_all(undecodable=...)``.
     """
     source = Path(source)
     if not source.exists():
@@ -102,12 +103,28 @@ def _resolve(folder: Path, name: str) -> Path | None:
 
 
 def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int = 8, explain: bool = False,
-                progress: bool = True, describe: bool = True) -> list[Diagnosis]:
-    """Run the pipeline over ``cases`` in batches, with a progress bar (``describe``: see ``DermFusePipeline.predict``)."""
+                progress: bool = True, describe: bool = True, undecodable: list | None = None) -> list[Diagnosis]:
+    """Run the pipeline over ``cases`` in batches, with a progress bar (``describe``: see ``DermFusePipeline.predict``).
+
+    An image whose header reads but whose pixels do not (a truncated download) fails its batch when it is decoded.
+    By default that error is raised, as a study needs. With a list as ``undecodable``, that batch is diagnosed again
+    image by image, each image that still cannot be decoded is added to the list as (image id, the error) and left
+    out, and every other image is diagnosed: one bad file in a folder of a thousand costs one result, not all."""
     results = []
     for start in tqdm(range(0, len(cases), batch_size), desc="diagnosing", unit="batch", disable=not progress):
         batch = cases[start:start + batch_size]
-        for case, result in zip(batch, pipeline.predict(batch, explain=explain, describe=describe)):
+        try:
+            diagnosed = list(zip(batch, pipeline.predict(batch, explain=explain, describe=describe)))
+        except ImageLoadError:
+            if undecodable is None:
+                raise
+            diagnosed = []
+            for case in batch:
+                try:
+                    diagnosed += zip([case], pipeline.predict([case], explain=explain, describe=describe))
+                except ImageLoadError as error:
+                    undecodable.append((case.image_id, str(error)))
+        for case, result in diagnosed:
             result.image_id = case.image_id
             results.append(result)
     return results

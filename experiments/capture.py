@@ -17,10 +17,11 @@ Two more parts say what the rows mean:
   blocks reach the networks whole. The 140 PH2 images (765×572, melanoma or nevus; never trained on) are saved
   again at the same qualities at their own size: the model sees them shrunk, and the blocks with them.
 - **White balance as a remedy.** Each image white-balanced to the training images' mean colour balance
-  (``white_balanced``: Shades of Gray, p = 6, the colour-constancy step of several ISIC challenge entries) before
-  the model: as it is and under each colour cast, and ISIC 2018 Task 1's validation nevi and melanomas (another
-  clinic's cameras). The model was not trained on balanced images, so this shows what the step would remove and
-  cost, not a model that uses it.
+  (:func:`dermfuse.data.colour_constancy.white_balanced`: Shades of Gray, p = 6, the colour-constancy step of
+  several ISIC challenge entries) before the model: as it is and under each colour cast, and ISIC 2018 Task 1's
+  validation nevi and melanomas (another clinic's cameras). For a model not trained on balanced images this shows
+  what the step would remove and cost; a model that balances every image itself (``white_balance`` in its config,
+  ``python -m train classifier --white_balance=true``) is balanced once more, which changes little.
 
 Nothing is stored in the model. The limits of the compression caution (``COMPRESSION_WARNED`` in
 ``dermfuse/assess.py``) are read off the compression rows, after they were seen: at a size, the qualities at which the
@@ -40,6 +41,7 @@ from PIL import Image
 
 from dermfuse import DermFuse
 from dermfuse.data import read_dataset
+from dermfuse.data.colour_constancy import mean_light, white_balanced
 from dermfuse.data.readers import read_isic2019
 from dermfuse.data.transforms import channel_gains, jpeg_again
 from dermfuse.metrics import binary_auc
@@ -57,7 +59,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "capture.js
 QUALITIES = (90, 75, 50, 30, 20, 10)  # JPEG quality of the second save (the stored images are quality 75)
 CASTS = {"warmer": (1.15, 1.0, 0.85), "cooler": (0.85, 1.0, 1.15), "greener": (0.9, 1.15, 0.9),
          "more magenta": (1.1, 0.85, 1.1)}  # gains of R, G, B: a white balance 15 % off
-SHADES_OF_GRAY = 6  # the p of the Minkowski mean that estimates the light's colour
 
 
 @dataclass
@@ -101,31 +102,6 @@ def conditions() -> dict:
             "darker (× 0.8)": scaled(0.8), "brighter (× 1.25)": scaled(1.25),
             "gamma 0.7": gamma(0.7), "gamma 1.5": gamma(1.5),
             "contrast × 0.6": contrast(0.6), "contrast × 1.4": contrast(1.4)}
-
-
-def light_colour(pixels: np.ndarray) -> np.ndarray:
-    """The light's colour (R, G, B), by Shades of Gray: the p-norm mean of each channel over the lit pixels."""
-    values = pixels.reshape(-1, 3).astype(np.float64)
-    lit = values.sum(axis=1) > 30  # leave out a dermoscope's black corners
-    values = values[lit] if lit.any() else values
-    return (values**SHADES_OF_GRAY).mean(axis=0) ** (1 / SHADES_OF_GRAY)
-
-
-def white_balanced(reference: np.ndarray):
-    """White balance to ``reference`` (a light's chromaticity, summing to 1): each channel scaled so the image's
-    light has that chromaticity; its brightness is kept."""
-    def change(image):
-        pixels = np.asarray(image, np.float32)
-        light = light_colour(pixels)
-        gains = reference / (light / light.sum())
-        return Image.fromarray(np.clip(pixels * gains, 0, 255).astype(np.uint8))
-    return change
-
-
-def training_light(rows) -> np.ndarray:
-    """The mean chromaticity of the training images' light (``light_colour``), the white balance's reference."""
-    colours = [light_colour(np.asarray(Image.open(path).convert("RGB"))) for path in rows["image_path"]]
-    return np.mean([colour / colour.sum() for colour in colours], axis=0)
 
 
 def moved(results: list, reference: list) -> dict:
@@ -172,8 +148,9 @@ def run_capture(config: CaptureConfig) -> dict:
                                  **(moved(results, ph2_baseline) if results is not ph2_baseline else {})}
         print(f"PH2, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
-    reference = training_light(split_rows(config.model, config.data, "train"))
-    balance = white_balanced(reference)
+    training = split_rows(config.model, config.data, "train")["image_path"]
+    reference = mean_light(Image.open(path).convert("RGB") for path in training)
+    balance = lambda image: white_balanced(image, reference)  # noqa: E731
     balanced = {}
     for name in ("as it is", *(f"colour cast: {cast_name}" for cast_name in CASTS)):
         change = conditions()[name]
@@ -191,8 +168,8 @@ def run_capture(config: CaptureConfig) -> dict:
 
     report = {"model": config.model, "path": "fast" if pipeline.fast else "fp32", "validation_images": len(validation),
               "conditions": table, "ph2_full_size": {"images": len(ph2), "melanomas": int(truth.sum()), "rows": full_size},
-              "white_balance": {"reference_chromaticity": reference.tolist(), "validation": balanced,
-                                "isic2018_task1_validation": other_clinic},
+              "white_balance": {"reference_chromaticity": reference, "model_balances": model.white_balance is not None,
+                                "validation": balanced, "isic2018_task1_validation": other_clinic},
               "minutes": (time.monotonic() - started) / 60, "command": command_line("experiments.capture", config)}
     write_json(config.out, report)
     print(capture_section(report, Path(config.out)))

@@ -65,7 +65,7 @@ def uniform_focus(expert: np.ndarray, box: list[int] | None) -> float:
 def method_maps(pipeline: DermFusePipeline, results: list) -> dict[str, tuple[dict, dict]]:
     """Every CAM method on the batch the pipeline just diagnosed: same images, lesion images, metadata and
     class (each case's top class), in the image frame. Method → ({stream: [maps]}, {stream: [flaw or None]})."""
-    images = [Image.fromarray(r.image) for r in results]
+    images = pipeline.classifier_view([Image.fromarray(r.image) for r in results])
     lesions = [Image.fromarray(r.lesion_image) for r in results]
     image_maps, lesion_maps = pipeline.encode(images, lesions)
     encoded = encode_normalized(*([r.metadata[k] for r in results] for k in ("age", "sex", "site")))
@@ -173,7 +173,7 @@ def print_table(report: dict) -> None:
         print(f"{s:<8} {row['mean']:>6.3f} {row['median']:>7.3f} {row[f'share_under_{UNDER}']:>7.1%} "
               f"{row['uniform_map']['mean']:>12.3f} {row['against_the_predicted_mask']['mean']:>19.3f}  "
               f"{row['methods']}, no map {row['no_map']}")
-    print(f"\nEvery method on the same test images (mean focus / share < 0.3 / degenerate maps)")
+    print("\nEvery method on the same test images (mean focus / share < 0.3 / degenerate maps)")
     for method, streams in report["methods_on_test"].items():
         cells = "   ".join(f"{s}: {v['mean']:.3f} / {v[f'share_under_{UNDER}']:.1%} / {v['degenerate_share']:.1%}"
                            for s, v in streams.items())

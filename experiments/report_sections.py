@@ -618,7 +618,9 @@ def capture_section(report: dict | None, path: Path) -> str:
         change = f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row else "— | —"
         text += f"| {name} | {row['melanoma_auc']:.3f} | {change} |\n"
     isic = balance["isic2018_task1_validation"]
-    text += ("\nWhite balance as a remedy, not applied by the model: each image white-balanced (Shades of Gray, p = 6) "
+    applied = ("applied by the model as well (it balances every image itself): balanced twice here, "
+               if balance.get("model_balances") else "not applied by the model: ")
+    text += ("\nWhite balance as a remedy, " + applied + "each image white-balanced (Shades of Gray, p = 6) "
              "to the training images' mean light, chromaticity (R, G, B) "
              + ", ".join(f"{v:.3f}" for v in balance["reference_chromaticity"])
              + f", before the model; 'moved' is against the image as it is, unbalanced. ISIC 2018 Task 1 validation "

@@ -107,6 +107,27 @@ def test_a_folder_with_unreadable_files_is_refused_before_any_image_is_diagnosed
     assert "case0" not in err and "Traceback" not in err and not out.exists()
 
 
+def test_a_truncated_file_costs_its_own_result_and_is_named(model_dir, image_folder, tmp_path, capsys):
+    """Its header reads, so the folder is not refused; its pixels do not, so it fails when decoded. The others in its
+    batch and after it are diagnosed and written, it is named, and the exit status says not all went through."""
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    for name in ("case0.jpg", "case1.jpg", "case2.jpg"):
+        (folder / name).write_bytes((image_folder / name).read_bytes())
+    whole = (image_folder / "case1.jpg").read_bytes()
+    (folder / "case1.jpg").write_bytes(whole[: len(whole) // 3])
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--model", str(model_dir), "--out", str(out), "--batch-size", "2",
+                 "--isic-submission"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of the 3 images could not be decoded and are not in the files written (the 2 others are; the ISIC" in err
+    assert "case1:" in err and "truncated or corrupt" in err and "Traceback" not in err
+    assert pd.read_csv(out / "predictions.csv")["image"].tolist() == ["case0", "case2"]
+    assert main(["predict", str(folder / "case1.jpg"), "--model", str(model_dir), "--out", str(tmp_path / "one")]) == 2
+    assert "no image could be decoded, so nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "one").exists()
+
+
 def test_a_csv_with_bad_rows_names_each_line(model_dir, image_folder, tmp_path, capsys):
     pd.DataFrame({"image": ["case0", "case1", "missing", "case2"], "age": [30, -5, 40, 50],
                   "sex": ["male", "female", "male", "robot"]}).to_csv(image_folder / "bad.csv", index=False)

@@ -12,6 +12,7 @@ from train_support import classifier_args, make_phantoms, segmenter_args
 
 from dermfuse import DermFuse
 from dermfuse.data import read_manifest
+from dermfuse.data.colour_constancy import mean_light
 from train.__main__ import main as train_cli
 from train.classifier import run_classifier
 from train.config import ClassifierConfig, SegmenterConfig, parse_config
@@ -24,12 +25,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Stage 1 (2 epochs) then stage 2 (2 epochs, jittered masks, prior-shift calibration) on 28 phantoms at 64 px."""
+    """Stage 1 (2 epochs) then stage 2 (2 epochs, jittered masks, prior-shift calibration, white balance) on 28 phantoms
+    at 64 px."""
     root = tmp_path_factory.mktemp("pipeline")
     data = make_phantoms(root / "phantoms")
     segmenter = run_segmenter(parse_config(SegmenterConfig, segmenter_args(root / "seg", data, "--epochs=2")))
     classifier = run_classifier(parse_config(ClassifierConfig, classifier_args(root / "cls", segmenter, "--epochs=2", "--mask_jitter=0.1",
-                                                                     "--calibration=prior")))
+                                                                     "--calibration=prior", "--white_balance=true")))
     return segmenter, classifier
 
 
@@ -64,6 +66,9 @@ def test_stage2_calibrates_stores_temperature_and_writes_figures(runs):
         assert model.prior_shift is None
     assert model.name == "dermfuse-tiny-phantom" and model.dataset.startswith("phantom (synthetic)")
     assert model.trained_metadata == ["age", "sex", "site"]  # phantoms carry all three: the app may use them
+    # --white_balance: every image is balanced to the training split's mean light, which the model keeps.
+    train_paths = read_manifest(cls / "splits.csv").query("split == 'train'")["image_path"]
+    assert model.white_balance == pytest.approx(mean_light(Image.open(path).convert("RGB") for path in train_paths))
     assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9  # fitted on val: never worse there
     # The OOD gate was fitted on the 14 training images and stored in the model's config.
     assert calibration["ood"]["fitted_on"] == "train" and calibration["ood"]["images"] == 14

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from dermfuse import DermFuse
 from dermfuse.data import Augment, ClassificationDataset, load_image
+from dermfuse.data.colour_constancy import mean_light
 from dermfuse.figures import confusion_matrix_figure, learning_curves, reliability_diagram, roc_curves
 from dermfuse.lesion import lesion_image_fn
 from dermfuse.metrics import (classification_metrics, expected_calibration_error, fit_prior_shift, fit_temperature,
@@ -81,8 +82,9 @@ def find_segmenter(path: str) -> tuple[Path, Path | None]:
 
 
 def build_model(source: DermFuse, classes: list[str], image_size: int = 0, variant: str = "",
-                image_framing: str = "", flip_views: int = 0) -> tuple[DermFuse, list[str]]:
-    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``, ``image_framing``, ``flip_views``),
+                image_framing: str = "", flip_views: int = 0, white_balance=None) -> tuple[DermFuse, list[str]]:
+    """A DermFuse with ``source``'s architecture for ``classes`` (and ``image_size``, ``image_framing``, ``flip_views``,
+    ``white_balance``),
     holding every ``source`` weight whose shape still fits; returns it and the names of the freshly initialised ones.
 
     With ``variant`` (a name in ``VARIANTS``: the ablation), the classifier takes that variant's
@@ -97,6 +99,8 @@ def build_model(source: DermFuse, classes: list[str], image_size: int = 0, varia
         config["image_framing"] = image_framing
     if flip_views:
         config["flip_views"] = flip_views
+    if white_balance is not None:
+        config["white_balance"] = list(white_balance)
     model = DermFuse(**config)
     own, theirs = model.state_dict(), source.state_dict()
     kept = {name: tensor for name, tensor in theirs.items() if name in own and own[name].shape == tensor.shape
@@ -268,8 +272,11 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         model = DermFuse(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])  # before the masks: the cache is keyed by these weights
     else:
+        # --white_balance: the light every image is balanced to is the training split's mean (data/colour_constancy.py)
+        light = (mean_light(load_image(path) for path in labelled.loc[labelled["split"] == "train", "image_path"])
+                 if config.white_balance else None)  # fmt: skip
         model, fresh = build_model(DermFuse.from_pretrained(str(segmenter_model)), classes, config.image_size, config.variant,
-                                   config.image_framing, config.flip_views)
+                                   config.image_framing, config.flip_views, light)
         if config.pretrained:
             model.load_imagenet_weights(segmenter=False)
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
@@ -293,7 +300,7 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
 
     def dataset(split: str, augment: Augment | None = None, twins: bool = False) -> ClassificationDataset:
         return ClassificationDataset(parts[split], classes, model.image_size, make_lesion, augment, model.mean, model.std,
-                                     model.image_framing, twins)
+                                     model.image_framing, twins, model.white_balance)
 
     training_augment = (Augment(mask_jitter=config.mask_jitter, jpeg_probability=config.jpeg_probability,
                                 colour_cast=config.colour_cast) if config.augment else None)

@@ -96,6 +96,7 @@ class ClassifierConfig(TrainConfig):
     mask_jitter: float = 0.0  # grow/shrink/shift each training mask by up to this fraction of the lesion's side
     jpeg_probability: float = 0.0  # save each training image once more as JPEG (quality 70-95) with this probability
     colour_cast: float = 0.0  # a colour cast on each training image: each channel's gain in 1 ± this (a white balance set differently)
+    white_balance: bool = False  # balance every image to the training split's mean light before the classifier sees it
     consistency: float = 0.0  # weight of a loss asking for the same scores on each training view and its upload twin
     name: str = ""  # the model's name in its config (default dermfuse-<preset>-<data>)
     ece_bins: int = 15

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from dermfuse.data.colour_constancy import white_balanced
 from dermfuse.data.io import load_image, load_image_and_mask
 from dermfuse.data.metadata import encode_metadata
 from dermfuse.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, Augment, image_view, mask_to_tensor, to_tensor, upload_twin,
@@ -63,6 +64,9 @@ class ClassificationDataset(Dataset):
     - ``image_id``: str;
     - with ``twins=True``, ``image_twin`` and ``lesion_twin`` as well: the same augmented view as a second upload
       of it may come (:func:`~dermfuse.data.transforms.upload_twin`), for ``--consistency`` training.
+
+    ``white_balance`` (a light chromaticity, a model's ``white_balance``): each augmented view is white-balanced to it
+    (:func:`~dermfuse.data.colour_constancy.white_balanced`) before both streams see it, as the pipeline does.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class ClassificationDataset(Dataset):
         std=IMAGENET_STD,
         framing: str = "whole",
         twins: bool = False,
+        white_balance=None,
     ):
         _require_paths(table, ("image_path",))
         view_box(1, 1, framing)  # an unknown framing fails here, not in a DataLoader worker
@@ -95,6 +100,7 @@ class ClassificationDataset(Dataset):
         self.image_size, self.lesion_image_fn, self.augment, self.mean, self.std, self.framing, self.twins = (
             image_size, lesion_image_fn, augment, mean, std, framing, twins,
         )
+        self.white_balance = white_balance
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -109,8 +115,9 @@ class ClassificationDataset(Dataset):
         image, mask = image_view(image, self.framing), None if mask is None else image_view(mask, self.framing)
         if self.augment is not None:
             image, mask = self.augment(image, mask)
+        seen = self._balanced(image)  # both streams see it as the pipeline's classifier_view makes it
         item = {
-            "image": to_tensor(image, self.image_size, self.mean, self.std),
+            "image": to_tensor(seen, self.image_size, self.mean, self.std),
             "label": self.labels[index],
             "age": self.metadata["age"][index],
             "sex": self.metadata["sex"][index],
@@ -118,15 +125,19 @@ class ClassificationDataset(Dataset):
             "image_id": row["image_id"],
         }
         if self.lesion_image_fn is not None:
-            lesion = self.lesion_image_fn(np.asarray(image), mask)
+            lesion = self.lesion_image_fn(np.asarray(seen), mask)
             item["lesion"] = to_tensor(lesion, self.image_size, self.mean, self.std)
         if self.twins:
             twin, twin_mask = upload_twin(image, mask)
+            twin = self._balanced(twin)
             item["image_twin"] = to_tensor(twin, self.image_size, self.mean, self.std)
             if self.lesion_image_fn is not None:
                 item["lesion_twin"] = to_tensor(self.lesion_image_fn(np.asarray(twin), twin_mask), self.image_size,
                                                 self.mean, self.std)
         return item
+
+    def _balanced(self, image: Image.Image) -> Image.Image:
+        return image if self.white_balance is None else white_balanced(image, self.white_balance)
 
 
 def class_balanced_sampler(labels: Sequence, seed: int = 0, num_samples: int | None = None) -> WeightedRandomSampler:

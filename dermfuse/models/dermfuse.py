@@ -54,6 +54,14 @@ def _check_min_sharpness(value) -> float:
     return float(value)
 
 
+def _check_white_balance(reference) -> list[float]:
+    values = [float(v) for v in reference]
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values) or abs(sum(values) - 1) > 1e-3:
+        raise ValueError("white_balance must be a light chromaticity: three positive numbers (R, G, B) summing to 1, "
+                         f"got {reference!r}")
+    return values
+
+
 def _check_trained_metadata(fields) -> list[str] | None:
     if fields is None:
         return None
@@ -100,6 +108,7 @@ class DermFuse(
         lesion_margin: float = 0.15,
         image_framing: str = "whole",
         flip_views: int = 1,
+        white_balance: list[float] | None = None,
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
         sexes: list[str] = vocab.SEXES,
@@ -141,6 +150,9 @@ class DermFuse(
         self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
         self.image_framing = image_framing  # how the image stream sees a frame (constants.IMAGE_FRAMINGS)
         self.flip_views = check_flip_views(flip_views)  # the score: mean logits over this many flips (flips.py)
+        # The light chromaticity every image is white-balanced to before the classifier's streams see it
+        # (data/colour_constancy.py), or None: images as they are
+        self.white_balance = None if white_balance is None else _check_white_balance(white_balance)
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
