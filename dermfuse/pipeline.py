@@ -373,7 +373,8 @@ class DermFusePipeline:
         model = self.model
         return {"name": model.name, "id": model.source["id"], "revision": model.source["revision"],
                 "dataset": model.dataset, "temperature": model.temperature,
-                "metadata_fields": list(model.metadata_fields)}
+                "metadata_fields": list(model.metadata_fields),
+                "white_balance": model.white_balance}  # the light the streams' images were balanced to, or None
 
     def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
         """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""
