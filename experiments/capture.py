@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from dermfuse import DermFuse
-from dermfuse.data import read_dataset
+from dermfuse.data import load_image, read_dataset
 from dermfuse.data.colour_constancy import mean_light, white_balanced
 from dermfuse.data.readers import read_isic2019
 from dermfuse.data.transforms import channel_gains, jpeg_again
@@ -149,7 +149,7 @@ def run_capture(config: CaptureConfig) -> dict:
         print(f"PH2, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
     training = split_rows(config.model, config.data, "train")["image_path"]
-    reference = mean_light(Image.open(path).convert("RGB") for path in training)
+    reference = mean_light(load_image(path) for path in training)  # as python -m train classifier --white_balance does
     balance = lambda image: white_balanced(image, reference)  # noqa: E731
     balanced = {}
     for name in ("as it is", *(f"colour cast: {cast_name}" for cast_name in CASTS)):

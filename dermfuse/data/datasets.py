@@ -80,7 +80,7 @@ class ClassificationDataset(Dataset):
         std=IMAGENET_STD,
         framing: str = "whole",
         twins: bool = False,
-        white_balance=None,
+        white_balance: Sequence[float] | None = None,
     ):
         _require_paths(table, ("image_path",))
         view_box(1, 1, framing)  # an unknown framing fails here, not in a DataLoader worker
