@@ -90,7 +90,7 @@ class HAM10000Config:
     out: str = f"checkpoints/{NAME}"  # where the finished model goes
     work: str = "runs/ham10000"  # both stages' run folders and the evaluation
     preset: str = "small"
-    flip_views: int = 1  # the classifier's score: mean logits over 1, 2 or 4 flipped views (dermfuse/models/flips.py)
+    flip_views: int = 1  # the classifier's score: mean logits over 1, 2, 4 or 8 flipped views (dermfuse/models/flips.py)
     seed: int = 0
     workers: int = 2  # DataLoader workers
     half: bool = True  # round the trained weights to fp16 and ship (and score) the rounded model; false: fp32

@@ -81,13 +81,14 @@ def predictions(pipeline: DermFusePipeline, rows: pd.DataFrame, name: str, folde
     return table
 
 
-def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int = 16, metadata: bool = True) -> list:
+def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int = 16, metadata: bool = True,
+              explain: bool = False) -> list:
     """The pipeline's diagnoses of ``rows`` (``describe=False``), each image first changed by ``change`` (a function of a
-    PIL image: blurred, compressed, ...), with its age, sex and site unless ``metadata=False``. For the studies of how
-    the model fares on images made worse in one way."""
+    PIL image: blurred, compressed, turned, ...), with its age, sex and site unless ``metadata=False``, and with heatmaps
+    if ``explain``. For the studies of how the model fares on images changed in one way."""
     cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))),
                   *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id) for row in rows.itertuples()]
-    return predict_all(pipeline, cases, batch_size=batch, progress=False, describe=False)
+    return predict_all(pipeline, cases, batch_size=batch, explain=explain, progress=False, describe=False)
 
 
 def flagged(result, ood_threshold: float) -> bool:

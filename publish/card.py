@@ -139,8 +139,10 @@ def _flips(config: dict) -> str:
     views = config.get("flip_views", 1)
     if views == 1:
         return ""
-    which = ("as they are and flipped left to right" if views == 2
-             else "as they are, flipped left to right, top to bottom, and both")
+    which = {2: "as they are and flipped left to right",
+             4: "as they are, flipped left to right, top to bottom, and both",
+             8: "all eight orientations of the square: as they are, turned a quarter, a half and three quarters, and "
+                "each of those mirrored"}[views]
     return (f"\n- Flip averaging: the classifier sees the image and the lesion image in {views} views ({which}); its\n"
             "  logits are the mean over the views (`dermfuse.models.flips`). The heatmaps are those of that mean\n"
             "  score, each view's map put back in the image's frame. The out-of-distribution and assessability checks\n"

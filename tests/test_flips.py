@@ -48,9 +48,29 @@ def test_views_are_the_batch_then_its_flips_and_unflip_back():
     assert flipped_views(batch, 1) is batch and flipped_views(None, 4) is None
 
 
-@pytest.mark.parametrize("views", [0, 3, 8, "4"])
-def test_a_view_count_other_than_1_2_4_is_refused_by_name(views):
-    with pytest.raises(ValueError, match="flip_views must be one of 1, 2, 4"):
+def test_eight_views_are_the_eight_orientations_of_the_square_and_turn_back():
+    batch = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = flipped_views(batch, 8)  # (16, 3, 4, 4)
+    assert torch.equal(views[:8], flipped_views(batch, 4))  # the four flips first, as a 4-view model sees them
+    expected = [torch.rot90(batch, k, (-2, -1)) for k in range(4)] + [torch.rot90(batch, k, (-2, -1)).transpose(-2, -1)
+                                                                     for k in range(4)]
+    seen = {views[2 * v:2 * v + 2].numpy().tobytes() for v in range(8)}
+    assert seen == {e.numpy().tobytes() for e in expected}  # every orientation once, quarter turns included
+    assert all(np.array_equal(view, batch[:, 0].numpy()) for view in unflipped(views[:, 0].numpy(), 8))
+    turned = torch.rot90(batch, 1, (-2, -1))  # a quarter turn only reorders the views: the mean is the same
+    assert torch.allclose(view_mean(flipped_views(turned, 8), 8).sum(), view_mean(views, 8).sum())
+    assert {flipped_views(turned, 8)[2 * v:2 * v + 2].numpy().tobytes() for v in range(8)} == seen
+
+
+def test_eight_views_need_a_square_input():
+    with pytest.raises(ValueError, match="needs a square image_size, got \\[160, 128\\]"):
+        DermFuse(**{**create_model("tiny").config, "flip_views": 8, "image_size": [160, 128]})
+    assert DermFuse(**{**create_model("tiny").config, "flip_views": 4, "image_size": [160, 128]}).flip_views == 4
+
+
+@pytest.mark.parametrize("views", [0, 3, 16, "4"])
+def test_a_view_count_other_than_1_2_4_8_is_refused_by_name(views):
+    with pytest.raises(ValueError, match="flip_views must be one of 1, 2, 4, 8"):
         check_flip_views(views)
     with pytest.raises(ValueError, match="flip_views"):
         DermFuse(**{**create_model("tiny").config, "flip_views": views})
@@ -84,7 +104,7 @@ def test_explained_and_plain_diagnoses_give_the_same_mean_scores(models, phantom
     assert {s: h.shape for s, h in explained.heatmaps.items()} == {s: phantom.image.shape[:2] for s in ("image", "lesion")}
 
 
-@pytest.mark.parametrize("views", [2, 4])
+@pytest.mark.parametrize("views", [2, 4, 8])
 def test_the_heatmap_of_a_flipped_image_is_the_flipped_heatmap(models, phantom, views):
     """The views of a left-right flipped image are the original's views in another order, so its mean score is the
     same and its heatmaps are the original's flipped: each view's map is put back in the image's frame."""
@@ -118,6 +138,35 @@ def test_the_heatmap_of_a_flipped_image_is_the_flipped_heatmap(models, phantom, 
     assert np.abs(single[1] - single[0][:, ::-1]).max() > 1e-3
 
 
+def test_with_eight_views_a_quarter_turn_keeps_the_score_and_turns_the_heatmap(models):
+    """A quarter turn is one of the eight views, so an 8-view model's logits do not move and its maps turn with the
+    image; four views (flips only) do not promise that. Both streams are shown an image at the networks' input size
+    (a resize is not exactly rotation-equivariant)."""
+    one = models[0]
+    image = np.ascontiguousarray(generate_phantom("mel", seed=3, size=one.image_size[0]).image)
+    metadata = tuple(encode_metadata(60, "male", "back")[k] for k in ("age", "sex", "site"))
+    for views in (8, 4):
+        model = DermFuse(**{**one.config, "flip_views": views})
+        model.load_state_dict(one.state_dict())
+        pipeline = DermFusePipeline(model, fast=False)
+        turned = np.rot90(image).copy()
+        maps, turned_maps = pipeline.encode([image], [image]), pipeline.encode([turned], [turned])
+        compared = 0
+        for target in range(len(model.classes)):  # the untrained model's map is degenerate for some classes: skipped
+            cams, flaws, logits = head_cams(model.classifier, *maps, metadata, model.image_size, [target], views=views)
+            turned_cams, turned_flaws, turned_logits = head_cams(model.classifier, *turned_maps, metadata,
+                                                                 model.image_size, [target], views=views)
+            if views == 4:
+                assert (logits - turned_logits).abs().max() > 1e-3
+                break
+            assert torch.allclose(logits, turned_logits, atol=1e-5)
+            for stream in ("image", "lesion"):
+                if flaws[stream][0] is None and turned_flaws[stream][0] is None:
+                    assert np.abs(turned_cams[stream][0] - np.rot90(cams[stream][0])).max() < 1e-3, (target, stream)
+                    compared += 1
+        assert views == 4 or compared >= 4
+
+
 def test_the_fallback_map_is_made_from_the_same_views(models, phantom):
     """A case whose Grad-CAM is degenerate gets the fallback method's map of the same views and class."""
     pipeline = DermFusePipeline(models[1], fast=False)
@@ -147,3 +196,4 @@ def test_training_scores_validation_with_the_models_views(models):
 def test_the_model_card_says_the_classifier_averages_flips(models):
     assert "Flip averaging" in model_card(models[1].config, {}, {}) and "4 views" in model_card(models[1].config, {}, {})
     assert "Flip averaging" not in model_card(models[0].config, {}, {})
+    assert "all eight orientations" in model_card({**models[1].config, "flip_views": 8}, {}, {})

@@ -106,6 +106,9 @@ def test_the_apps_banner_says_what_it_learned_from_and_how_far_its_scores_move()
     assert "HAM10000 (7 diagnoses" in banner and "It gives no diagnosis" in banner
     stability = json.loads((REAL.parents[1] / "docs" / "results" / "stability.json").read_text())["paths"]["fast"]
     assert f"about {stability['median']:.2f} (up to {stability['largest']:.2f})" in banner  # the measured numbers
+    turned = json.loads((REAL.parents[1] / "docs" / "results" / "orientation.json").read_text())["orientations"]
+    changed = [row["top_class_changed"] for row in turned.values() if "top_class_changed" in row]
+    assert f"another top class on {100 * min(changed):.0f}–{100 * max(changed):.0f} % of validation images" in banner
 
 
 def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):

@@ -88,7 +88,7 @@ class ClassifierConfig(TrainConfig):
     segmenter: str = ""  # stage-1 run folder (or a saved DermFuse folder) whose segmenter makes the masks
     image_size: int = 0  # classifier input side (0: the model's)
     image_framing: str = ""  # the image stream's view: whole, or central_square as HAM10000's prepared images ('': the model's)
-    flip_views: int = 0  # the classifier's score: mean logits over 1, 2 or 4 flipped views (0: the model's; models/flips.py)
+    flip_views: int = 0  # the classifier's score: mean logits over 1, 2, 4 or 8 flipped views (0: the model's; models/flips.py)
     classes: str = ""  # comma-separated labels (default: the labels present in the data, sorted)
     balance: str = "sampler"  # class imbalance: sampler (class-balanced), weighted (loss), focal, none
     focal_gamma: float = 2.0

@@ -150,6 +150,9 @@ class DermFuse(
         self.lesion_mode, self.lesion_margin = lesion_mode, float(lesion_margin)
         self.image_framing = image_framing  # how the image stream sees a frame (constants.IMAGE_FRAMINGS)
         self.flip_views = check_flip_views(flip_views)  # the score: mean logits over this many flips (flips.py)
+        if self.flip_views == 8 and image_size[0] != image_size[1]:
+            raise ValueError(f"flip_views=8 mirrors each image on its diagonal, which needs a square image_size, got "
+                             f"{list(image_size)}: use a square size, or 4 views or fewer")
         # The light chromaticity every image is white-balanced to before the classifier's streams see it
         # (data/colour_constancy.py), or None: images as they are
         self.white_balance = None if white_balance is None else _check_white_balance(white_balance)
