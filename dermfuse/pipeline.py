@@ -374,7 +374,8 @@ class DermFusePipeline:
         return {"name": model.name, "id": model.source["id"], "revision": model.source["revision"],
                 "dataset": model.dataset, "temperature": model.temperature,
                 "metadata_fields": list(model.metadata_fields),
-                "white_balance": model.white_balance}  # the light the streams' images were balanced to, or None
+                "white_balance": model.white_balance,  # the light the streams' images were balanced to, or None
+                "flip_views": model.flip_views}  # how many orientations of the image its score averages (models/flips.py)
 
     def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
         """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""

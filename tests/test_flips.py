@@ -193,6 +193,20 @@ def test_training_scores_validation_with_the_models_views(models):
         assert torch.allclose(classify(one.classifier, batch), one.classifier(*batch.values()), atol=1e-6)
 
 
+def test_the_reading_says_the_maps_are_of_one_orientation_unless_all_eight_are_averaged(models, phantom):
+    from dermfuse.ui import views
+
+    one = models[0]
+    eight = DermFuse(**{**one.config, "flip_views": 8})
+    eight.load_state_dict(one.state_dict())
+    for model, said in ((one, True), (models[1], True), (eight, False)):
+        result = DermFusePipeline(model, fast=False)(phantom.image, phantom.age, phantom.sex, phantom.site)
+        assert result.model["flip_views"] == model.flip_views and result.heatmap_methods
+        assert ("quite another map" in views.reading(result)) is said, model.flip_views
+    result.model.pop("flip_views")  # a result saved before the field existed: a one-view model's
+    assert "quite another map" in views.reading(result)
+
+
 def test_the_model_card_says_the_classifier_averages_flips(models):
     assert "Flip averaging" in model_card(models[1].config, {}, {}) and "4 views" in model_card(models[1].config, {}, {})
     assert "Flip averaging" not in model_card(models[0].config, {}, {})

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dermfuse.ui.views import orientation_lines
 from experiments.orientation import ORIENTATIONS, correlation, heatmap_agreement, mask_agreement, same_everywhere, turned
 from experiments.report_sections import orientation_section
 
@@ -84,3 +85,7 @@ def test_the_committed_study_is_of_the_shipped_model_in_all_eight_orientations()
     readme = " ".join((RESULTS.parents[2] / "README.md").read_text(encoding="utf-8").split())  # lines joined
     assert f"the top class changed on {100 * min(changed):.1f}–{100 * max(changed):.1f} % of them per orientation" in readme
     assert f"only {100 * report['same_top_class_in_all']:.1f} % kept one top class in all eight" in readme
+    correlations = [stream["median_correlation"] for streams in report["heatmaps"]["orientations"].values()
+                    for stream in streams.values()]
+    said = f"at a median of only {min(correlations):.2f}–{max(correlations):.2f}"
+    assert said in readme and said in orientation_lines(SimpleNamespace(heatmap_methods={"image": "Grad-CAM"}, model={}))[0]

@@ -112,7 +112,7 @@ def sheet_text(diagnosis: Diagnosis) -> str:
         *([plain(views.metadata_effect(diagnosis))] if views.learned_metadata(diagnosis) and diagnosis.assessable else []),
         "",
         "Where the model looked:",
-        *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis)],
+        *[f"  - {plain(line)}" for line in views.focus_lines(diagnosis) + views.orientation_lines(diagnosis)],
         "",
         "Lesion measurements: " + ("; ".join(f"{k} {v}" for k, v in views.measurement_rows(diagnosis)) or "no lesion found") + ".",
         *([f"Skin tone around the lesion: {views.skin_tone_summary(diagnosis, markdown=False)} (ITA after Chardon et "

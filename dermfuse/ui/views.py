@@ -175,6 +175,17 @@ def focus_lines(diagnosis: Diagnosis) -> list[str]:
     return lines
 
 
+def orientation_lines(diagnosis: Diagnosis) -> list[str]:
+    """Under the focus lines, for a model whose score is of the image as uploaded (not averaged over all eight
+    orientations, ``flip_views`` 8): that its heatmaps are of that one orientation. Turned back, the shipped model's
+    maps of a turned image agreed only loosely with these (``experiments/orientation.py``)."""
+    if not diagnosis.heatmap_methods or diagnosis.model.get("flip_views", 1) == 8:
+        return []
+    return ["These maps are of the image as it was uploaded: turned or mirrored, the same image can get quite another "
+            "map (the real-data model's maps of turned validation images, turned back, correlated with those of the "
+            "images as they were at a median of only 0.20–0.47), so read where the heat lies broadly, not its detail."]
+
+
 def measurement_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
     """(quantity, value) pairs of the lesion measurements; empty when no lesion was found."""
     m = diagnosis.measurements
@@ -233,7 +244,7 @@ def operating_point_lines(diagnosis: Diagnosis) -> list[str]:
 def reading(diagnosis: Diagnosis) -> str:
     """Markdown under the pictures: lesion focus, measurements, the patient data used (and, for a model that
     learned from metadata, what they changed), all scores."""
-    parts = ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis)]]
+    parts = ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis) + orientation_lines(diagnosis)]]
     rows = measurement_rows(diagnosis)
     parts.append("### Lesion measurements")
     if rows:
