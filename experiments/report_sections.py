@@ -583,6 +583,23 @@ def focus_section(report: dict | None, path: Path) -> str:
     return text
 
 
+def moved_cells(row: dict) -> str:
+    """The 'median change | top class changed' cells of a row measured against the image as it is ('— | —' for that
+    row itself)."""
+    if "median_change" not in row:
+        return "— | —"
+    return f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %"
+
+
+def ph2_table(rows: dict) -> str:
+    """PH2's rows of a study of changed images: melanoma against nevus AUC and how far the scores moved."""
+    text = "| PH2 | melanoma against nevus AUC | median change | top class changed |\n| --- | --- | --- | --- |\n"
+    for name, row in rows.items():
+        auc = "—" if row["melanoma_auc"] is None else f"{row['melanoma_auc']:.3f}"
+        text += f"| {name} | {auc} | {moved_cells(row)} |\n"
+    return text
+
+
 def capture_section(report: dict | None, path: Path) -> str:
     """How far the scores move when the same lesion is compressed, white-balanced or exposed differently."""
     text = "## The same lesion captured differently: compression, colour and light\n\n"
@@ -603,20 +620,15 @@ def capture_section(report: dict | None, path: Path) -> str:
     def rows(table: dict) -> str:
         lines = ""
         for name, row in table.items():
-            change = (f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row
-                      else "— | —")
             lines += (f"| {name} | {row['balanced_accuracy']:.3f} | {row['macro_auc']:.3f} | {row['melanoma_auc']:.3f} | "
-                      f"{row['ece']:.3f} | {row['median_top_probability']:.3f} | {100 * row['flagged']:.1f} % | {change} |\n")
+                      f"{row['ece']:.3f} | {row['median_top_probability']:.3f} | {100 * row['flagged']:.1f} % | "
+                      f"{moved_cells(row)} |\n")
         return lines
 
     text += "| validation images | " + head + rows(report["conditions"])
     text += (f"\nThe {ph2['images']} PH2 images ({ph2['melanomas']} melanomas; 765×572, never trained on), saved again at "
              "their own size, without metadata: the networks see them shrunk to their input, and JPEG's 8-px blocks "
-             "shrunk with them.\n\n| PH2 | melanoma against nevus AUC | median change | top class changed |\n"
-             "| --- | --- | --- | --- |\n")
-    for name, row in ph2["rows"].items():
-        change = f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row else "— | —"
-        text += f"| {name} | {row['melanoma_auc']:.3f} | {change} |\n"
+             "shrunk with them.\n\n" + ph2_table(ph2["rows"]))
     isic = balance["isic2018_task1_validation"]
     applied = ("applied by the model as well (it balances every image itself): balanced twice here, "
                if balance.get("model_balances") else "not applied by the model: ")
@@ -649,10 +661,10 @@ def orientation_section(report: dict | None, path: Path) -> str:
         return "—" if value is None else f"{value:.3f}"
 
     for name, row in report["orientations"].items():
-        change = (f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} % | {row['mask_agreement']:.3f}"
-                  if "median_change" in row else "— | — | —")
+        agreement = f"{row['mask_agreement']:.3f}" if "mask_agreement" in row else "—"
         text += (f"| {name} | {number(row['balanced_accuracy'])} | {number(row['macro_auc'])} | "
-                 f"{number(row['melanoma_auc'])} | {number(row['ece'])} | {100 * row['flagged']:.1f} % | {change} |\n")
+                 f"{number(row['melanoma_auc'])} | {number(row['ece'])} | {100 * row['flagged']:.1f} % | "
+                 f"{moved_cells(row)} | {agreement} |\n")
 
     text += (f"\nHeatmaps: the first {maps['images']} validation images explained in each orientation, each map turned "
              "back into the frame of the image as it is: its median correlation with the map of the image as it is "
@@ -664,11 +676,7 @@ def orientation_section(report: dict | None, path: Path) -> str:
                                               f"{number(streams[s]['median_focus_change'])}" for s in ("image", "lesion")) + " |\n"
     text += (f"\nThe {ph2['images']} PH2 images ({ph2['melanomas']} melanomas; 765×572, never trained on; without "
              "metadata): a quarter turn makes them portrait. The top class was the same in all eight for "
-             f"{100 * ph2['same_top_class_in_all']:.1f} %.\n\n| PH2 | melanoma against nevus AUC | median change | "
-             "top class changed |\n| --- | --- | --- | --- |\n")
-    for name, row in ph2["rows"].items():
-        change = f"{row['median_change']:.3f} | {100 * row['top_class_changed']:.1f} %" if "median_change" in row else "— | —"
-        text += f"| {name} | {number(row['melanoma_auc'])} | {change} |\n"
+             f"{100 * ph2['same_top_class_in_all']:.1f} %.\n\n" + ph2_table(ph2["rows"]))
     return text
 
 
