@@ -76,10 +76,11 @@ def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> 
             cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
 
 
-def rule_numbers(small: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
-    """What the rules look at, from the thumbnails: flat colours, exposure, sharpness, lesion area and border share."""
+def rule_numbers(small: np.ndarray, lesion: np.ndarray, width: int, height: int) -> dict[str, float]:
+    """What the rules look at: the frame's ``width`` and ``height``, and from the thumbnails flat colours, exposure,
+    sharpness, lesion area and border share."""
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    return {"flat_colours": flat_colour_count(small), "white_share": float((grey >= 250).mean()),
+    return {"width": width, "height": height, "flat_colours": flat_colour_count(small), "white_share": float((grey >= 250).mean()),
             "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
             "border_share": border_share(lesion)}
 
@@ -278,7 +279,7 @@ def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: d
     ``min_sharpness``: the model's ``min_image_side`` and ``min_sharpness`` (0: none).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
-    numbers = {"width": mask.shape[1], "height": mask.shape[0], **rule_numbers(small, lesion)}
+    numbers = rule_numbers(small, lesion, mask.shape[1], mask.shape[0])
     reasons = rule_reasons(numbers, min_side, min_sharpness)
     if deep_distance is None:
         return reasons, None, numbers

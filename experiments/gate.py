@@ -11,6 +11,9 @@ cross-fitted: five folds grouped by the picture they come from; every negative i
 fitted without its fold, so each number below is on images the gate was not fitted on. The stored
 gate is then fitted on all negatives.
 
+An image counts as turned away when its score is under the threshold or a rule fires: every rule the pipeline
+applies for the model, its least side (``min_image_side``) and least sharpness (``min_sharpness``) included.
+
 Writes ``gate`` into ``<model>/config.json`` and ``docs/results/gate.json``; prints the per-source
 table (rejection rate of each real dermoscopy source with the reasons; AUROC and rejection rate of
 each non-dermoscopy source).
@@ -88,15 +91,20 @@ def dermoscopy_sets(config: GateConfig) -> dict[str, pd.DataFrame]:
     return {name: table.reset_index(drop=True) for name, table in sets.items() if len(table)}
 
 
+KEPT = ("small", "prob", "lesion", "size", "deep", "pooled")  # per image, in the cache
+
+
 def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> dict[str, np.ndarray]:
-    """Run the pipeline on ``images``; keep what the gate looks at: the thumbnails, the deep OOD distance and
-    the image encoder's pooled features (``ood_inputs``: one more pass of the image encoder)."""
-    kept = {"small": [], "prob": [], "lesion": [], "deep": [], "pooled": []}
+    """Run the pipeline on ``images``; keep what the gate and the rules look at: the thumbnails, the frame's
+    (width, height), the deep OOD distance and the image encoder's pooled features (``ood_inputs``: one more pass of
+    the image encoder)."""
+    kept = {key: [] for key in KEPT}
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
-        for result in pipeline.predict([Case(image) for image in chunk]):
+        for result in pipeline.predict([Case(image) for image in chunk], describe=False):
             for key, value in zip(("small", "prob", "lesion"), thumbnails(result.image, result.mask_probability, result.mask)):
                 kept[key].append(value)
+            kept["size"].append(result.mask.shape[::-1])  # (width, height)
             kept["deep"].append(float(np.expm1(result.assessment_numbers["deep_distance"])))
         kept["pooled"] += list(pipeline.ood_inputs(chunk)[0])
     return {key: np.array(values) for key, values in kept.items()}
@@ -108,10 +116,10 @@ def collect(pipeline: DermFusePipeline, config: GateConfig) -> tuple[dict, pd.Da
     cache = Path(config.cache) / f"{digest}-{pipeline.model.image_framing}.npz"
     negatives = non_dermoscopy_set(config.seed)
     other = pd.DataFrame({"source": [s for s, _, _ in negatives], "group": [g for _, g, _ in negatives]})
-    if cache.is_file():
-        stored = np.load(cache)
-        return {name: {key: stored[f"{name}/{key}"] for key in ("small", "prob", "lesion", "deep", "pooled")}
-                for name in sorted({k.split("/")[0] for k in stored.files})}, other  # fmt: skip
+    stored = np.load(cache) if cache.is_file() else None
+    names = sorted({k.split("/")[0] for k in stored.files}) if stored is not None else []
+    if names and all(f"{name}/{key}" in stored.files for name in names for key in KEPT):  # else made before "size": again
+        return {name: {key: stored[f"{name}/{key}"] for key in KEPT} for name in names}, other
     sets = dermoscopy_sets(config)
     print({name: len(table) for name, table in sets.items()}, "+", len(negatives), "non-dermoscopy images")
     kept = {name: thumbnails_of(pipeline, table["image_path"].tolist()) for name, table in sets.items()}
@@ -125,8 +133,10 @@ def features_of(part: dict) -> np.ndarray:
     return np.array([dermoscopy_features(*args) for args in zip(part["small"], part["prob"], part["lesion"], part["deep"])])
 
 
-def rules_of(part: dict) -> list[list[str]]:
-    return [rule_reasons(rule_numbers(small, lesion)) for small, lesion in zip(part["small"], part["lesion"])]
+def rules_of(part: dict, model) -> list[list[str]]:
+    """Each image's rule reasons, as the pipeline gives them for ``model`` (its least side and sharpness included)."""
+    return [rule_reasons(rule_numbers(small, lesion, int(width), int(height)), model.min_image_side, model.min_sharpness)
+            for small, lesion, (width, height) in zip(part["small"], part["lesion"], part["size"])]
 
 
 def _rule_names(reasons: list[list[str]]) -> dict[str, int]:
@@ -142,7 +152,7 @@ def run_gate(config: GateConfig) -> dict:
     stored_gate, pipeline.model.gate = pipeline.model.gate, None  # the features do not depend on it; it is refitted
     kept, other = collect(pipeline, config)
     positive, validation = features_of(kept["train"]), features_of(kept["val"])
-    negative, negative_rules = features_of(kept["not_dermoscopy"]), rules_of(kept["not_dermoscopy"])
+    negative, negative_rules = features_of(kept["not_dermoscopy"]), rules_of(kept["not_dermoscopy"], pipeline.model)
     pooled = {name: part["pooled"] for name, part in kept.items()}
     kinds, groups = other["source"].to_numpy(), other["group"].to_numpy()
 
@@ -168,7 +178,7 @@ def run_gate(config: GateConfig) -> dict:
     measured, real_margins = {}, []
     for name in [n for n in kept if n not in ("train", "val", "not_dermoscopy")] + ["val"]:
         scores = dermoscopy_score(gate, features_of(kept[name]), pooled[name]) - gate["threshold"]
-        rules = rules_of(kept[name])
+        rules = rules_of(kept[name], pipeline.model)
         rejected = (scores < 0) | np.array([bool(r) for r in rules])
         if name != "val":
             real_margins.append(scores)

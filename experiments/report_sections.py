@@ -122,7 +122,8 @@ def trust_section(gate: dict | None, gate_path: Path, focus: dict | None, focus_
     else:
         text += (f"`{gate['command']}` on `{gate['model']}` ({gate['minutes']:.0f} min). An image is *not assessable* when a "
                  "rule fires (blank or a few flat colours, over- or under-exposed, no lesion found, a lesion that fills the "
-                 "frame) or its dermoscopy score (quadratic logistic regression on colour, texture and lesion features and "
+                 "frame, and where the model stores them a shorter side under its `min_image_side` or a sharpness under "
+                 "its `min_sharpness`: every rule the app applies) or its dermoscopy score (quadratic logistic regression on colour, texture and lesion features and "
                  f"the image encoder's principal components) is under the threshold that {100 * gate['rejection_target_on_val']:.1f} % "
                  "of the *validation* dermoscopy falls below. Real dermoscopy: the model's test splits, PH2 and the CC0 "
                  "originals, none fitted on. Non-dermoscopy: five folds grouped by source picture, each scored by a gate "

@@ -24,7 +24,7 @@ CAPTURE_NAMES = ["sharpness" if words.startswith("sharpness") else words for wor
 
 def _reasons(image, mask):
     small, _, lesion = thumbnails(image, mask.astype(np.float32), mask)
-    return rule_reasons(rule_numbers(small, lesion))
+    return rule_reasons(rule_numbers(small, lesion, mask.shape[1], mask.shape[0]))
 
 
 def _lesion(height=120, width=160):

@@ -1,0 +1,55 @@
+"""The assessability gate's study (``experiments/gate.py``): it counts every rule the pipeline applies, and the
+committed ``docs/results/gate.json`` agrees with the focus study and with the README."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import skimage.data
+
+from dermfuse.assess import thumbnails
+from dermfuse.sources import CHECKPOINTS
+from experiments.gate import rules_of
+
+ROOT = CHECKPOINTS.parent
+RESULTS = ROOT / "docs" / "results"
+
+
+def _part(image: np.ndarray) -> dict:
+    mask = np.zeros(image.shape[:2], dtype=bool)
+    mask[image.shape[0] // 4:image.shape[0] // 2, image.shape[1] // 4:image.shape[1] // 2] = True
+    small, prob, lesion = thumbnails(image, mask.astype(np.float32), mask)
+    return {"small": [small], "prob": [prob], "lesion": [lesion], "size": [(image.shape[1], image.shape[0])]}
+
+
+def test_the_study_applies_the_models_least_side_and_sharpness_as_the_pipeline_does():
+    photo = skimage.data.coffee()  # 600×400, sharp: no rule fires on it
+    none = SimpleNamespace(min_image_side=0, min_sharpness=0.0)
+    assert rules_of(_part(photo), none) == [[]]
+    assert "too small to judge: 600×400 pixels" in rules_of(_part(photo), SimpleNamespace(min_image_side=401, min_sharpness=0.0))[0][0]
+    blurred = rules_of(_part(photo), SimpleNamespace(min_image_side=0, min_sharpness=20.0))[0]
+    assert len(blurred) == 1 and blurred[0].startswith("The image is out of focus")
+
+
+def test_the_committed_gate_study_counts_the_images_the_focus_study_found_out_of_focus():
+    gate = json.loads((RESULTS / "gate.json").read_text())["sources"]
+    focus = json.loads((RESULTS / "focus.json").read_text())["other_sources"]
+    for gate_name, focus_name in (("ham10000_test", "HAM10000 test"), ("isic2018_task1_test", "ISIC 2018 test"),
+                                  ("ph2", "PH2"), ("isic_cc0", "CC0 originals")):
+        row = focus[focus_name]
+        assert gate[gate_name]["images"] == row["images"]
+        under = round(row["under_least_sharpness"] * row["images"])
+        assert gate[gate_name]["rules"].get("The image is out of focus", 0) == under, gate_name
+    assert gate["ham10000_test"]["rules"]["The image is out of focus"] == 7  # the focus study's 7 of 1,498
+
+
+def test_the_readme_quotes_the_committed_rejection_rates():
+    gate = json.loads((RESULTS / "gate.json").read_text())["sources"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    others = [row["rejected"] for name, row in gate.items() if name.startswith("not_dermoscopy:")]
+    said = (f"it turned away {100 * gate['ham10000_test']['rejected']:.1f} % of HAM10000's test split, "
+            f"{100 * gate['isic2018_task1_test']['rejected']:.1f} % of ISIC 2018's, {100 * gate['ph2']['rejected']:.1f} % of "
+            f"PH2, none of the CC0 originals and {100 * min(others):.1f}–{100 * max(others):.0f} % of each kind")
+    assert gate["isic_cc0"]["rejected"] == 0 and said in readme
