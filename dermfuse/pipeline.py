@@ -32,7 +32,7 @@ from PIL import Image
 from . import vocab
 from .data.colour_constancy import white_balanced
 from .data.io import load_image, load_image_and_mask
-from .data.metadata import encode_normalized, normalize_metadata
+from .data.metadata import age_caution, age_in_range, encode_normalized, normalize_metadata
 from .data.transforms import image_view, to_tensor, view_box
 from .diagnosis import Diagnosis
 from .explain import explain_streams
@@ -151,7 +151,9 @@ class DermFusePipeline:
         described = [{"age": age, "sex": sex, "site": site} for age, sex, site in zip(ages, sexes, sites)]
         fields = self.model.metadata_fields if use_metadata else ()
         seen = [{f: value if f in fields else (None if f == "age" else vocab.UNKNOWN) for f, value in case.items()}
-                for case in described]  # what the model is given: the other fields unknown
+                for case in described]  # what the model is given: the other fields unknown,
+        for case in seen:  # and an age outside its training images' as the nearer end of theirs
+            case["age"] = age_in_range(case["age"], self.model.age_range)
         used = [[f for f in vocab.METADATA_FIELDS if case[f] not in (None, vocab.UNKNOWN)] for case in seen]
         images, known_masks = [], []
         for case in cases:
@@ -309,7 +311,9 @@ class DermFusePipeline:
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             cautions = [] if reasons else [  # they speak of the scores
                 caution for caution in (rare_tone_caution(tone, model.skin_tone),
-                                        compression_warning(qualities[i], *frame_size(pixels))) if caution]
+                                        compression_warning(qualities[i], *frame_size(pixels)),
+                                        age_caution(described[i]["age"], model.age_range) if "age" in used[i] else None)
+                if caution]
             return Diagnosis(
                 image_id=case.image_id,
                 classes=list(model.classes),

@@ -129,10 +129,18 @@ def _preprocessing(config: dict) -> str:
   filled (`dermfuse.lesion.clean_mask`); an empty mask falls back to the whole image.
 - Lesion image: mode `{config['lesion_mode']}`, margin {config['lesion_margin']:g} of the box side, skin outside the
   slightly dilated mask blanked to the mean (`dermfuse.lesion.lesion_image_fn`).
-- Metadata: age in years (missing allowed), sex in {list(config['sexes'])}, site in the unified vocabulary
+- Metadata: age in years (missing allowed{_ages(config)}), sex in {list(config['sexes'])}, site in the unified vocabulary
   {list(config['sites'])}; anything unknown is `unknown`, which the model was trained to expect.{_flips(config)}
 - Output: {_output(config)}
 """
+
+
+def _ages(config: dict) -> str:
+    ages = config.get("age_range")
+    if ages is None:
+        return ""
+    return (f"; its training images' ages run from {ages[0]:g} to {ages[1]:g}, and an age outside is given to it as the "
+            "nearer of the two, with a caution")
 
 
 def _flips(config: dict) -> str:

@@ -142,6 +142,17 @@ def test_trained_metadata_is_recorded_after_training_and_checked():
         model.update_config(trained_metadata=["weight"])
 
 
+def test_the_training_ages_are_recorded_after_training_and_checked(tmp_path):
+    model = create_model("tiny", **SMALL["tiny"])
+    assert model.age_range is None  # unrecorded: ages are given as they are
+    model.update_config(age_range=[5, 85])
+    model.save_pretrained(tmp_path)
+    assert DermFuse.from_pretrained(tmp_path).age_range == [5.0, 85.0]
+    for bad in ([85, 5], [0, 130], [40]):
+        with pytest.raises(ValueError, match=r"age_range must be \[youngest, oldest\] in years, 0 to 120"):
+            model.update_config(age_range=bad)
+
+
 def test_tiny_weights_at_most_20_mb(tmp_path):
     create_model("tiny").save_pretrained(tmp_path)
     size = (tmp_path / "model.safetensors").stat().st_size

@@ -327,6 +327,27 @@ def test_the_model_is_given_only_the_metadata_it_learned_from(pipeline, phantoms
         np.testing.assert_allclose(result.probabilities, result.probabilities_without_metadata, atol=1e-6)
 
 
+def test_an_age_outside_the_training_images_is_given_as_the_nearer_end_with_a_caution(pipeline, phantoms):
+    image, case = phantoms[2].image, {"sex": "male", "site": "back", "mask": phantoms[2].mask}  # the expert mask: assessable
+    free = {age: pipeline(image, age=age, **case, explain=False) for age in (85, 95)}
+    assert free[95].probabilities != free[85].probabilities  # no range recorded: 95 is given as it is
+    pipeline.model.update_config(age_range=[20, 85])
+    try:
+        results = {age: pipeline(image, age=age, **case, explain=False) for age in (2, 20, 60, 85, 95)}
+        blind = pipeline(image, age=95, **case, explain=False, use_metadata=False)
+    finally:
+        pipeline.model.update_config(age_range=None)
+    np.testing.assert_allclose(results[95].probabilities, results[85].probabilities, atol=1e-6)
+    np.testing.assert_allclose(results[2].probabilities, results[20].probabilities, atol=1e-6)
+    np.testing.assert_allclose(results[60].probabilities, pipeline(image, age=60, **case, explain=False).probabilities, atol=1e-6)
+    assert results[95].metadata["age"] == 95.0 and results[95].metadata_used == ["age", "sex", "site"]  # kept as given
+    older = "Age 95 was given to the model as 85, the oldest age among its training images: it never learned from older patients."
+    assert older in results[95].warnings
+    assert "Age 2 was given to the model as 20, the youngest age among its training images" in " ".join(results[2].warnings)
+    for plain in (results[20], results[60], results[85], blind):  # in range, or no metadata given at all
+        assert not any(w.startswith("Age ") for w in plain.warnings)
+
+
 def test_warnings(model, phantoms):
     pipeline = DermFusePipeline(model, fast=False)
     result = pipeline(phantoms[0].image, mask=np.zeros(phantoms[0].mask.shape, bool))

@@ -66,6 +66,8 @@ def test_stage2_calibrates_stores_temperature_and_writes_figures(runs):
         assert model.prior_shift is None
     assert model.name == "dermfuse-tiny-phantom" and model.dataset.startswith("phantom (synthetic)")
     assert model.trained_metadata == ["age", "sex", "site"]  # phantoms carry all three: the app may use them
+    train_ages = read_manifest(cls / "splits.csv").query("split == 'train'")["age"].dropna()
+    assert model.age_range == [train_ages.min(), train_ages.max()]  # older or younger ones are given as these
     # --white_balance: every image is balanced to the training split's mean light, which the model keeps.
     train_paths = read_manifest(cls / "splits.csv").query("split == 'train'")["image_path"]
     assert model.white_balance == pytest.approx(mean_light(Image.open(path).convert("RGB") for path in train_paths))
@@ -129,6 +131,15 @@ def test_the_card_names_the_metadata_the_model_learned_from(runs, trained_metada
     metrics = json.loads((runs[1] / "metrics.json").read_text())
     train_config = json.loads((runs[1] / "train_config.json").read_text())
     assert summary in model_card({**config, "trained_metadata": trained_metadata}, metrics, train_config)
+
+
+def test_the_card_says_how_ages_outside_the_training_images_are_given(runs):
+    config = json.loads((runs[1] / "model" / "config.json").read_text())
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    train_config = json.loads((runs[1] / "train_config.json").read_text())
+    card = model_card({**config, "age_range": [0.0, 85.0]}, metrics, train_config)
+    assert "ages run from 0 to 85, and an age outside is given to it as the nearer of the two" in card
+    assert "ages run from" not in model_card({**config, "age_range": None}, metrics, train_config)
 
 
 def test_a_classifier_built_to_see_central_squares_keeps_that_in_its_config():

@@ -54,7 +54,7 @@ from dermfuse.ood import fit_ood, ood_score
 from dermfuse.pipeline import DermFusePipeline
 from train.checkpoint import MODEL_DIR, model_folder, save_model, write_json
 from train.config import ClassifierConfig, parse_config
-from train.data import MANIFEST, describe_data, known_metadata, prepare_table, require_data, split_counts
+from train.data import MANIFEST, age_range, describe_data, known_metadata, prepare_table, require_data, split_counts
 from train.loop import fit, format_metric
 from train.order import Shard, make_loader
 from train.run_folder import open_run, resume_checkpoint
@@ -282,9 +282,10 @@ def _train(config: ClassifierConfig, runtime: Runtime) -> Path:
         fresh_text = f"the classifier ({len(fresh)} tensors)" if config.variant else ", ".join(fresh) or "nothing"
         runtime.print(f"model from {segmenter_model}; freshly initialised: {fresh_text}"
                       + (" (classifier encoders from ImageNet)" if config.pretrained else ""))
-        # What it learned from: the data, and which metadata fields its training images carried.
+        # What it learned from: the data, which metadata fields its training images carried, and their ages.
+        training = labelled[labelled["split"] == "train"]
         model.update_config(name=config.name or default_name(config, table), dataset=describe_data(labelled),
-                            trained_metadata=known_metadata(labelled[labelled["split"] == "train"]))
+                            trained_metadata=known_metadata(training), age_range=age_range(training))
     if list(model.classes) != classes:
         raise ValueError(f"the run's model has classes {model.classes} but the data gives {classes}: pass --classes")
 

@@ -109,6 +109,13 @@ def known_metadata(table: pd.DataFrame) -> list[str]:
     return [field for field in METADATA_FIELDS if bool(known[field].any())]
 
 
+def age_range(table: pd.DataFrame) -> list[float] | None:
+    """[youngest, oldest] age among the images of ``table`` (``None`` if no age is known): the model's ``age_range``,
+    outside which the pipeline does not ask it to extrapolate."""
+    ages = table["age"].dropna()
+    return None if ages.empty else [float(ages.min()), float(ages.max())]
+
+
 def split_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
     """{split: {label: images}} (``<none>`` for unlabelled images), for logs and the model card."""
     labels = table["label"].fillna("<none>")

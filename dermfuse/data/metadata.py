@@ -58,6 +58,24 @@ def encode_normalized(ages: list, sexes: list[str], sites: list[str]) -> dict[st
     }
 
 
+def age_in_range(age: float | None, age_range) -> float | None:
+    """``age`` moved into ``age_range`` (a model's [youngest, oldest], ``DermFuse.age_range``; ``None``: kept as it is),
+    so the model is not asked to extrapolate beyond the ages it learned from."""
+    if age is None or age_range is None:
+        return age
+    return min(max(age, age_range[0]), age_range[1])
+
+
+def age_caution(age: float | None, age_range) -> str | None:
+    """What a reader is told when :func:`age_in_range` moved ``age``; ``None`` when it did not."""
+    given = age_in_range(age, age_range)
+    if given == age:
+        return None
+    end, beyond = ("oldest", "older") if age > given else ("youngest", "younger")
+    return (f"Age {age:g} was given to the model as {given:g}, the {end} age among its training images: it never "
+            f"learned from {beyond} patients.")
+
+
 def _as_list(value) -> list:
     """A scalar → [scalar]; a sequence, array, tensor or Series → its values."""
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):

@@ -28,7 +28,7 @@ from .segmenter import ENCODER_KWARGS, LesionSegmenter, check_segmentation_size
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata")
+MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata", "age_range")
 MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
 MUTABLE_CONFIG += ("min_image_side", "min_sharpness")  # measured after training: experiments.resolution / .focus
 
@@ -59,6 +59,15 @@ def _check_white_balance(reference) -> list[float]:
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values) or abs(sum(values) - 1) > 1e-3:
         raise ValueError("white_balance must be a light chromaticity: three positive numbers (R, G, B) summing to 1, "
                          f"got {reference!r}")
+    return values
+
+
+def _check_age_range(ages) -> list[float] | None:
+    if ages is None:
+        return None
+    values = [float(a) for a in ages]
+    if len(values) != 2 or not 0 <= values[0] <= values[1] <= vocab.MAX_AGE:
+        raise ValueError(f"age_range must be [youngest, oldest] in years, 0 to {vocab.MAX_AGE:g}, got {ages!r}")
     return values
 
 
@@ -120,6 +129,7 @@ class DermFuse(
         ood: dict | None = None,
         gate: dict | None = None,
         trained_metadata: list[str] | None = None,
+        age_range: list[float] | None = None,
         skin_tone: dict | None = None,
         operating_points: dict | None = None,
         min_image_side: int = 0,
@@ -161,6 +171,9 @@ class DermFuse(
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
         self.gate = gate  # the assessability gate's dermoscopy score (dermfuse/assess.py), fitted by experiments/gate.py
         self.trained_metadata = _check_trained_metadata(trained_metadata)
+        # The youngest and oldest age among the classifier's training images: an age outside is given to it as the
+        # nearer of the two, not extrapolated (DermFusePipeline.predict)
+        self.age_range = _check_age_range(age_range)
         self.skin_tone = skin_tone  # the training split's skin-tone bands (dermfuse/skin_tone.py)
         self.operating_points = operating_points  # melanoma thresholds fitted on validation (dermfuse/operating_points.py)
         # The shorter side under which an image is too small to judge (assess.py; measured by experiments/resolution.py)
@@ -196,7 +209,8 @@ class DermFuse(
 
     def update_config(self, **changes) -> None:
         """Change what training learns after the architecture is fixed (``temperature``, ``prior_shift``, ``ood``,
-        ``gate``, ``dataset``, ``name``, ``trained_metadata``), on the model and in the config ``save_pretrained`` writes."""
+        ``gate``, ``dataset``, ``name``, ``trained_metadata``, ``age_range``, …: ``MUTABLE_CONFIG``), on the model and in the
+        config ``save_pretrained`` writes."""
         unknown = sorted(set(changes) - set(MUTABLE_CONFIG))
         if unknown:
             raise ValueError(f"cannot change {unknown} after construction: only {', '.join(MUTABLE_CONFIG)}")
@@ -208,6 +222,8 @@ class DermFuse(
             changes["prior_shift"] = _check_prior_shift(changes["prior_shift"], len(self.classes))
         if "trained_metadata" in changes:
             changes["trained_metadata"] = _check_trained_metadata(changes["trained_metadata"])
+        if "age_range" in changes:
+            changes["age_range"] = _check_age_range(changes["age_range"])
         if "min_image_side" in changes:
             changes["min_image_side"] = _check_min_image_side(changes["min_image_side"])
         if "min_sharpness" in changes:
