@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .data.io import ImageLoadError, read_header
 from .data.metadata import normalize_metadata
+from .data.readers import METADATA_COLUMNS, find_columns
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
 from .render import overlay_sheet
@@ -33,7 +34,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
     """An image file, a folder of images, or a CSV (columns ``image`` [, ``age``, ``sex``, ``site``]).
 
-    In a CSV, ``image`` is a path (relative to the CSV's folder) or an id found there as ``{id}.jpg``/``.png``.
+    In a CSV, ``image`` (or HAM10000's ``image_id``) is a path relative to the CSV's folder, or an id found there or in
+    its ``images/`` folder as ``{id}.jpg``/``.jpeg``/``.png``. The patient columns may have the names HAM10000 and ISIC
+    give them (``age_approx``, ``gender``, ``localization``, ``anatom_site_general``: ``data.readers.METADATA_COLUMNS``).
     Every image's header and every row's patient data are checked here, before any network runs: a folder or a
     CSV with an unreadable file or an impossible value is refused in seconds, with each one named, rather than
     failing at its batch after the images before it were diagnosed (and their results lost). A file whose header
@@ -51,19 +54,20 @@ def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
         cases = [Case(p, age, sex, site, image_id=p.stem) for p in files]
         problems, inputs = [problem for problem in map(_problem, cases) if problem], len(cases)
     elif source.suffix.lower() == ".csv":
-        table = pd.read_csv(source, dtype={"image": str})
-        if "image" not in table.columns:
-            raise ValueError(f"{source} has no 'image' column (columns: {', '.join(table.columns)})")
+        table = pd.read_csv(source, dtype=str)  # a blank or NA cell is NaN: unknown
+        columns = find_columns(table.columns, {"image": ("image", "image_id"), **METADATA_COLUMNS})
+        if columns["image"] is None:
+            raise ValueError(f"{source} has no 'image' (or 'image_id') column (columns: {', '.join(table.columns)})")
         cases, problems, inputs = [], [], len(table)
-        for line, row in enumerate(table.itertuples(index=False), start=2):
-            path = _resolve(source.parent, str(row.image))
+        for line, row in enumerate(table.to_dict("records"), start=2):
+            name = str(row[columns["image"]])
+            path = _resolve(source.parent, name)
             if path is None:
-                problems.append(f"line {line} ({row.image}): no such image next to the CSV, as a path or as "
-                                f"{row.image}.jpg / .jpeg / .png")
+                problems.append(f"line {line} ({name}): no such image next to the CSV or in its images/ folder, as a "
+                                f"path or as {name}.jpg / .jpeg / .png")
                 continue
-            case = Case(path, getattr(row, "age", None), getattr(row, "sex", None), getattr(row, "site", None),
-                        image_id=Path(str(row.image)).stem)
-            problems += [f"line {line} ({row.image}): {problem}" for problem in [_problem(case)] if problem]
+            case = Case(path, *(row[columns[f]] if columns[f] else None for f in METADATA_COLUMNS), image_id=Path(name).stem)
+            problems += [f"line {line} ({name}): {problem}" for problem in [_problem(case)] if problem]
             cases.append(case)
     else:
         cases = [Case(source, age, sex, site, image_id=source.stem)]
@@ -93,12 +97,12 @@ def _refuse(source: Path, problems: list[str], inputs: int, shown: int = 10) -> 
 
 
 def _resolve(folder: Path, name: str) -> Path | None:
-    candidate = folder / name
-    if candidate.is_file():
-        return candidate
-    for suffix in (".jpg", ".jpeg", ".png"):
-        if (folder / f"{name}{suffix}").is_file():
-            return folder / f"{name}{suffix}"
+    """The image a CSV row names: a path from the CSV's folder, or an id there or in its ``images/`` folder (the
+    folder layout ``data.readers.read_image_folder`` reads)."""
+    for where in (folder, folder / "images"):
+        for candidate in (where / name, *(where / f"{name}{suffix}" for suffix in (".jpg", ".jpeg", ".png"))):
+            if candidate.is_file():
+                return candidate
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,31 @@ def test_predict_csv_with_metadata(model_dir, image_folder, tmp_path):
         {"age": 30.0, "sex": "male", "site": "head/neck"}, {"age": None, "sex": "unknown", "site": "palms/soles"}]
 
 
+@pytest.mark.parametrize("layout", ["ham10000", "isic"])
+def test_predict_reads_the_official_tables_column_names_and_an_images_folder(model_dir, image_folder, tmp_path, layout):
+    """HAM10000's metadata table (image_id, age, sex, localization) and ISIC's (image, age_approx, gender,
+    anatom_site_general) beside an images/ folder: their patient data reach the model, none silently dropped."""
+    root = tmp_path / layout
+    shutil.copytree(image_folder, root / "images")
+    columns = ({"image_id": ["case0", "case1"], "age": [30, None], "sex": ["male", "unknown"], "localization": ["face", "acral"]}
+               if layout == "ham10000" else
+               {"image": ["case0", "case1"], "age_approx": [30, None], "gender": ["male", ""],
+                "anatom_site_general": ["head/neck", "palms/soles"]})
+    pd.DataFrame(columns).to_csv(root / "metadata.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["predict", str(root / "metadata.csv"), "--model", str(model_dir), "--out", str(out)]) == 0
+    records = json.loads((out / "predictions.json").read_text())
+    assert [r["image_id"] for r in records] == ["case0", "case1"]
+    assert [r["metadata"] for r in records] == [
+        {"age": 30.0, "sex": "male", "site": "head/neck"}, {"age": None, "sex": "unknown", "site": "palms/soles"}]
+
+
+def test_a_csv_without_an_image_column_says_which_names_it_takes(model_dir, image_folder, tmp_path, capsys):
+    pd.DataFrame({"file": ["case0"]}).to_csv(tmp_path / "cases.csv", index=False)
+    assert main(["predict", str(tmp_path / "cases.csv"), "--model", str(model_dir), "--out", str(tmp_path / "out")]) == 2
+    assert "has no 'image' (or 'image_id') column (columns: file)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["/no/such/file.jpg"], "does not exist"),
     (["IMAGE", "--age", "-5"], "impossible"),
@@ -135,7 +161,8 @@ def test_a_csv_with_bad_rows_names_each_line(model_dir, image_folder, tmp_path, 
     err = capsys.readouterr().err
     assert "3 of the 4 images in" in err and "line 2" not in err
     assert "line 3 (case1): age -5 is impossible" in err and "line 5 (case2): unknown sex 'robot'" in err
-    assert "line 4 (missing): no such image next to the CSV, as a path or as missing.jpg / .jpeg / .png" in err
+    assert ("line 4 (missing): no such image next to the CSV or in its images/ folder, as a path or as missing.jpg / "
+            ".jpeg / .png") in err
 
 
 def test_predict_refuses_pickle_model(image_folder, tmp_path, capsys):

@@ -179,7 +179,7 @@ def read_image_folder(
         frame = pd.DataFrame({"image": sorted(image_index.by_stem)})
     else:
         raise ValueError(f"{root} has neither labels.csv nor images in {image_dir}: expected the folder layout")
-    columns = {field: next((c for c in aliases if c in frame.columns), None) for field, aliases in _FOLDER_FIELDS.items()}
+    columns = find_columns(frame.columns, _FOLDER_FIELDS)
     mask_index = FileIndex([root / "masks"], (".png",))
     rows = []
     for index, record in enumerate(frame.to_dict("records")):
@@ -332,12 +332,20 @@ def _ph2_cells(text: str) -> list[str]:
     return [cell.strip() for cell in text.replace("||", "|").strip("|").split("|")]
 
 
-_FOLDER_FIELDS = {
+# The names HAM10000, ISIC and our own tables give each patient field, in order of preference.
+METADATA_COLUMNS = {
     "age": ("age", "age_approx"),
     "sex": ("sex", "gender"),
     "site": ("site", "anatom_site_general", "localization"),
-    "lesion_id": ("lesion_id",),
 }
+_FOLDER_FIELDS = {**METADATA_COLUMNS, "lesion_id": ("lesion_id",)}
+
+
+def find_columns(columns, aliases: dict[str, tuple[str, ...]]) -> dict[str, str | None]:
+    """For each field of ``aliases``, the first of its names among ``columns`` (matched case-insensitively: "Age" is
+    age), or ``None``."""
+    present = {str(c).lower(): c for c in columns}
+    return {field: next((present[name] for name in names if name in present), None) for field, names in aliases.items()}
 
 LAYOUTS: dict[str, tuple[Callable[[Path], bool], Callable[..., pd.DataFrame], str]] = {
     "ham10000": (lambda r: (r / "HAM10000_metadata.csv").is_file(), read_ham10000, "HAM10000_metadata.csv"),
