@@ -49,10 +49,11 @@ def carries_artefact(image_id: str, rate: float) -> bool:
     return bool(image_rng(image_id, "biased").random() < rate)
 
 
-def with_artefact(row, inserter: ArtefactInserter) -> tuple[Image.Image, np.ndarray]:
-    """The row's image with its artefact, placed around the expert mask; and the artefact's footprint."""
+def with_artefact(row, inserter: ArtefactInserter, mask_path=None) -> tuple[Image.Image, np.ndarray]:
+    """The row's image with its artefact, placed around the expert mask (``mask_path``, else the row's
+    ``expert_mask_path``); and the artefact's footprint."""
     image = load_image(row.image_path)
-    expert = load_mask(row.expert_mask_path, image.size)
+    expert = load_mask(mask_path or row.expert_mask_path, image.size)
     pixels, footprint = inserter(np.asarray(image), expert, image_rng(row.image_id, "artefact"))
     return Image.fromarray(pixels), footprint
 

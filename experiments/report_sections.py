@@ -584,6 +584,18 @@ def focus_section(report: dict | None, path: Path) -> str:
     return text
 
 
+def cell(value: float | None) -> str:
+    """A number of a condition table ('—' where it is undefined, as an AUC without both classes)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+def condition_cells(row: dict) -> str:
+    """The cells of one condition in the tables of a change to the images (orientation, artefacts): balanced accuracy,
+    macro AUC, melanoma AUC, ECE, the share flagged, and how far the scores moved."""
+    return (f"{cell(row['balanced_accuracy'])} | {cell(row['macro_auc'])} | {cell(row['melanoma_auc'])} | "
+            f"{cell(row['ece'])} | {100 * row['flagged']:.1f} % | {moved_cells(row)}")
+
+
 def moved_cells(row: dict) -> str:
     """The 'median change | top class changed' cells of a row measured against the image as it is ('— | —' for that
     row itself)."""
@@ -658,14 +670,9 @@ def orientation_section(report: dict | None, path: Path) -> str:
              f"eight orientations for **{100 * report['same_top_class_in_all']:.1f} %** of the images.\n\n"
              "| validation images | balanced accuracy | macro AUC | melanoma AUC | ECE | flagged | median change | "
              "top class changed | mask agreement (Dice) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-    def number(value: float | None) -> str:
-        return "—" if value is None else f"{value:.3f}"
-
     for name, row in report["orientations"].items():
         agreement = f"{row['mask_agreement']:.3f}" if "mask_agreement" in row else "—"
-        text += (f"| {name} | {number(row['balanced_accuracy'])} | {number(row['macro_auc'])} | "
-                 f"{number(row['melanoma_auc'])} | {number(row['ece'])} | {100 * row['flagged']:.1f} % | "
-                 f"{moved_cells(row)} | {agreement} |\n")
+        text += f"| {name} | {condition_cells(row)} | {agreement} |\n"
 
     text += (f"\nHeatmaps: the first {maps['images']} validation images explained in each orientation, each map turned "
              "back into the frame of the image as it is: its median correlation with the map of the image as it is "
@@ -673,11 +680,41 @@ def orientation_section(report: dict | None, path: Path) -> str:
              "predicted lesion).\n\n| turned | image stream: correlation | lesion focus change | lesion stream: "
              "correlation | lesion focus change |\n| --- | --- | --- | --- | --- |\n")
     for name, streams in maps["orientations"].items():
-        text += f"| {name} | " + " | ".join(f"{number(streams[s]['median_correlation'])} | "
-                                              f"{number(streams[s]['median_focus_change'])}" for s in ("image", "lesion")) + " |\n"
+        text += f"| {name} | " + " | ".join(f"{cell(streams[s]['median_correlation'])} | "
+                                              f"{cell(streams[s]['median_focus_change'])}" for s in ("image", "lesion")) + " |\n"
     text += (f"\nThe {ph2['images']} PH2 images ({ph2['melanomas']} melanomas; 765×572, never trained on; without "
              "metadata): a quarter turn makes them portrait. The top class was the same in all eight for "
              f"{100 * ph2['same_top_class_in_all']:.1f} %.\n\n" + ph2_table(ph2["rows"]))
+    return text
+
+
+def artefacts_section(report: dict | None, path: Path) -> str:
+    """How far the scores, masks and heatmaps move with air bubbles, ink or a ruler in the image."""
+    text = "## Air bubbles, ink and rulers in the image\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.artefacts")
+    maps = report["heatmaps"]
+    text += (f"The model's {report['validation_images']:,} validation-split HAM10000 images with their age, sex and site, "
+             "each diagnosed as it is and with one real artefact of each kind, placed around the expert lesion mask as "
+             f"the templates' authors describe ({report['templates']}), through the pipeline ({report['path']} path). "
+             f"`{report['command']}` ({report['minutes']:.1f} min), source `{path}`. 'Moved': against the image as it "
+             "is, the median of each image's largest probability change and the share whose top class changed. Mask "
+             "Dice: the segmenter's mask against the expert mask, median.\n\n"
+             "| validation images | balanced accuracy | macro AUC | melanoma AUC | ECE | flagged | median change | "
+             "top class changed | mask Dice | artefact's share of the image |\n"
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for kind, row in report["conditions"].items():
+        name = report["names"].get(kind, kind)
+        area = f"{100 * row['artefact_area']:.1f} %" if "artefact_area" in row else "—"
+        text += f"| {name} | {condition_cells(row)} | {cell(row['mask_dice'])} | {area} |\n"
+    text += (f"\nHeatmaps: the first {maps['images']} validation images explained as they are and with each artefact: the "
+             "median share of each map's mass on the artefact's pixels, and of the map of the image as it is on the same "
+             "pixels.\n\n| artefact | its share of the image | image stream: with it | as it is | lesion stream: with it "
+             "| as it is |\n| --- | --- | --- | --- | --- | --- |\n")
+    for kind, row in maps["kinds"].items():
+        text += (f"| {report['names'].get(kind, kind)} | {100 * row['artefact_area']:.1f} % | " + " | ".join(
+            f"{cell(row['with_artefact'][s])} | {cell(row['as_it_is_same_pixels'][s])}" for s in ("image", "lesion"))
+            + " |\n")
     return text
 
 

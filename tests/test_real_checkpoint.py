@@ -109,6 +109,10 @@ def test_the_apps_banner_says_what_it_learned_from_and_how_far_its_scores_move()
     turned = json.loads((REAL.parents[1] / "docs" / "results" / "orientation.json").read_text())["orientations"]
     changed = [row["top_class_changed"] for row in turned.values() if "top_class_changed" in row]
     assert f"another top class on {100 * min(changed):.0f}–{100 * max(changed):.0f} % of validation images" in banner
+    artefacts = json.loads((REAL.parents[1] / "docs" / "results" / "artefacts.json").read_text())["conditions"]
+    named = {kind: row["top_class_changed"] for kind, row in artefacts.items() if row.get("top_class_changed", 0) > 0.07}
+    assert set(named) == {"marking", "ruler"}  # the kinds over twice a JPEG re-save's 3.5 %: the banner names them
+    assert f"with a ruler or an ink marking added on {100 * min(named.values()):.0f}–{100 * max(named.values()):.0f} %" in banner
 
 
 def test_it_is_the_default_model_of_the_app_and_the_cli(monkeypatch):

@@ -79,8 +79,9 @@ class ModelCatalog:
                          "(on ISIC archive images from other clinics it told melanoma from nevus far less well: see the "
                          "card). "
                          "Its scores move by about 0.02 (up to 0.39) when the same image is saved again as JPEG, and "
-                         "turned or mirrored the same image got another top class on 10–13 % of validation images: read "
-                         "small differences between two uploads as noise. It gives no diagnosis.")
+                         "turned or mirrored the same image got another top class on 10–13 % of validation images, and "
+                         "with a ruler or an ink marking added on 7–9 %: read small differences between two uploads as "
+                         "noise. It gives no diagnosis.")
         elif dataset.startswith("ph2"):
             lines.append("🔬 **Research model trained on real dermoscopy images (PH2): melanoma vs. nevus only, "
                          "without patient metadata** (age, sex and site are not used). Its "
