@@ -35,6 +35,7 @@ import numpy as np
 
 from dermfuse import DermFuse
 from dermfuse.data import read_dataset
+from dermfuse.data.transforms import ORIENTATIONS, oriented
 from dermfuse.metrics import mask_counts, segmentation_scores
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
@@ -47,17 +48,6 @@ from train.config import command_line, parse_settings
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "orientation.json"
 
-# name → (the orientation, the way back); each a function of an (H, W, ...) array. np.rot90 turns counter-clockwise.
-ORIENTATIONS = {
-    "as it is": (lambda a: a, lambda a: a),
-    "quarter turn left": (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
-    "half turn": (lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 2)),
-    "quarter turn right": (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
-    "mirrored left-right": (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
-    "mirrored top-bottom": (lambda a: a[::-1], lambda a: a[::-1]),
-    "mirrored on the diagonal": (lambda a: a.swapaxes(0, 1), lambda a: a.swapaxes(0, 1)),
-    "mirrored on the other diagonal": (lambda a: np.rot90(a, 2).swapaxes(0, 1), lambda a: np.rot90(a, 2).swapaxes(0, 1)),
-}
 
 
 @dataclass
@@ -73,9 +63,8 @@ class OrientationConfig:
 
 
 def turned(name: str):
-    """The change that puts a PIL image in orientation ``name``, as an array."""
-    orient = ORIENTATIONS[name][0]
-    return lambda image: np.ascontiguousarray(orient(np.asarray(image)))
+    """The change that puts a PIL image in orientation ``name`` (``transforms.ORIENTATIONS``), as an array."""
+    return lambda image: oriented(image, name)
 
 
 def line(row: dict) -> str:

@@ -28,6 +28,27 @@ from dermfuse.constants import IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD
 
 _ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 
+# The eight ways to hold a square image (dermoscopy has no "up"): name → (the orientation, the way back), each a
+# function of an (H, W, ...) array. np.rot90 turns counter-clockwise. ``experiments/orientation.py`` measures the
+# model in each; the app's teaching view shows one.
+ORIENTATIONS = {
+    "as it is": (lambda a: a, lambda a: a),
+    "quarter turn left": (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
+    "half turn": (lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 2)),
+    "quarter turn right": (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
+    "mirrored left-right": (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    "mirrored top-bottom": (lambda a: a[::-1], lambda a: a[::-1]),
+    "mirrored on the diagonal": (lambda a: a.swapaxes(0, 1), lambda a: a.swapaxes(0, 1)),
+    "mirrored on the other diagonal": (lambda a: np.rot90(a, 2).swapaxes(0, 1), lambda a: np.rot90(a, 2).swapaxes(0, 1)),
+}
+
+
+def oriented(image: Image.Image | np.ndarray, name: str) -> np.ndarray:
+    """``image`` (PIL or an (H, W, ...) array) in orientation ``name`` of :data:`ORIENTATIONS`, as a contiguous array."""
+    if name not in ORIENTATIONS:
+        raise ValueError(f"unknown orientation {name!r}: expected one of {', '.join(ORIENTATIONS)}")
+    return np.ascontiguousarray(ORIENTATIONS[name][0](np.asarray(image)))
+
 
 def to_tensor(image: Image.Image | np.ndarray, size, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """RGB PIL image, or its pixels as a uint8 array (H, W, 3), → float32 tensor (3, H, W): resized to

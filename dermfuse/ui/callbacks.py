@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data import load_image
 from ..data.artefacts import CITATION, ArtefactInserter, templates_folder
+from ..data.transforms import oriented
 from ..diagnosis import Diagnosis
 from ..followup import FollowUp, check_comparable, compare
 from ..sources import DEMO_MODEL
@@ -35,6 +36,7 @@ REPORTS = Path(tempfile.gettempdir()) / "dermfuse-app" / "reports"
 NO_IMAGE = "No image: upload a dermoscopy image (JPEG or PNG) or pick an example first."
 # The teaching view's real artefacts (Katsch, Rinner & Tschandl 2022's templates): menu entry → template kind.
 ARTEFACTS = {"none": None, "ink marking": "marking", "ruler": "ruler", "air bubbles": "bubble"}
+AS_IT_IS = "as it is"  # the teaching view's orientation that leaves the image as uploaded (ORIENTATIONS)
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,9 @@ def artefact_inserter(kind: str) -> ArtefactInserter:
     return ArtefactInserter(kind)
 
 
-def with_artefact(pipeline, path: str, choice: str) -> np.ndarray:
-    """The image at ``path`` with a real artefact pasted in (teaching view), placed around the lesion the segmenter
-    finds; always seed 0, so switching between "none" and an artefact compares the same two pictures."""
+def with_artefact(pipeline, path, choice: str) -> np.ndarray:
+    """The image at ``path`` (or its pixels) with a real artefact pasted in (teaching view), placed around the lesion
+    the segmenter finds; always seed 0, so switching between "none" and an artefact compares the same two pictures."""
     if choice not in ARTEFACTS:
         raise ValueError(f"unknown artefact {choice!r}: choose one of {', '.join(ARTEFACTS)}")
     if not artefacts_available():
@@ -108,25 +110,37 @@ def with_artefact(pipeline, path: str, choice: str) -> np.ndarray:
 
 def run(catalog: ModelCatalog, image: dict | str | None, age, sex, site, model: str | None,
         use_metadata: bool = True, lesion_stream: bool = True, attention: bool = False, explain: bool = True,
-        artefact: str = "none") -> tuple[np.ndarray, Diagnosis]:  # fmt: skip
+        artefact: str = "none", orientation: str = AS_IT_IS) -> tuple[np.ndarray, Diagnosis]:  # fmt: skip
     """Diagnose the upload with the inputs as sent (the pipeline checks them): (upright RGB image, Diagnosis).
 
     The result's ``image_id`` is the user's file name without its suffix, as the CLI names its results,
-    so the JSON and the case sheet name the same image. ``artefact`` (teaching view): a real artefact is pasted
-    into the image first (:func:`with_artefact`), and the warnings say so.
+    so the JSON and the case sheet name the same image. Teaching view: with ``orientation`` the image is first turned
+    or mirrored (``transforms.ORIENTATIONS``), then with ``artefact`` a real artefact is pasted into it
+    (:func:`with_artefact`); the warnings say what was done.
     """
     path, name = uploaded_file(image)
     pipeline = catalog.pipeline(model or catalog.default)
+    orientation = orientation or AS_IT_IS
     try:
-        source = path if artefact in (None, "", "none") else with_artefact(pipeline, path, artefact)
+        source = path if orientation == AS_IT_IS else oriented(load_image(path), orientation)
+        source = source if artefact in (None, "", "none") else with_artefact(pipeline, source, artefact)
         diagnosis = pipeline(source, age, sex, site, explain=explain, attention=attention, lesion_stream=lesion_stream,
                              use_metadata=use_metadata, image_id=Path(name).stem)  # fmt: skip
     except ValueError as error:  # name the user's file, not the server's upload folder
         raise ValueError(str(error).replace(path, f"'{name}'")) from None
-    if source is not path:
+    if artefact not in (None, "", "none"):
         diagnosis.warnings.insert(0, f"Teaching view: a real {artefact} was pasted into this image (template of {CITATION}). "
                                      "Compare the scores and heatmaps with the artefact set to none.")
+    if orientation != AS_IT_IS:
+        diagnosis.warnings.insert(0, f"Teaching view: the image was {orientation_words(orientation)} before it was "
+                                     "diagnosed: the same lesion, held another way. Compare the scores and heatmaps with "
+                                     "the image as it is.")
     return diagnosis.image, diagnosis
+
+
+def orientation_words(name: str) -> str:
+    """How the warning says what was done: "given a quarter turn left", "mirrored left-right"."""
+    return name if name.startswith("mirrored") else f"given a {name}"
 
 
 @user_errors
@@ -163,12 +177,12 @@ def follow_up(catalog: ModelCatalog, current: Diagnosis, previous: dict | str | 
 
 @user_errors
 def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous=None,
-             artefact="none"):
+             artefact="none", orientation=AS_IT_IS):
     """Everything the page shows for one case (the button, and each teaching switch); with ``previous`` (an earlier
-    image of the same lesion) the follow-up comparison too; with ``artefact`` (teaching view) a real artefact pasted
-    into the image first."""
+    image of the same lesion) the follow-up comparison too; with ``orientation`` and ``artefact`` (teaching view) the
+    image turned or mirrored, and a real artefact pasted into it, first."""
     picture, diagnosis = run(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention,
-                             artefact=artefact)
+                             artefact=artefact, orientation=orientation)
     small_picture, small = views.shrink(picture, diagnosis)
     shown = views.pictures(small_picture, small)
     gates = views.attention_pictures(small)
@@ -207,7 +221,7 @@ def cleared_results(note: str) -> tuple:
 
 
 def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, image, age, sex, site, use_metadata,
-                 lesion_stream, attention, previous=None, artefact="none"):
+                 lesion_stream, attention, previous=None, artefact="none", orientation=AS_IT_IS):
     """The model menu changed: clear the old model's results at once, load and describe the new model, then
     diagnose the shown case again with it (and remake its downloads).
 
@@ -223,7 +237,8 @@ def switch_model(catalog: ModelCatalog, model: str, case: ShownCase | None, imag
     if not again:
         yield banner, *(gr.skip(),) * len(cleared_results(""))
         return
-    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous, artefact)
+    shown = diagnose(catalog, image, age, sex, site, model, use_metadata, lesion_stream, attention, previous, artefact,
+                     orientation)
     yield banner, *shown
     yield gr.skip(), *(gr.skip(),) * (len(shown) - 3), *make_report(shown[9])
 

@@ -28,6 +28,7 @@ from functools import partial
 import gradio as gr
 
 from .. import vocab
+from ..data.transforms import ORIENTATIONS
 from ..render import TITLES
 from ..sources import DEMO_MODEL
 from . import callbacks
@@ -96,6 +97,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                                                 "2022): do the scores and the heat move to it?" if callbacks.artefacts_available()
                                            else "Needs the artefact templates (not shipped): set DERMFUSE_ARTEFACTS.",
                                            interactive=callbacks.artefacts_available(), elem_id="artefact")
+                    orientation = gr.Dropdown(list(ORIENTATIONS), value=callbacks.AS_IT_IS, label="Turn or mirror the image",
+                                              info="Dermoscopy has no up: do the scores and the heat stay when the same "
+                                                   "lesion is held another way?", elem_id="orientation")
                     gr.Markdown(f"**Synthetic phantoms** with their ground truth, for the teaching model "
                                 f"`{DEMO_MODEL}`, which learned from them: picking one chooses it.")
                     phantoms = gr.Gallery(label="Phantom examples", columns=4, allow_preview=False, show_label=False, elem_id="phantoms")
@@ -136,9 +140,9 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         # every other input themselves.
         pipeline_events = dict(concurrency_limit=PIPELINE_CONCURRENCY, concurrency_id="pipeline", preprocess=False)
         gr.on(
-            [button.click, use_metadata.input, lesion_stream.input, attention.input, artefact.input],
+            [button.click, use_metadata.input, lesion_stream.input, attention.input, artefact.input, orientation.input],
             partial(callbacks.diagnose, catalog),
-            inputs + switches + [previous, artefact],
+            inputs + switches + [previous, artefact, orientation],
             results,
             api_name="diagnose",
             api_description=callbacks.diagnose.__doc__,
@@ -160,7 +164,7 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
         gr.on([image.upload, image.clear], callbacks.forget_truth, None, truth, api_name="forget_truth")
         # Left out of the API docs: the page's own event; API users name the model in /predict or /diagnose.
         model.change(partial(callbacks.switch_model, catalog),
-                     [model, case, image, age, sex, site, *switches, previous, artefact], [banner, *results],
+                     [model, case, image, age, sex, site, *switches, previous, artefact, orientation], [banner, *results],
                      api_name="switch_model", api_visibility="undocumented", **pipeline_events)
         gr.on([], partial(callbacks.describe_model, catalog), model, banner, api_name="describe_model",
               api_description=callbacks.describe_model.__doc__)
