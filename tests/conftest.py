@@ -93,3 +93,15 @@ def shipped_app():
 
     with running_app(str(CHECKPOINTS / DEFAULT_MODEL)) as app:
         yield app
+
+
+@pytest.fixture(scope="session")
+def shipped_catalog():
+    """The app's model catalog on the shipped default model, in this process (the teaching-view tests call its
+    callbacks directly); skipped where the weights are not in checkpoints/."""
+    from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
+    from dermfuse.ui import ModelCatalog
+
+    if not (CHECKPOINTS / DEFAULT_MODEL / "model.safetensors").is_file():
+        pytest.skip(f"the shipped model {DEFAULT_MODEL} is not in checkpoints/")
+    return ModelCatalog.open(str(CHECKPOINTS / DEFAULT_MODEL))

@@ -9,18 +9,15 @@ import pytest
 
 from dermfuse.data import load_image
 from dermfuse.data.transforms import ORIENTATIONS, oriented
-from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
-from dermfuse.ui import ModelCatalog, callbacks
+from dermfuse.ui import callbacks
 from dermfuse.ui.examples import real_examples
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def catalog():
-    if not (CHECKPOINTS / DEFAULT_MODEL / "model.safetensors").is_file():
-        pytest.skip(f"the shipped model {DEFAULT_MODEL} is not in checkpoints/")
-    return ModelCatalog.open(str(CHECKPOINTS / DEFAULT_MODEL))
+def catalog(shipped_catalog):
+    return shipped_catalog
 
 
 def test_each_orientation_turns_back_to_the_image_as_it_is():
