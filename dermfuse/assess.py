@@ -80,8 +80,8 @@ def rule_numbers(small: np.ndarray, lesion: np.ndarray, width: int, height: int)
     """What the rules look at: the frame's ``width`` and ``height``, and from the thumbnails flat colours, exposure,
     sharpness, lesion area and border share."""
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    return {"width": width, "height": height, "flat_colours": flat_colour_count(small), "white_share": float((grey >= 250).mean()),
-            "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
+    return {"width": width, "height": height, "flat_colours": flat_colour_count(small),
+            "white_share": float((grey >= 250).mean()), "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
             "border_share": border_share(lesion)}
 
 

@@ -49,7 +49,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "orientation.json"
 
 
-
 @dataclass
 class OrientationConfig:
     """Settings of ``python -m experiments.orientation``."""

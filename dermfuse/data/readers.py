@@ -347,6 +347,7 @@ def find_columns(columns, aliases: dict[str, tuple[str, ...]]) -> dict[str, str 
     present = {str(c).lower(): c for c in columns}
     return {field: next((present[name] for name in names if name in present), None) for field, names in aliases.items()}
 
+
 LAYOUTS: dict[str, tuple[Callable[[Path], bool], Callable[..., pd.DataFrame], str]] = {
     "ham10000": (lambda r: (r / "HAM10000_metadata.csv").is_file(), read_ham10000, "HAM10000_metadata.csv"),
     "isic2019": (lambda r: (r / "ISIC_2019_Training_GroundTruth.csv").is_file(), read_isic2019,
