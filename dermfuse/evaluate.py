@@ -45,17 +45,27 @@ def model_splits(source: str) -> pd.DataFrame | None:
 
 
 def training_overlap(splits: pd.DataFrame | None, image_ids) -> dict:
-    """How many of ``image_ids`` the model was trained (``train``) or calibrated (``val``) on."""
+    """How many of ``image_ids`` the model was trained (``train``) or calibrated (``val``) on, and how many of those
+    only its segmenter learned from (``segmenter_only``: rows of ``splits.csv`` without a label, which stage 2, the
+    classifier, never reads)."""
     if splits is None:
         return {"checked": False, "note": "the model has no splits.csv: whether these images were used to fit it is unknown"}
     ids = set(image_ids)
-    used = splits[splits["image_id"].isin(ids)]
+    used = splits[splits["image_id"].isin(ids) & splits["split"].isin(["train", "val"])]
     counts = {split: int((used["split"] == split).sum()) for split in ("train", "val")}
-    overlap = {"checked": True, "images": len(ids), **counts}
-    if counts["train"] or counts["val"]:
-        overlap["warning"] = (f"{counts['train'] + counts['val']} of these {len(ids)} images were used to fit this model "
-                              f"({counts['train']} to train it, {counts['val']} to calibrate it and pick its epoch): "
-                              "scores on them overstate how it does on new images")  # fmt: skip
+    unlabelled = int(used["label"].isna().sum()) if "label" in used.columns else 0
+    overlap = {"checked": True, "images": len(ids), **counts, "segmenter_only": unlabelled}
+    fitted = counts["train"] + counts["val"]
+    if fitted and unlabelled == fitted:  # e.g. ISIC 2018 Task 1 images, which only the segmenter learned from
+        overlap["warning"] = (f"{fitted} of these {len(ids)} images were used to fit this model's segmenter only "
+                              f"({counts['train']} to train it, {counts['val']} to pick its epoch); its classifier never "
+                              "learned from them, but their masks, and the lesion images cut along them, may be better "
+                              "than on new images")  # fmt: skip
+    elif fitted:
+        overlap["warning"] = (f"{fitted} of these {len(ids)} images were used to fit this model "
+                              f"({counts['train']} to train it, {counts['val']} to calibrate it and pick its epoch"
+                              + (f"; {unlabelled} of them by its segmenter only" if unlabelled else "")
+                              + "): scores on them overstate how it does on new images")  # fmt: skip
     return overlap
 
 

@@ -5,8 +5,9 @@
 
 Real dermoscopy comes from the model's own split (its ``splits.csv``): the *train* split fits the
 dermoscopy score, the *val* split sets its threshold (``--rejection`` of it falls below), and the
-*test* splits of HAM10000 and ISIC 2018 Task 1, the 140 PH2 images and the 40 CC0 originals (none
-ever fitted on) measure it. Non-dermoscopy images (``experiments/non_dermoscopy.py``) are
+*test* splits of HAM10000 and ISIC 2018 Task 1, the 140 PH2 images and the 40 CC0 originals measure it. The CC0
+originals are ISIC archive images, and most are also ISIC 2018 Task 1 images of the model's split: ``overlap`` counts
+them, and the report names them. Non-dermoscopy images (``experiments/non_dermoscopy.py``) are
 cross-fitted: five folds grouped by the picture they come from; every negative is scored by a gate
 fitted without its fold, so each number below is on images the gate was not fitted on. The stored
 gate is then fitted on all negatives.
@@ -94,6 +95,19 @@ def dermoscopy_sets(config: GateConfig) -> dict[str, pd.DataFrame]:
 KEPT = ("small", "prob", "lesion", "size", "deep", "pooled")  # per image, in the cache
 
 
+def overlap(config: GateConfig, sets: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """For the sources from outside the model's split (PH2, the CC0 originals), how many of their images are in it
+    all the same: in its train or val split (the segmenter learned from them, or picked its epoch on them), among the
+    images the gate's score was fitted on, and among those its threshold was set on. Sources with none are left out."""
+    split = read_manifest(Path(config.model) / "splits.csv", paths=False)
+    fitted = {"model_train": set(split.loc[split["split"] == "train", "image_id"]),
+              "model_val": set(split.loc[split["split"] == "val", "image_id"]),
+              "gate_score": set(sets["train"]["image_id"]), "gate_threshold": set(sets["val"]["image_id"])}
+    counts = {name: {use: len(set(sets[name]["image_id"]) & ids) for use, ids in fitted.items()}
+              for name in ("ph2", "isic_cc0") if name in sets}
+    return {name: row for name, row in counts.items() if any(row.values())}
+
+
 def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> dict[str, np.ndarray]:
     """Run the pipeline on ``images``; keep what the gate and the rules look at: the thumbnails, the frame's
     (width, height), the deep OOD distance and the image encoder's pooled features (``ood_inputs``: one more pass of
@@ -117,7 +131,7 @@ def collect(pipeline: DermFusePipeline, config: GateConfig) -> tuple[dict, pd.Da
     negatives = non_dermoscopy_set(config.seed)
     other = pd.DataFrame({"source": [s for s, _, _ in negatives], "group": [g for _, g, _ in negatives]})
     stored = np.load(cache) if cache.is_file() else None
-    names = sorted({k.split("/")[0] for k in stored.files}) if stored is not None else []
+    names = list(dict.fromkeys(k.split("/")[0] for k in stored.files)) if stored is not None else []  # in saved order
     if names and all(f"{name}/{key}" in stored.files for name in names for key in KEPT):  # else made before "size": again
         return {name: {key: stored[f"{name}/{key}"] for key in KEPT} for name in names}, other
     sets = dermoscopy_sets(config)
@@ -175,7 +189,7 @@ def run_gate(config: GateConfig) -> dict:
         if gate is None:
             raise ValueError(f"{config.model} has no fitted gate: run without --fit=false")
 
-    measured, real_margins = {}, []
+    measured, real_margins, shared = {}, [], overlap(config, dermoscopy_sets(config))
     for name in [n for n in kept if n not in ("train", "val", "not_dermoscopy")] + ["val"]:
         scores = dermoscopy_score(gate, features_of(kept[name]), pooled[name]) - gate["threshold"]
         rules = rules_of(kept[name], pipeline.model)
@@ -183,7 +197,7 @@ def run_gate(config: GateConfig) -> dict:
         if name != "val":
             real_margins.append(scores)
         measured[name] = {"images": len(scores), "rejected": float(rejected.mean()), "rejected_by_score": float((scores < 0).mean()),
-                          "rules": _rule_names(rules)}  # fmt: skip
+                          "rules": _rule_names(rules), **({"in_model_split": shared[name]} if name in shared else {})}  # fmt: skip
     real_margins = np.concatenate(real_margins)
     for source in sorted(set(kinds)):
         here = kinds == source

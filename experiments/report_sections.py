@@ -136,6 +136,15 @@ def trust_section(gate: dict | None, gate_path: Path, focus: dict | None, focus_
             text += (f"| {name} | {row['images']} | {100 * row['rejected']:.1f} % ({100 * row['rejected_by_score']:.1f} %) | "
                      f"{auroc} | {rules} |\n")
         text += f"\nAUROC, every real test image against every non-dermoscopy image: {number(gate['auroc_all_negatives'])}.\n"
+        for name, row in gate["sources"].items():
+            if "in_model_split" in row:
+                shared = row["in_model_split"]
+                text += (f"\nOf the {row['images']} {name} images, {shared['model_train'] + shared['model_val']} are also in "
+                         f"the model's split ({shared['model_train']} train, {shared['model_val']} val: ISIC 2018 Task 1 "
+                         f"images, which the segmenter learned from or picked its epoch on); {shared['gate_score']} "
+                         f"{'was' if shared['gate_score'] == 1 else 'were'} among the images the gate's score was fitted "
+                         f"on and {shared['gate_threshold']} among those its threshold was set on: their row is not a "
+                         "measure on unseen images.\n")
     text += "\n### Where the heatmaps lie, against the expert masks\n\n"
     if focus is None:
         return text + missing(focus_path, "python -m experiments.lesion_focus")

@@ -53,3 +53,18 @@ def test_the_readme_quotes_the_committed_rejection_rates():
             f"{100 * gate['isic2018_task1_test']['rejected']:.1f} % of ISIC 2018's, {100 * gate['ph2']['rejected']:.1f} % of "
             f"PH2, none of the CC0 originals and {100 * min(others):.1f}–{100 * max(others):.0f} % of each kind")
     assert gate["isic_cc0"]["rejected"] == 0 and said in readme
+
+
+def test_the_cc0_originals_the_model_split_holds_are_counted_and_named():
+    gate = json.loads((RESULTS / "gate.json").read_text())
+    shared = gate["sources"]["isic_cc0"]["in_model_split"]
+    assert shared == {"model_train": 27, "model_val": 8, "gate_score": 1, "gate_threshold": 8}
+    assert "in_model_split" not in gate["sources"]["ph2"]  # PH2 is in no split of the model
+    from experiments.report_sections import trust_section
+
+    text = trust_section(gate, RESULTS / "gate.json", None, RESULTS / "lesion_focus.json")
+    assert ("Of the 40 isic_cc0 images, 35 are also in the model's split (27 train, 8 val: ISIC 2018 Task 1 images, "
+            "which the segmenter learned from or picked its epoch on); 1 was among the images the gate's score was "
+            "fitted on and 8 among those its threshold was set on") in text
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "35 of the 40 are also ISIC 2018 Task 1 images of the model's split" in readme

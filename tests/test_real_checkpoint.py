@@ -139,7 +139,23 @@ def test_dermfuse_evaluate_reproduces_the_cards_test_numbers(tmp_path):
                        ("classification_without_metadata", ("balanced_accuracy", "macro_auc"))):  # fmt: skip
         for key in keys:
             assert again[part][key] == pytest.approx(card[part][key], abs=2e-3), (part, key)
-    assert again["training_images"] == {"checked": True, "images": card["images"], "train": 0, "val": 0}
+    assert again["training_images"] == {"checked": True, "images": card["images"], "train": 0, "val": 0, "segmenter_only": 0}
+
+
+def test_images_only_the_segmenter_learned_from_are_named_as_such():
+    from dermfuse.evaluate import training_overlap
+
+    splits = pd.DataFrame({"image_id": ["H1", "H2", "I1", "I2", "I3"], "label": ["nv", "mel", None, None, None],
+                           "split": ["train", "test", "train", "val", "test"]})
+    isic = training_overlap(splits, ["I1", "I2", "I3"])
+    assert isic["segmenter_only"] == 2 and (isic["train"], isic["val"]) == (1, 1)
+    assert isic["warning"].startswith("2 of these 3 images were used to fit this model's segmenter only (1 to train it, "
+                                      "1 to pick its epoch); its classifier never learned from them")
+    both = training_overlap(splits, ["H1", "I1", "H2"])
+    assert both["warning"] == ("2 of these 3 images were used to fit this model (2 to train it, 0 to calibrate it and "
+                               "pick its epoch; 1 of them by its segmenter only): scores on them overstate how it does "
+                               "on new images")
+    assert "warning" not in training_overlap(splits, ["H2", "I3"])  # test-split images only
 
 
 def test_dermfuse_evaluate_says_when_it_scores_the_models_own_training_images(tmp_path, capsys):
