@@ -69,6 +69,11 @@ def test_the_committed_study_is_of_the_shipped_model_with_every_kind_and_the_rea
         said = (f"{report['names'][kind]}: the top class changed on {100 * row['top_class_changed']:.1f} %, balanced "
                 f"accuracy {row['balanced_accuracy']:.3f}")
         assert said in readme, said
+    ph2 = report["ph2"]["rows"]
+    assert ph2["as it is"]["melanoma_auc"] == pytest.approx(0.815, abs=5e-4) and report["ph2"]["images"] == 140
+    assert (f"the top class changed on {100 * ph2['bubble']['top_class_changed']:.1f} % (bubbles), "
+            f"{100 * ph2['marking']['top_class_changed']:.1f} % (ink) and {100 * ph2['ruler']['top_class_changed']:.1f} % "
+            f"(ruler)") in readme
 
 
 def test_the_card_names_the_kinds_over_the_limit_with_the_committed_numbers():
