@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .data.io import ImageLoadError, read_header
 from .data.metadata import normalize_metadata
 from .data.readers import METADATA_COLUMNS, find_columns
+from .data.table import FileIndex
 from .diagnosis import Diagnosis
 from .pipeline import Case, DermFusePipeline
 from .render import overlay_sheet
@@ -35,7 +36,7 @@ def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
     """An image file, a folder of images, or a CSV (columns ``image`` [, ``age``, ``sex``, ``site``]).
 
     In a CSV, ``image`` (or HAM10000's ``image_id``) is a path relative to the CSV's folder, or an id found there or in
-    its ``images/`` folder as ``{id}.jpg``/``.jpeg``/``.png``. The patient columns may have the names HAM10000 and ISIC
+    a folder in it (``images/``; HAM10000's ``HAM10000_images_part_1/2``) as ``{id}.jpg``, ``.png``, …. The patient columns may have the names HAM10000 and ISIC
     give them (``age_approx``, ``gender``, ``localization``, ``anatom_site_general``: ``data.readers.METADATA_COLUMNS``).
     Every image's header and every row's patient data are checked here, before any network runs: a folder or a
     CSV with an unreadable file or an impossible value is refused in seconds, with each one named, rather than
@@ -58,13 +59,13 @@ def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
         columns = find_columns(table.columns, {"image": ("image", "image_id"), **METADATA_COLUMNS})
         if columns["image"] is None:
             raise ValueError(f"{source} has no 'image' (or 'image_id') column (columns: {', '.join(table.columns)})")
-        cases, problems, inputs = [], [], len(table)
+        cases, problems, inputs, index = [], [], len(table), _image_index(source.parent)
         for line, row in enumerate(table.to_dict("records"), start=2):
             name = str(row[columns["image"]])
-            path = _resolve(source.parent, name)
+            path = _resolve(source.parent, name, index)
             if path is None:
-                problems.append(f"line {line} ({name}): no such image next to the CSV or in its images/ folder, as a "
-                                f"path or as {name}.jpg / .jpeg / .png")
+                problems.append(f"line {line} ({name}): no such image in the CSV's folder or a folder in it (such as "
+                                f"images/), as a path or as {name}.jpg / .png / …")
                 continue
             case = Case(path, *(row[columns[f]] if columns[f] else None for f in METADATA_COLUMNS), image_id=Path(name).stem)
             problems += [f"line {line} ({name}): {problem}" for problem in [_problem(case)] if problem]
@@ -96,14 +97,20 @@ def _refuse(source: Path, problems: list[str], inputs: int, shown: int = 10) -> 
                      "remove these and run again\n  " + "\n  ".join(listed))
 
 
-def _resolve(folder: Path, name: str) -> Path | None:
-    """The image a CSV row names: a path from the CSV's folder, or an id there or in its ``images/`` folder (the
-    folder layout ``data.readers.read_image_folder`` reads)."""
-    for where in (folder, folder / "images"):
-        for candidate in (where / name, *(where / f"{name}{suffix}" for suffix in (".jpg", ".jpeg", ".png"))):
-            if candidate.is_file():
-                return candidate
-    return None
+def _image_index(folder: Path) -> FileIndex:
+    """The images in a CSV's folder and in the folders in it (``images/``, as ``data.readers.read_image_folder``
+    reads; HAM10000's ``HAM10000_images_part_1/2``; ISIC's ``ISIC_2019_Training_Input/``), by name stem. Where two
+    hold one name, the CSV's own folder wins, then ``images/``, then the others by name."""
+    inside = sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: (d.name != "images", d.name))
+    return FileIndex([folder, *inside], tuple(IMAGE_SUFFIXES))
+
+
+def _resolve(folder: Path, name: str, index: FileIndex) -> Path | None:
+    """The image a CSV row names: a path from the CSV's folder, or an id (with or without its suffix) in ``index``."""
+    if (folder / name).is_file():
+        return folder / name
+    found = index.find(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+    return None if found is None else Path(found)
 
 
 def predict_all(pipeline: DermFusePipeline, cases: list[Case], batch_size: int = 8, explain: bool = False,

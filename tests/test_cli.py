@@ -81,11 +81,17 @@ def test_predict_csv_with_metadata(model_dir, image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["ham10000", "isic"])
-def test_predict_reads_the_official_tables_column_names_and_an_images_folder(model_dir, image_folder, tmp_path, layout):
-    """HAM10000's metadata table (image_id, age, sex, localization) and ISIC's (image, age_approx, gender,
-    anatom_site_general) beside an images/ folder: their patient data reach the model, none silently dropped."""
+def test_predict_reads_the_official_tables_column_names_and_their_image_folders(model_dir, image_folder, tmp_path, layout):
+    """HAM10000's metadata table (image_id, age, sex, localization) beside its two image folders, and ISIC's (image,
+    age_approx, gender, anatom_site_general) beside an images/ folder: their patient data reach the model, none
+    silently dropped."""
     root = tmp_path / layout
-    shutil.copytree(image_folder, root / "images")
+    if layout == "ham10000":  # as the download unpacks: HAM10000_images_part_1/ and _part_2/
+        for part, case in ((1, "case0"), (2, "case1")):
+            (root / f"HAM10000_images_part_{part}").mkdir(parents=True)
+            shutil.copy(image_folder / f"{case}.jpg", root / f"HAM10000_images_part_{part}")
+    else:
+        shutil.copytree(image_folder, root / "images")
     columns = ({"image_id": ["case0", "case1"], "age": [30, None], "sex": ["male", "unknown"], "localization": ["face", "acral"]}
                if layout == "ham10000" else
                {"image": ["case0", "case1"], "age_approx": [30, None], "gender": ["male", ""],
@@ -161,8 +167,8 @@ def test_a_csv_with_bad_rows_names_each_line(model_dir, image_folder, tmp_path, 
     err = capsys.readouterr().err
     assert "3 of the 4 images in" in err and "line 2" not in err
     assert "line 3 (case1): age -5 is impossible" in err and "line 5 (case2): unknown sex 'robot'" in err
-    assert ("line 4 (missing): no such image next to the CSV or in its images/ folder, as a path or as missing.jpg / "
-            ".jpeg / .png") in err
+    assert ("line 4 (missing): no such image in the CSV's folder or a folder in it (such as images/), as a path or as "
+            "missing.jpg / .png / …") in err
 
 
 def test_predict_refuses_pickle_model(image_folder, tmp_path, capsys):
