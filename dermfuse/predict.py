@@ -35,9 +35,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 def cases_from(source: str | Path, age=None, sex=None, site=None) -> list[Case]:
     """An image file, a folder of images, or a CSV (columns ``image`` [, ``age``, ``sex``, ``site``]).
 
-    In a CSV, ``image`` (or HAM10000's ``image_id``) is a path relative to the CSV's folder, or an id found there or in
-    a folder in it (``images/``; HAM10000's ``HAM10000_images_part_1/2``) as ``{id}.jpg``, ``.png``, …. The patient columns may have the names HAM10000 and ISIC
-    give them (``age_approx``, ``gender``, ``localization``, ``anatom_site_general``: ``data.readers.METADATA_COLUMNS``).
+    In a CSV, ``image`` (or HAM10000's ``image_id``) is a path relative to the CSV's folder (its suffix may be left
+    out), or an id found there or in a folder in it (``images/``; HAM10000's ``HAM10000_images_part_1/2``) as
+    ``{id}.jpg``, ``.png``, …. The patient columns may have the names HAM10000 and ISIC give them (``age_approx``,
+    ``gender``, ``localization``, ``anatom_site_general``: ``data.readers.METADATA_COLUMNS``).
     Every image's header and every row's patient data are checked here, before any network runs: a folder or a
     CSV with an unreadable file or an impossible value is refused in seconds, with each one named, rather than
     failing at its batch after the images before it were diagnosed (and their results lost). A file whose header
@@ -106,9 +107,11 @@ def _image_index(folder: Path) -> FileIndex:
 
 
 def _resolve(folder: Path, name: str, index: FileIndex) -> Path | None:
-    """The image a CSV row names: a path from the CSV's folder, or an id (with or without its suffix) in ``index``."""
-    if (folder / name).is_file():
-        return folder / name
+    """The image a CSV row names: a path from the CSV's folder (with or without its suffix), or an id (with or without
+    its suffix) in ``index``."""
+    for candidate in (folder / name, *(folder / f"{name}{suffix}" for suffix in (".jpg", ".jpeg", ".png"))):
+        if candidate.is_file():
+            return candidate
     found = index.find(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
     return None if found is None else Path(found)
 

@@ -204,3 +204,12 @@ def test_predict_withholds_the_scores_of_an_image_it_cannot_assess(model_dir, tm
     assert not row["assessable"] and row["reasons"].startswith("The image is blank") and "top_class" not in row
     record = json.loads((out / "predictions.json").read_text())[0]
     assert record["scores_withheld"] and record["probabilities"] is None and record["top_class"] is None
+
+
+def test_a_csv_may_name_an_image_by_its_path_without_the_suffix(model_dir, image_folder, tmp_path):
+    (tmp_path / "cases" / "deeper").mkdir(parents=True)
+    shutil.copy(image_folder / "case2.jpg", tmp_path / "cases" / "deeper" / "case2.jpg")
+    pd.DataFrame({"image": ["deeper/case2"]}).to_csv(tmp_path / "cases" / "cases.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "cases" / "cases.csv"), "--model", str(model_dir), "--out", str(out)]) == 0
+    assert [r["image_id"] for r in json.loads((out / "predictions.json").read_text())] == ["case2"]
