@@ -38,13 +38,12 @@ from dermfuse import DermFuse
 from dermfuse.data import load_image, load_mask, read_dataset
 from dermfuse.data.artefacts import CITATION, KINDS, ArtefactInserter, load_templates
 from dermfuse.metrics import mask_counts, segmentation_scores
-from dermfuse.pipeline import Case, DermFusePipeline
-from dermfuse.predict import predict_all
+from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.capture import condition_numbers, melanoma_auc, moved
 from experiments.real_artefacts import with_artefact
 from experiments.report_sections import artefacts_section
-from experiments.split_predictions import split_rows
+from experiments.split_predictions import diagnosed_images, split_rows
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
@@ -64,15 +63,6 @@ class ArtefactsConfig:
     heatmap_images: int = 100  # how many validation images are explained as they are and with each kind
     batch: int = 16
     out: str = str(RESULTS)
-
-
-def diagnose(pipeline: DermFusePipeline, rows, images: list, batch: int, explain: bool = False,
-             metadata: bool = True) -> list:
-    """The pipeline's diagnoses of ``images`` (uint8 RGB, one per row), with each row's age, sex and site unless
-    ``metadata=False``."""
-    cases = [Case(image, *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id)
-             for image, row in zip(images, rows.itertuples())]
-    return predict_all(pipeline, cases, batch_size=batch, explain=explain, progress=False, describe=False)
 
 
 def mask_dice(results: list, experts: list[np.ndarray]) -> float:
@@ -102,24 +92,24 @@ def run_artefacts(config: ArtefactsConfig) -> dict:
     labels = np.array([classes.index(label) for label in validation["label"]])
     clean = [np.asarray(load_image(row.image_path)) for row in validation.itertuples()]
     experts = [load_mask(row.mask_path, image.shape[1::-1]) for row, image in zip(validation.itertuples(), clean)]
-    baseline = diagnose(pipeline, validation, clean, config.batch)
+    baseline = diagnosed_images(pipeline, validation, clean, config.batch)
     table = {"as it is": {**condition_numbers(baseline, None, labels, classes, threshold),
                           "mask_dice": mask_dice(baseline, experts)}}
     print(f"as it is: {table['as it is']}", flush=True)
 
     explained_rows, heatmaps = validation.head(config.heatmap_images), {}
-    explained_clean = diagnose(pipeline, explained_rows, clean[:len(explained_rows)], config.batch, explain=True)
+    explained_clean = diagnosed_images(pipeline, explained_rows, clean[:len(explained_rows)], config.batch, explain=True)
     templates = load_templates(config.templates or Path(config.data) / "artefacts")
     for kind in KINDS:
         inserter = ArtefactInserter(kind, templates=templates)
         changed = [with_artefact(row, inserter, row.mask_path) for row in validation.itertuples()]
         images, footprints = [np.asarray(image) for image, _ in changed], [footprint for _, footprint in changed]
-        results = diagnose(pipeline, validation, images, config.batch)
+        results = diagnosed_images(pipeline, validation, images, config.batch)
         table[kind] = {**condition_numbers(results, baseline, labels, classes, threshold),
                        "mask_dice": mask_dice(results, experts),
                        "artefact_area": float(np.median([footprint.mean() for footprint in footprints]))}
         print(f"{kind}: {table[kind]}", flush=True)
-        explained = diagnose(pipeline, explained_rows, images[:len(explained_rows)], config.batch, explain=True)
+        explained = diagnosed_images(pipeline, explained_rows, images[:len(explained_rows)], config.batch, explain=True)
         heatmaps[kind] = {"with_artefact": heat_on(explained, footprints),
                           "as_it_is_same_pixels": heat_on(explained_clean, footprints),
                           "artefact_area": float(np.median([f.mean() for f in footprints[:len(explained_rows)]]))}
@@ -129,12 +119,12 @@ def run_artefacts(config: ArtefactsConfig) -> dict:
     ph2 = ph2.head(config.images) if config.images else ph2
     truth = (ph2["label"] == "mel").to_numpy()
     ph2_clean = [np.asarray(load_image(row.image_path)) for row in ph2.itertuples()]
-    ph2_baseline = diagnose(pipeline, ph2, ph2_clean, config.batch, metadata=False)
+    ph2_baseline = diagnosed_images(pipeline, ph2, ph2_clean, config.batch, metadata=False)
     ph2_rows = {"as it is": {"melanoma_auc": melanoma_auc(ph2_baseline, truth, classes)}}
     for kind in KINDS:
         inserter = ArtefactInserter(kind, templates=templates)
         images = [np.asarray(with_artefact(row, inserter, row.mask_path)[0]) for row in ph2.itertuples()]
-        results = diagnose(pipeline, ph2, images, config.batch, metadata=False)
+        results = diagnosed_images(pipeline, ph2, images, config.batch, metadata=False)
         ph2_rows[kind] = {"melanoma_auc": melanoma_auc(results, truth, classes), **moved(results, ph2_baseline)}
         print(f"PH2, {kind}: {ph2_rows[kind]}", flush=True)
 

@@ -86,8 +86,16 @@ def diagnosed(pipeline: DermFusePipeline, rows: pd.DataFrame, change, batch: int
     """The pipeline's diagnoses of ``rows`` (``describe=False``), each image first changed by ``change`` (a function of a
     PIL image: blurred, compressed, turned, ...), with its age, sex and site unless ``metadata=False``, and with heatmaps
     if ``explain``. For the studies of how the model fares on images changed in one way."""
-    cases = [Case(np.asarray(change(Image.open(row.image_path).convert("RGB"))),
-                  *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id) for row in rows.itertuples()]
+    images = [np.asarray(change(Image.open(row.image_path).convert("RGB"))) for row in rows.itertuples()]
+    return diagnosed_images(pipeline, rows, images, batch, metadata, explain)
+
+
+def diagnosed_images(pipeline: DermFusePipeline, rows: pd.DataFrame, images: list, batch: int = 16,
+                     metadata: bool = True, explain: bool = False) -> list:
+    """As :func:`diagnosed`, for images already made, one per row (uint8 RGB): where the change depends on the row, as
+    an artefact placed around its expert mask."""
+    cases = [Case(image, *((row.age, row.sex, row.site) if metadata else ()), image_id=row.image_id)
+             for image, row in zip(images, rows.itertuples())]
     return predict_all(pipeline, cases, batch_size=batch, explain=explain, progress=False, describe=False)
 
 
