@@ -114,12 +114,16 @@ def heat_caption(diagnosis: Diagnosis, stream: str) -> str:
 def colour_bar(figure: Figure, rect: tuple[float, float, float, float], fontsize: float = 7) -> None:
     """A horizontal colour bar of the heatmaps' scale in ``rect`` (figure fractions), labelled in words
     (wrapped to the bar's width)."""
-    characters = rect[2] * figure.get_figwidth() * 72 / (0.55 * fontsize)  # at ~0.55 em per character
     axis = figure.add_axes(rect)
     bar = figure.colorbar(ScalarMappable(Normalize(0, 1), HEAT_COLOURS), cax=axis, orientation="horizontal")
     bar.set_ticks(list(HEAT_TICKS), labels=list(HEAT_TICKS.values()))
     bar.ax.tick_params(labelsize=fontsize, length=2, pad=1)
-    bar.set_label(textwrap.fill(HEAT_SCALE, max(12, int(characters))), fontsize=fontsize, labelpad=1)
+    bar.set_label(scale_words(rect[2] * figure.get_figwidth(), fontsize), fontsize=fontsize, labelpad=1)
+
+
+def scale_words(inches: float, fontsize: float) -> str:
+    """The colour bar's words, wrapped to a width in inches (at ~0.55 em per character)."""
+    return textwrap.fill(HEAT_SCALE, max(12, int(inches * 72 / (0.55 * fontsize))))
 
 
 def draw_picture(figure: Figure, rect: tuple[float, float, float, float], picture: np.ndarray | None, title: str,
@@ -149,10 +153,15 @@ def as_pixels(figure: Figure) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def colour_bar_strip(width: int) -> np.ndarray:
-    """The colour bar as a strip of pixels ``width`` wide, its words sized to the width (to put under a picture)."""
-    dpi, height = 100, max(40, round(0.17 * width))
+    """The colour bar as a strip of pixels ``width`` wide, its words sized to the width (to put under a picture);
+    the strip grows by a line for each line its words wrap to, so none is cut off."""
+    dpi, fontsize, bar_width = 100, max(5.0, 0.024 * width), 0.88
+    one_line = max(40, round(0.17 * width))  # pixels: the bar, its ticks and one line of words
+    extra_lines = scale_words(bar_width * width / dpi, fontsize).count("\n")
+    height = one_line + round(extra_lines * 1.5 * fontsize * dpi / 72)
+    bar_top, bar_height = 0.14 * one_line / height, 0.24 * one_line / height  # the bar keeps its place from the top
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
-    colour_bar(figure, (0.06, 0.62, 0.88, 0.24), fontsize=max(5.0, 0.024 * width))
+    colour_bar(figure, (0.06, 1 - bar_top - bar_height, bar_width, bar_height), fontsize=fontsize)
     return cv2.resize(as_pixels(figure), (width, height), interpolation=cv2.INTER_AREA)  # exact size whatever the rounding
 
 

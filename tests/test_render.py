@@ -53,6 +53,14 @@ def test_the_app_shows_every_heatmap_with_its_colour_bar_and_the_lesion_map_at_i
     assert far.any() and (lesion_map[far][:, 0] == lesion_map[far][:, 2]).all()  # grey where the lesion image is not
 
 
+
+@pytest.mark.parametrize("width", [120, 192, 256, 768])
+def test_the_colour_bar_strip_shows_all_its_words(width):
+    strip = render.colour_bar_strip(width).astype(int)  # its words wrap to two lines at every one of these widths
+    ink = (strip.min(axis=2) < 160).any(axis=1)  # rows with dark pixels
+    assert strip.shape[1] == width and ink[-3:].sum() == 0  # the last line ends above the bottom edge, not cut off
+    below_bar = np.flatnonzero(ink)[-1] - np.flatnonzero(ink)[0]
+    assert below_bar > 0.4 * strip.shape[0]  # and the words are there
 def test_shrinking_for_the_screen_scales_the_lesion_box_with_the_maps(diagnosis):
     big = np.ascontiguousarray(np.repeat(np.repeat(diagnosis.image, 4, 0), 4, 1))
     image, small = views.shrink(big, diagnosis.__class__(**{**diagnosis.__dict__, "lesion_box": [40, 20, 400, 380]}),
