@@ -9,7 +9,10 @@ diagnosis (the scores stay in the JSON only when asked for). Two kinds of check:
   no fitting and hold for every model. Two more hold for the models that state them: an image whose
   shorter side is under the model's ``min_image_side`` is too small to judge (a thumbnail or a
   screenshot; ``experiments/resolution.py`` measures that side on smaller copies of validation images),
-  and one whose sharpness is under its ``min_sharpness`` is out of focus (``experiments/focus.py``).
+  one whose sharpness is under its ``min_sharpness`` is out of focus (``experiments/focus.py``), and in
+  one whose lesion differs from the skin around it by less than its ``min_lesion_contrast`` no lesion
+  stands out: the segmenter, which always saw a lesion, outlined a patch of bare skin
+  (``experiments/bare_skin.py``).
 - **A dermoscopy score**: logistic regression (on each input and its square) on features that
   describe what a dermoscopy image *is*, a lesion on skin under polarised magnification: after white
   balance (a dermoscope's colour cast is not a feature), skin-coloured pixels, few foreign hues (sky,
@@ -78,18 +81,20 @@ def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> 
 
 def rule_numbers(small: np.ndarray, lesion: np.ndarray, width: int, height: int) -> dict[str, float]:
     """What the rules look at: the frame's ``width`` and ``height``, and from the thumbnails flat colours, exposure,
-    sharpness, lesion area and border share."""
+    sharpness, lesion area, border share and the lesion's contrast with the skin around it (ΔE*ab)."""
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     return {"width": width, "height": height, "flat_colours": flat_colour_count(small),
             "white_share": float((grey >= 250).mean()), "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
-            "border_share": border_share(lesion)}
+            "border_share": border_share(lesion), "lesion_delta_e": lesion_contrast(balanced_lab(small), lesion)}
 
 
-def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: float = 0.0) -> list[str]:
+def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: float = 0.0,
+                 min_lesion_contrast: float = 0.0) -> list[str]:
     """The rules' reasons (plain sentences) why an image with these ``rule_numbers`` cannot be judged; with
     ``min_side``, also an image whose ``numbers`` ``width`` and ``height`` (the frame's) have a shorter side under it,
-    and with ``min_sharpness`` one whose sharpness is under that (out of focus, a small image enlarged, or washed out:
-    the sharpness falls with the contrast too, ``experiments/capture.py``)."""
+    with ``min_sharpness`` one whose sharpness is under that (out of focus, a small image enlarged, or washed out:
+    the sharpness falls with the contrast too, ``experiments/capture.py``), and with ``min_lesion_contrast`` (ΔE*ab)
+    one whose lesion, inside the frame, differs less than that from the skin around it (bare skin)."""
     if numbers["flat_colours"] <= 1:
         return [BLANK]
     reasons = []
@@ -115,6 +120,12 @@ def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: fl
     elif numbers["border_share"] > OUTSIDE_FRAME:
         reasons.append("The lesion fills the frame, so much of it may lie outside: retake the image with the whole "
                        "lesion in view.")
+    elif min_lesion_contrast and numbers["lesion_delta_e"] < min_lesion_contrast:
+        reasons.append(f"No lesion stands out from the skin: what the segmenter outlined differs from the skin around it by "
+                       f"a colour difference (ΔE*ab) of {numbers['lesion_delta_e']:.1f}, under the {min_lesion_contrast:.1f} "
+                       "this model needs (on bare skin the segmenter still outlines a patch, and the model would still "
+                       "give it scores). Upload an image with the lesion in view; a lesion in view that is this pale is not "
+                       "judged here.")
     return reasons
 
 
@@ -160,10 +171,23 @@ def grey_world(small: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (means.mean() / np.maximum(means, 1.0)), 0, 255).astype(np.uint8)
 
 
+def balanced_lab(small: np.ndarray) -> np.ndarray:
+    """The thumbnail white-balanced (``grey_world``) in CIELAB (H, W, 3): L* 0–100, a*, b* about ±100."""
+    return cv2.cvtColor(grey_world(small).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def lesion_contrast(lab: np.ndarray, lesion: np.ndarray) -> float:
+    """ΔE*ab between the lesion's mean colour and that of a thin ring of skin around it (``lab``: ``balanced_lab``);
+    0 without a lesion or without skin around it."""
+    if not lesion.any():
+        return 0.0
+    ring = cv2.dilate(lesion.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~lesion
+    return float(np.linalg.norm(lab[ring].mean(0) - lab[lesion].mean(0))) if ring.any() else 0.0
+
+
 def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray, deep_distance: float) -> np.ndarray:
     """The gate's features (``FEATURES``) from the thumbnails (``thumbnails``) and the model's deep OOD distance."""
-    balanced = grey_world(small)
-    lab = cv2.cvtColor(balanced.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # L* 0–100, a*, b* about ±100
+    lab = balanced_lab(small)
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     chroma, hue = np.hypot(a, b), np.degrees(np.arctan2(b, a))
     lit = (lightness > 10) & (lightness < 97)  # leave out a dermoscope's black corners and glare
@@ -174,14 +198,12 @@ def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray,
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     share = lambda m: float(m.sum() / max(lit.sum(), 1))  # noqa: E731
     area = float(lesion.mean())
-    solidity = contrast = centrality = 0.0
+    solidity = centrality = 0.0
+    contrast = lesion_contrast(lab, lesion)
     if lesion.any():
         contours, _ = cv2.findContours(lesion.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
         solidity = float(min(1.0, lesion.sum() / max(hull, 1.0)))
-        ring = cv2.dilate(lesion.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~lesion
-        if ring.any():
-            contrast = float(np.linalg.norm(lab[ring].mean(0) - lab[lesion].mean(0)))  # ΔE*ab lesion vs skin around it
         ys, xs = np.nonzero(lesion)
         centrality = float(1.0 - np.hypot(ys.mean() / THUMBNAIL - 0.5, xs.mean() / THUMBNAIL - 0.5) / np.hypot(0.5, 0.5))
     return np.array([
@@ -270,17 +292,18 @@ def lowest_input(gate: dict, features: np.ndarray, pooled: np.ndarray | None = N
 
 def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: dict | None,
            deep_distance: float | None, pooled: np.ndarray | None = None, min_side: int = 0,
-           min_sharpness: float = 0.0) -> tuple[list[str], float | None, dict]:  # fmt: skip
+           min_sharpness: float = 0.0, min_lesion_contrast: float = 0.0) -> tuple[list[str], float | None, dict]:  # fmt: skip
     """(reasons, dermoscopy score, the numbers behind them) for one image; assessable when ``reasons`` is empty.
 
     ``image``: RGB uint8, or its ``thumbnail`` (all the checks look at); ``probability`` and ``mask`` at the
     image's own size, which is the frame's. The features need the model's deep OOD distance (``None`` without an OOD
-    gate); the score needs a fitted ``gate`` and the image encoder's pooled features (C,). ``min_side`` and
-    ``min_sharpness``: the model's ``min_image_side`` and ``min_sharpness`` (0: none).
+    gate); the score needs a fitted ``gate`` and the image encoder's pooled features (C,). ``min_side``,
+    ``min_sharpness`` and ``min_lesion_contrast``: the model's ``min_image_side``, ``min_sharpness`` and
+    ``min_lesion_contrast`` (0: none).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
     numbers = rule_numbers(small, lesion, mask.shape[1], mask.shape[0])
-    reasons = rule_reasons(numbers, min_side, min_sharpness)
+    reasons = rule_reasons(numbers, min_side, min_sharpness, min_lesion_contrast)
     if deep_distance is None:
         return reasons, None, numbers
     features = dermoscopy_features(small, prob, lesion, deep_distance)

@@ -307,7 +307,7 @@ class DermFusePipeline:
             deep = None if distances is None else float(distances[0][i])
             reasons, dermoscopy, numbers = assess(thumbnails[i], probability_maps[i], mask, gate, deep,
                                                   None if pooled is None else pooled[i], model.min_image_side,
-                                                  model.min_sharpness)
+                                                  model.min_sharpness, model.min_lesion_contrast)
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             cautions = [] if reasons else [  # they speak of the scores
                 caution for caution in (rare_tone_caution(tone, model.skin_tone),

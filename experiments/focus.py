@@ -39,7 +39,7 @@ from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import focus_section
 from experiments.resolution import classification_numbers
-from experiments.split_predictions import diagnosed, flagged, folder_rows, split_rows, store_in_model
+from experiments.split_predictions import diagnosed, flagged, folder_rows, split_rows, store_if_held
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
@@ -124,11 +124,7 @@ def run_focus(config: FocusConfig) -> dict:
               "command": command_line("experiments.focus", config)}
     write_json(config.out, report)
     print(focus_section(report, Path(config.out)))
-    if report["stored"]:
-        store_in_model(config.model, "min_sharpness", least)
-        print(f"stored min_sharpness={least:.3f} in {config.model}/config.json and rewrote its card")
-    elif not allowed:
-        print("min_sharpness not stored: the rule does not hold")
+    store_if_held(report, "min_sharpness", least)
     return report
 
 

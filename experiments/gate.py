@@ -13,7 +13,8 @@ fitted without its fold, so each number below is on images the gate was not fitt
 gate is then fitted on all negatives.
 
 An image counts as turned away when its score is under the threshold or a rule fires: every rule the pipeline
-applies for the model, its least side (``min_image_side``) and least sharpness (``min_sharpness``) included.
+applies for the model, its least side (``min_image_side``), least sharpness (``min_sharpness``) and least lesion
+contrast (``min_lesion_contrast``) included.
 
 Writes ``gate`` into ``<model>/config.json`` and ``docs/results/gate.json``; prints the per-source
 table (rejection rate of each real dermoscopy source with the reasons; AUROC and rejection rate of
@@ -148,8 +149,10 @@ def features_of(part: dict) -> np.ndarray:
 
 
 def rules_of(part: dict, model) -> list[list[str]]:
-    """Each image's rule reasons, as the pipeline gives them for ``model`` (its least side and sharpness included)."""
-    return [rule_reasons(rule_numbers(small, lesion, int(width), int(height)), model.min_image_side, model.min_sharpness)
+    """Each image's rule reasons, as the pipeline gives them for ``model`` (its least side, sharpness and lesion contrast
+    included)."""
+    return [rule_reasons(rule_numbers(small, lesion, int(width), int(height)), model.min_image_side, model.min_sharpness,
+                         model.min_lesion_contrast)
             for small, lesion, (width, height) in zip(part["small"], part["lesion"], part["size"])]
 
 

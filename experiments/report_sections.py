@@ -122,8 +122,8 @@ def trust_section(gate: dict | None, gate_path: Path, focus: dict | None, focus_
     else:
         text += (f"`{gate['command']}` on `{gate['model']}` ({gate['minutes']:.0f} min). An image is *not assessable* when a "
                  "rule fires (blank or a few flat colours, over- or under-exposed, no lesion found, a lesion that fills the "
-                 "frame, and where the model stores them a shorter side under its `min_image_side` or a sharpness under "
-                 "its `min_sharpness`: every rule the app applies) or its dermoscopy score (quadratic logistic regression on colour, texture and lesion features and "
+                 "frame, and where the model stores them a shorter side under its `min_image_side`, a sharpness under "
+                 "its `min_sharpness` or a lesion contrast under its `min_lesion_contrast`: every rule the app applies) or its dermoscopy score (quadratic logistic regression on colour, texture and lesion features and "
                  f"the image encoder's principal components) is under the threshold that {100 * gate['rejection_target_on_val']:.1f} % "
                  "of the *validation* dermoscopy falls below. Real dermoscopy: the model's test splits, PH2 and the CC0 "
                  "originals, none fitted on. Non-dermoscopy: five folds grouped by source picture, each scored by a gate "
@@ -590,6 +590,54 @@ def focus_section(report: dict | None, path: Path) -> str:
     text += "\n| other real dermoscopy, as it is | images | under the least sharpness |\n| --- | --- | --- |\n"
     for name, entry in report["other_sources"].items():
         text += f"| {name} | {entry['images']} | {100 * entry['under_least_sharpness']:.1f} % |\n"
+    return text
+
+
+def bare_skin_section(report: dict | None, path: Path) -> str:
+    """How the model fares on squares of bare skin cut from real images, and the least lesion contrast it needs."""
+    text = "## Bare skin: squares without a lesion and the least lesion contrast\n\n"
+    if report is None:
+        return text + missing(path, "python -m experiments.bare_skin")
+    limits, validation = report["limits"], report["validation"]
+    verdict = ("it holds, so the model stores it as `min_lesion_contrast`: an image whose lesion stands out less is not "
+               "assessable and is told why" if report["stored"] else "it holds, but it was not stored (`--store=false`)"
+               if report["rule_holds"] else "it does not hold, so it was not stored")
+    text += ("The segmenter learned from images that always hold a lesion: on bare skin it still outlines a patch, and "
+             "the classifier scores it. Each image is cut to its largest square free of its expert lesion mask (grown by "
+             f"{report['margin_px']} px) with a side of at least the model's least side, {report['least_side']} px; the "
+             f"square is diagnosed without metadata through the pipeline ({report['path']} path). "
+             f"`{report['command']}` ({report['minutes']:.1f} min), source `{path}`. The lesion contrast is the gate's "
+             "(ΔE\\*ab between the segmenter's lesion and a thin ring of skin around it, on the 128-px white-balanced "
+             f"thumbnail); the least contrast, **ΔE\\*ab {report['least_contrast']:.2f}**, is its "
+             f"{100 * report['rejection']:g} % quantile over the {report['training_images']:,} training-split images. The "
+             "rule, fixed after a scratch look at the contrast of validation images and of bare squares of validation "
+             "images and PH2, before this study's numbers: it may turn away at most "
+             f"{100 * limits['validation']:g} % of the validation images as they are (here "
+             f"{100 * validation['images_turned_away']:.1f} %) and at most {100 * limits['other_sources']:g} % of each "
+             "other real source, and must turn away at least "
+             f"{100 * limits['validation_squares_caught']:g} % of the validation squares the app diagnoses without it "
+             f"(here {validation['squares_caught']} of {validation['squares_diagnosed_before']}); {verdict}. The test "
+             "splits' and PH2's squares are reported, not chosen on.\n\n"
+             "| real dermoscopy, as it is | images | diagnosed without the rule | under the least contrast | diagnosed with it |\n"
+             "| --- | --- | --- | --- | --- |\n")
+    for name, row in report["images"].items():
+        text += (f"| {name} | {row['images']:,} | {100 * row['assessable_before']:.1f} % | "
+                 f"{100 * row['under_least_contrast']:.1f} % | {100 * row['assessable_after']:.1f} % |\n")
+    by_class: dict[str, list[int]] = {}
+    for row in report["images"].values():
+        for label, (turned, seen) in row["turned_away_by_class"].items():
+            by_class[label] = [a + b for a, b in zip(by_class.get(label, [0, 0]), (turned, seen))]
+    turned = sum(turned for turned, _ in by_class.values())
+    right = sum(row["turned_away_top_class_right"] for row in report["images"].values())
+    text += (f"\nOf the real images above with a known diagnosis, it turned away {turned}: "
+             + ", ".join(f"{label} {turned} of {seen:,}" for label, (turned, seen) in by_class.items() if turned)
+             + f" (of each diagnosis's images). The model's top class was right on {right} of them.\n")
+    text += ("\n| bare-skin squares of | squares | diagnosed without the rule | their median top probability | "
+             "turned away by it | still diagnosed |\n| --- | --- | --- | --- | --- | --- |\n")
+    for name, row in report["squares"].items():
+        sure = "—" if row["median_top_probability_before"] is None else f"{row['median_top_probability_before']:.2f}"
+        text += (f"| {name} | {row['squares']} | {row['diagnosed_before']} | {sure} | {row['caught']} | "
+                 f"{row['diagnosed_after']} |\n")
     return text
 
 

@@ -129,6 +129,16 @@ def expert_skin_tones(rows: pd.DataFrame, name: str, folder: Path) -> pd.DataFra
     return table
 
 
+def store_if_held(report: dict, key: str, value: float) -> None:
+    """After a study that measures a least value: store ``value`` as the model's ``key`` when its rule held and storing
+    was asked for (``report["stored"]``), and say what was done."""
+    if report["stored"]:
+        store_in_model(report["model"], key, value)
+        print(f"stored {key}={value:.3f} in {report['model']}/config.json and rewrote its card")
+    elif not report["rule_holds"]:
+        print(f"{key} not stored: the rule does not hold")
+
+
 def store_in_model(model: str | Path, key: str, value) -> None:
     """Write ``value`` under ``key`` into the model folder's ``config.json`` (as ``python -m train gate`` does),
     then rewrite its model card from the folder's files."""

@@ -467,12 +467,13 @@ def _ood(ood: dict | None) -> str:
 
 
 def _image_limits(config: dict) -> str:
-    """The least image side and sharpness under which an image is not judged (``python -m experiments.resolution``,
-    ``python -m experiments.focus``)."""
-    side, sharp = config.get("min_image_side"), config.get("min_sharpness")
-    if not side and not sharp:
+    """The least image side, sharpness and lesion contrast under which an image is not judged
+    (``python -m experiments.resolution``, ``.focus``, ``.bare_skin``)."""
+    side, sharp, contrast = config.get("min_image_side"), config.get("min_sharpness"), config.get("min_lesion_contrast")
+    if not side and not sharp and not contrast:
         return ""
-    text = "### Images too small or too soft to judge\n\nSuch an image is not assessable: no diagnosis, and the reason in words."
+    text = ("### Images too small, too soft or without a lesion to judge\n\nSuch an image is not assessable: no "
+            "diagnosis, and the reason in words.")
     if side:
         text += (f" Too small: a shorter side under {side} px; under that side, on smaller copies of its validation images, it "
                  "did worse than at full size by more than the measurement's tolerance (AUC 0.01, balanced accuracy 0.03, "
@@ -481,6 +482,11 @@ def _image_limits(config: dict) -> str:
         text += (f" Out of focus: a sharpness (log variance of the Laplacian of the 128-px grey thumbnail) under {sharp:.2f}, "
                  "a low quantile of its training images'; blurred copies of its validation images were judged much "
                  "worse and more confidently (`python -m experiments.focus`).")
+    if contrast:
+        text += (f" No lesion stands out: the lesion the segmenter found differs from the skin around it by less than "
+                 f"ΔE\\*ab {contrast:.1f}, a low quantile of its training images'; on squares of bare skin cut from real "
+                 "images the segmenter still outlines a patch and the classifier scores it (`python -m "
+                 "experiments.bare_skin`).")
     return text + " The numbers are in `docs/RESULTS.md` of the dermfuse repository.\n"
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from dermfuse import create_model
 from dermfuse.assess import (BLANK, COMPRESSION_WARNED, FEATURES, assess, border_share, compression_warning, dermoscopy_score,
                              fit_gate, flat_colour_count, grey_world, lowest_input, rule_numbers, rule_reasons, thumbnails)
 from dermfuse.ood import CAPTURE_STATISTICS, capture_statistics, sharpness
@@ -155,7 +157,8 @@ def test_assess_gives_the_numbers_and_the_reason_in_words():
     mask[150:250, 200:350] = True
     reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, None, deep_distance=None)
     assert reasons == [] and score is None and set(numbers) == {"width", "height", "flat_colours", "white_share",
-                                                                "mean_grey", "sharpness", "lesion_area", "border_share"}
+                                                                "mean_grey", "sharpness", "lesion_area", "border_share",
+                                                                "lesion_delta_e"}
     assert (numbers["width"], numbers["height"]) == (photo.shape[1], photo.shape[0])
     rng = np.random.default_rng(1)
     gate = fit_gate(rng.normal(0, 1, (50, len(FEATURES))), rng.normal(5, 1, (50, len(FEATURES))),
@@ -163,6 +166,39 @@ def test_assess_gives_the_numbers_and_the_reason_in_words():
     reasons, score, numbers = assess(photo, mask.astype(np.float32), mask, gate, deep_distance=0.5)
     assert set(FEATURES) <= set(numbers) and score is not None
     assert (score < gate["threshold"]) == any("does not look like a dermoscopy image" in r for r in reasons)
+
+
+def test_a_lesion_that_does_not_stand_out_from_the_skin_is_not_judged_by_a_model_that_states_its_least_contrast():
+    rng = np.random.default_rng(3)
+    skin = np.clip(rng.normal((200, 160, 140), 6, (240, 320, 3)), 0, 255).astype(np.uint8)
+    mask = np.zeros(skin.shape[:2], dtype=bool)
+    mask[80:160, 110:210] = True
+    faint, dark = skin.copy(), skin.copy()
+    faint[mask] = np.clip(faint[mask].astype(int) - 4, 0, 255)  # a patch of skin a shade darker
+    dark[mask] = (90, 50, 30)  # a brown lesion
+    numbers = {name: assess(image, mask.astype(np.float32), mask, None, None, min_lesion_contrast=8.0)
+               for name, image in (("faint", faint), ("dark", dark))}
+    assert numbers["faint"][2]["lesion_delta_e"] < 8 < numbers["dark"][2]["lesion_delta_e"]
+    assert numbers["dark"][0] == []
+    assert numbers["faint"][0] == [next(r for r in numbers["faint"][0] if r.startswith("No lesion stands out from the skin: "))]
+    assert f"of {numbers['faint'][2]['lesion_delta_e']:.1f}, under the 8.0 this model needs" in numbers["faint"][0][0]
+    assert assess(faint, mask.astype(np.float32), mask, None, None)[0] == []  # a model without the limit judges it
+    _, _, with_features = assess(dark, mask.astype(np.float32), mask, None, deep_distance=0.5)
+    assert with_features["lesion_contrast"] == pytest.approx(with_features["lesion_delta_e"] / 100)  # one measure
+    whole = np.ones(mask.shape, dtype=bool)  # a lesion that fills the frame has no skin around it: that reason alone
+    reasons = assess(faint, whole.astype(np.float32), whole, None, None, min_lesion_contrast=8.0)[0]
+    assert len(reasons) == 1 and reasons[0].startswith("The lesion fills the frame")
+
+
+@pytest.mark.parametrize("key, unit", [("min_sharpness", "log variance of the Laplacian"), ("min_lesion_contrast", "ΔE*ab")])
+def test_a_model_states_its_least_sharpness_and_lesion_contrast_as_numbers(key, unit):
+    model = create_model("tiny")
+    assert getattr(model, key) == 0.0  # a model that was not measured judges any image
+    model.update_config(**{key: 3})
+    assert model.config[key] == 3.0 and isinstance(getattr(model, key), float)
+    for bad in (-0.5, float("nan"), "3", True):
+        with pytest.raises(ValueError, match=re.escape(f"{key} must be a number, 0 or more ({unit})")):
+            model.update_config(**{key: bad})
 
 
 def test_the_reason_names_the_input_that_lowers_the_score_most():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermfuse import DermFuse, create_model
+from dermfuse import DermFuse
 from dermfuse.cli import main
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui.examples import EXAMPLES
@@ -32,16 +32,6 @@ def test_the_conditions_soften_an_image_more_as_they_go_and_keep_its_size(tmp_pa
         values.append(image_sharpness(tmp_path / "image.png"))
     blurred = values[:1 + len(BLURS)]
     assert blurred == sorted(blurred, reverse=True) and values[-1] < values[0]
-
-
-def test_a_model_states_its_least_sharpness_as_a_number():
-    model = create_model("tiny")
-    assert model.min_sharpness == 0.0  # a model that was not measured judges any sharpness
-    model.update_config(min_sharpness=3)
-    assert model.config["min_sharpness"] == 3.0 and isinstance(model.min_sharpness, float)
-    for bad in (-0.5, float("nan"), "3", True):
-        with pytest.raises(ValueError, match="min_sharpness"):
-            model.update_config(min_sharpness=bad)
 
 
 @pytest.mark.skipif(not (REAL / "config.json").is_file(), reason=f"{REAL} is not in this copy")

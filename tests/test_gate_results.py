@@ -1,5 +1,5 @@
 """The assessability gate's study (``experiments/gate.py``): it counts every rule the pipeline applies, and the
-committed ``docs/results/gate.json`` agrees with the focus study and with the README."""
+committed ``docs/results/gate.json`` agrees with the focus and bare-skin studies and with the README."""
 
 from __future__ import annotations
 
@@ -24,24 +24,34 @@ def _part(image: np.ndarray) -> dict:
     return {"small": [small], "prob": [prob], "lesion": [lesion], "size": [(image.shape[1], image.shape[0])]}
 
 
-def test_the_study_applies_the_models_least_side_and_sharpness_as_the_pipeline_does():
+def limits(side: int = 0, sharpness: float = 0.0, contrast: float = 0.0) -> SimpleNamespace:
+    return SimpleNamespace(min_image_side=side, min_sharpness=sharpness, min_lesion_contrast=contrast)
+
+
+def test_the_study_applies_the_models_least_side_sharpness_and_contrast_as_the_pipeline_does():
     photo = skimage.data.coffee()  # 600×400, sharp: no rule fires on it
-    none = SimpleNamespace(min_image_side=0, min_sharpness=0.0)
-    assert rules_of(_part(photo), none) == [[]]
-    assert "too small to judge: 600×400 pixels" in rules_of(_part(photo), SimpleNamespace(min_image_side=401, min_sharpness=0.0))[0][0]
-    blurred = rules_of(_part(photo), SimpleNamespace(min_image_side=0, min_sharpness=20.0))[0]
+    assert rules_of(_part(photo), limits()) == [[]]
+    assert "too small to judge: 600×400 pixels" in rules_of(_part(photo), limits(side=401))[0][0]
+    blurred = rules_of(_part(photo), limits(sharpness=20.0))[0]
     assert len(blurred) == 1 and blurred[0].startswith("The image is out of focus")
+    faint = rules_of(_part(photo), limits(contrast=200.0))[0]  # no lesion stands out by ΔE*ab 200
+    assert len(faint) == 1 and faint[0].startswith("No lesion stands out from the skin")
 
 
-def test_the_committed_gate_study_counts_the_images_the_focus_study_found_out_of_focus():
+def test_the_committed_gate_study_counts_the_images_the_focus_and_bare_skin_studies_turn_away():
     gate = json.loads((RESULTS / "gate.json").read_text())["sources"]
     focus = json.loads((RESULTS / "focus.json").read_text())["other_sources"]
-    for gate_name, focus_name in (("ham10000_test", "HAM10000 test"), ("isic2018_task1_test", "ISIC 2018 test"),
-                                  ("ph2", "PH2"), ("isic_cc0", "CC0 originals")):
-        row = focus[focus_name]
-        assert gate[gate_name]["images"] == row["images"]
-        under = round(row["under_least_sharpness"] * row["images"])
+    bare = json.loads((RESULTS / "bare_skin.json").read_text())["images"]
+    for gate_name, name in (("ham10000_test", "HAM10000 test"), ("isic2018_task1_test", "ISIC 2018 test"),
+                            ("ph2", "PH2"), ("isic_cc0", "CC0 originals")):
+        assert gate[gate_name]["images"] == focus[name]["images"] == bare[name]["images"]
+        under = round(focus[name]["under_least_sharpness"] * focus[name]["images"])
         assert gate[gate_name]["rules"].get("The image is out of focus", 0) == under, gate_name
+        under = round(bare[name]["under_least_contrast"] * bare[name]["images"])
+        assert gate[gate_name]["rules"].get("No lesion stands out from the skin", 0) == under, gate_name
+    validation = sum(round(bare[name]["under_least_contrast"] * bare[name]["images"])
+                     for name in ("HAM10000 validation", "ISIC 2018 validation"))
+    assert gate["val"]["rules"].get("No lesion stands out from the skin", 0) == validation
     assert gate["ham10000_test"]["rules"]["The image is out of focus"] == 7  # the focus study's 7 of 1,498
 
 

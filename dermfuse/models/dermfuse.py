@@ -30,7 +30,9 @@ WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name", "trained_metadata", "age_range")
 MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
-MUTABLE_CONFIG += ("min_image_side", "min_sharpness")  # measured after training: experiments.resolution / .focus
+# Measured after training (experiments.resolution, .focus, .bare_skin): under them an image is not assessable.
+MUTABLE_CONFIG += ("min_image_side", "min_sharpness", "min_lesion_contrast")
+LEAST_UNITS = {"min_sharpness": "log variance of the Laplacian", "min_lesion_contrast": "ΔE*ab"}
 
 
 def _check_prior_shift(shift, classes: int) -> list[float] | None:
@@ -48,9 +50,10 @@ def _check_min_image_side(side) -> int:
     return side
 
 
-def _check_min_sharpness(value) -> float:
+def _check_least(key: str, value) -> float:
+    """A least value of an image measure (``LEAST_UNITS``) under which an image is not assessable: a number, 0 or more."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"min_sharpness must be a number, 0 or more (log variance of the Laplacian), got {value!r}")
+        raise ValueError(f"{key} must be a number, 0 or more ({LEAST_UNITS[key]}), got {value!r}")
     return float(value)
 
 
@@ -134,6 +137,7 @@ class DermFuse(
         operating_points: dict | None = None,
         min_image_side: int = 0,
         min_sharpness: float = 0.0,
+        min_lesion_contrast: float = 0.0,
     ):
         super().__init__()
         if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -178,7 +182,9 @@ class DermFuse(
         self.operating_points = operating_points  # melanoma thresholds fitted on validation (dermfuse/operating_points.py)
         # The shorter side under which an image is too small to judge (assess.py; measured by experiments/resolution.py)
         self.min_image_side = _check_min_image_side(min_image_side)
-        self.min_sharpness = _check_min_sharpness(min_sharpness)  # under it an image is out of focus (experiments/focus.py)
+        self.min_sharpness = _check_least("min_sharpness", min_sharpness)  # under it an image is out of focus (experiments/focus.py)
+        # Under it no lesion stands out from the skin around the one the segmenter found (experiments/bare_skin.py)
+        self.min_lesion_contrast = _check_least("min_lesion_contrast", min_lesion_contrast)
         self.source = {"id": None, "revision": None}  # set by from_pretrained
         self.segmenter = LesionSegmenter(
             segmenter_encoder, tuple(segmenter_decoder_channels), segmenter_aspp_channels, tuple(segmenter_aspp_rates)
@@ -226,8 +232,9 @@ class DermFuse(
             changes["age_range"] = _check_age_range(changes["age_range"])
         if "min_image_side" in changes:
             changes["min_image_side"] = _check_min_image_side(changes["min_image_side"])
-        if "min_sharpness" in changes:
-            changes["min_sharpness"] = _check_min_sharpness(changes["min_sharpness"])
+        for key in LEAST_UNITS:
+            if key in changes:
+                changes[key] = _check_least(key, changes[key])
         for key, value in changes.items():
             setattr(self, key, value)
             self._hub_mixin_config[key] = value
