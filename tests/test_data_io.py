@@ -64,6 +64,19 @@ def test_text_named_jpg_is_refused(tmp_path):
         load_image(path)
 
 
+@pytest.mark.parametrize("brand", [b"heic", b"mif1"])
+def test_an_iphone_heic_photo_is_named_with_how_to_export_it(tmp_path, brand):
+    head = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic"  # the ISO box that opens a HEIF file
+    path = tmp_path / "IMG_0412.HEIC"
+    path.write_bytes(head + bytes(200))
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageLoadError, match=r"is a HEIC/HEIF photo \(an iPhone's default format\).*export it as JPEG"):
+            load_image(source)
+    path.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(200))  # an MP4 video: the general message
+    with pytest.raises(ImageLoadError, match="is not an image file PIL can read"):
+        load_image(path)
+
+
 def test_truncated_jpeg_fails_clearly(tmp_path):
     noisy = io.BytesIO()  # noise, so that half the file holds only half the scan
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(noisy, "JPEG")

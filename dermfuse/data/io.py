@@ -12,7 +12,8 @@ RGBA, and uploads can be empty, truncated or enormous. Every such case is settle
   refused without allocating its pixels; tiny images are refused too;
 - a JPEG's quality (``jpeg_quality``, from its quantisation table) is kept in the image's ``info``: the
   decoded pixels no longer tell how hard the file was compressed, and the model's scores depend on it;
-- a file PIL cannot decode fully (empty, not an image, truncated) raises :class:`ImageLoadError`.
+- a file PIL cannot decode fully (empty, not an image, truncated) raises :class:`ImageLoadError`; an
+  iPhone's HEIC photo, which PIL cannot read, is named as one, with how to export it as JPEG.
   Truncated files are refused rather than padded (``LOAD_TRUNCATED_IMAGES`` is never set): a
   half-grey dermoscopy image would silently corrupt training and predictions.
 
@@ -33,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: well above any dermatoscope (≈ 6000 × 4000 at most)
 MIN_SIDE = 8  # pixels; below this there is no lesion to see
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}  # an iPhone photo's format
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
@@ -236,12 +238,28 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
             f"{MAX_PIXELS:,} pixels: downscale it before loading"
         ) from None
     except UnidentifiedImageError:
+        if _is_heif(stream):
+            raise ImageLoadError(
+                f"{name} is a HEIC/HEIF photo (an iPhone's default format), which dermfuse cannot read: export it as "
+                "JPEG (on an iPhone: share it with 'Most Compatible', or set Settings → Camera → Formats → Most "
+                "Compatible) and upload that"
+            ) from None
         raise ImageLoadError(
             f"{name} is not an image file PIL can read (wrong extension, text or unsupported format): "
             "convert it to JPEG or PNG"
         ) from None
     _check_size(image.size, name)
     return image, name
+
+
+def _is_heif(stream: Path | io.BytesIO) -> bool:
+    """Whether the file is HEIC/HEIF (an ISO box ``ftyp`` with a HEIF brand), which PIL cannot read."""
+    if isinstance(stream, Path):
+        with stream.open("rb") as file:
+            head = file.read(12)
+    else:
+        head = stream.getvalue()[:12]
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
 def _check_size(size: tuple[int, int], name: str) -> None:
