@@ -162,6 +162,7 @@ def test_a_single_colour_image_is_not_assessable_and_shows_no_diagnosis(catalog,
     assert scores is None  # no bar chart, no top class
     assert "Not assessable: no diagnosis is shown" in warnings and "blank" in warnings
     assert "Withheld" in reading and "%" not in reading.split("### Scores")[1]
+    assert reading.startswith("*The image is not assessable: what follows shows what the segmenter")
     assert result["assessable"] is False and result["scores_withheld"] and result["top_class"] is None
     sheet = report.sheet_text(outputs[9].diagnosis)
     assert "Not assessable" in sheet and "Highest score" not in sheet
@@ -179,6 +180,7 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
     assert len(scores) == len(result["classes"]) and abs(sum(scores.values()) - 1) < 1e-5
     assert "Demo model trained on synthetic phantom images" in warnings
     assert "What the metadata changed" in reading and "Melanoma (`mel`) | **malignant**" in reading
+    assert reading.startswith("### Where the model looked")  # no caution over an assessable image's findings
     assert gates.visible and len(gates.value) == 4
     assert isinstance(case, callbacks.ShownCase)
 

@@ -244,7 +244,10 @@ def operating_point_lines(diagnosis: Diagnosis) -> list[str]:
 def reading(diagnosis: Diagnosis) -> str:
     """Markdown under the pictures: lesion focus, measurements, the patient data used (and, for a model that
     learned from metadata, what they changed), all scores."""
-    parts = ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis) + orientation_lines(diagnosis)]]
+    parts = [] if diagnosis.assessable else [
+        "*The image is not assessable: what follows shows what the segmenter and the networks did with it (the outline "
+        "may hold no lesion), not findings to act on.*"]
+    parts += ["### Where the model looked", *[f"- {line}" for line in focus_lines(diagnosis) + orientation_lines(diagnosis)]]
     rows = measurement_rows(diagnosis)
     parts.append("### Lesion measurements")
     if rows:
