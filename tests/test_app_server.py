@@ -23,6 +23,7 @@ from PIL import Image
 
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.pipeline import DermFusePipeline
+from dermfuse.render import TITLES
 from dermfuse.ui import examples
 from app_harness import app_model, running_app
 
@@ -225,6 +226,12 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
             page.locator("#diagnose").click()
             for shown in ("#outline img", "#heat-image img", "#heat-lesion img", "#lesion img"):
                 expect(page.locator(shown)).to_be_visible(timeout=30_000)
+            # Each picture's title in full on a line of its own above it, none of them cut short over the picture
+            titles = page.locator(".block.picture-title")
+            expect(titles).to_have_text([TITLES[key] for key in ("outline", "lesion", "heat_image", "heat_lesion")])
+            for i, shown in enumerate(("#outline img", "#lesion img", "#heat-image img", "#heat-lesion img")):
+                title, image = titles.nth(i).bounding_box(), page.locator(shown).bounding_box()
+                assert title["y"] + title["height"] <= image["y"] + 1, shown
             expect(page.locator("#scores")).to_contain_text(expected_top)
             expect(page.locator("#scores")).to_contain_text("%")
             expect(page.locator("#reading")).to_contain_text("What the metadata changed")

@@ -45,7 +45,7 @@ CSS = """
 #reading table {display: block; overflow-x: auto;}
 #reading th, #reading td {word-break: normal; overflow-wrap: normal; padding: 4px 8px;}
 #reading td:first-child {min-width: 12em;}
-.result-picture label[data-testid="block-label"] {white-space: normal; max-width: calc(100% - 7.5em);}
+.picture-title p {margin: 0; font-weight: 600; font-size: var(--text-md); line-height: 1.25;}
 .result-picture .image-container img {width: 100%; height: 100%; object-fit: contain;}
 """
 # A phone's rear camera where the browser lets the page choose (``facingMode`` is a preference, not a demand,
@@ -63,10 +63,13 @@ LAUNCH_OPTIONS = dict(
 
 
 def picture(label: str, elem_id: str) -> gr.Image:
-    """A result picture: two fit side by side on a phone. Its title wraps rather than hide behind the picture's
-    buttons, and a small picture (a small lesion's crop) is scaled up to fill its box like the others."""
-    return gr.Image(label=label, height=260, min_width=140, interactive=False, elem_id=elem_id,
-                    elem_classes=["result-picture"])
+    """A result picture under its title: two fit side by side on a phone. The title is a line of its own, which wraps
+    (Gradio's label floats over the picture and is cut short by its buttons), and a small picture (a small lesion's
+    crop) is scaled up to fill its box like the others."""
+    with gr.Column(min_width=140, variant="panel"):
+        gr.Markdown(label, elem_classes=["picture-title"])
+        return gr.Image(label=label, show_label=False, height=260, interactive=False, elem_id=elem_id,
+                        elem_classes=["result-picture"])
 
 
 def build_demo(catalog: ModelCatalog) -> gr.Blocks:
