@@ -24,11 +24,14 @@ resumes from its checkpoint; ``--fresh`` starts over):
    under 0.01 (this model reacts to changes that small: ``experiments/stability.py``), which is why the
    rounded model is measured again rather than taken to be the same.
 4. Export with its model card to ``--out``, the weights in fp16 (half the size; loaded as fp32).
-5. The assessability gate fitted on the exported model and measured per source (``python -m train gate``).
+5. What the model stores after training, each by its own study (``experiments/after_training.py``): the
+   assessability gate, the skin-tone bands, the melanoma operating points, and the least image side, sharpness
+   and lesion contrast under which an image is not judged; then the gate measured per source with every rule.
+   Their numbers go to ``docs/results/`` for the default ``--out``, else to ``<work>/results/``.
 
 ``--rescore`` skips 1, 2 and 4: it scores the model already in ``--out`` again, in place (rounding its
 weights first if they are fp32 and ``--half``), and rewrites its metrics and card; the steps that fit
-on a model's outputs (gate, operating points, compute paths) are then run again by their own commands.
+on a model's outputs (those of 5, and the compute paths) are then run again by their own commands.
 
 Where the shipped weights were made otherwise than by one fresh run (a run continued with more epochs,
 a stage swapped in), ``<work>/history.txt`` says how, and the model card repeats it.
@@ -61,7 +64,7 @@ from dermfuse.metrics import binary_auc, sensitivity_at_specificity
 from dermfuse.models.dermfuse import WEIGHTS_FILE
 from dermfuse.pipeline import DermFusePipeline
 from experiments.demo import stage_state
-from experiments.gate import GateConfig, run_gate
+from experiments.after_training import measure_after_training
 from experiments.isic_rows import isic_labelled, with_splits
 from publish.push import export, rewrite_card
 from train.checkpoint import MODEL_DIR, model_folder, write_json
@@ -71,7 +74,8 @@ from train.data import MANIFEST
 from train.segmenter import run_segmenter
 
 NAME = "dermfuse-small-ham10000"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 HALF_TOLERANCE = 0.01  # largest probability change fp16 storage may cause
 HISTORY = "history.txt"  # in the work folder: how the weights were made, where that differs from one fresh run
 
@@ -97,7 +101,7 @@ class HAM10000Config:
     half_images: int = 300  # test images on which the rounding's change against the unrounded weights is measured
     rescore: bool = False  # score the model already in --out again, in place, without training (see the docstring)
     fresh: bool = False  # delete the work folder first
-    gate: bool = True  # fit the assessability gate on the exported model (experiments/gate.py; needs ../shared/data)
+    after_training: bool = True  # then the gate and the other values stored after training (experiments/after_training.py)
     progress: bool = True
 
     def __post_init__(self):
@@ -286,10 +290,18 @@ def run_ham10000(config: HAM10000Config) -> Path:
     out = export(classifier_run, config.out, reproduce=reproduce, results=results)
     if config.half:
         store_half(out)  # exactly the rounded model scored above
-    if config.gate:
-        run_gate(GateConfig(model=str(out), data=str(Path(config.ham10000).parent)))
+    if config.after_training:
+        measure_after_training(out, Path(config.ham10000).parent, results_folder(config))
     print(f"real-data model in {out} ({minutes:.1f} minutes)")
     return out
+
+
+def results_folder(config: HAM10000Config) -> Path:
+    """Where the studies after training write their numbers: the repository's ``docs/results/`` for the shipped model
+    (``docs/RESULTS.md`` is made from them), the work folder for a model exported anywhere else."""
+    if Path(config.out).resolve() == (ROOT / "checkpoints" / NAME).resolve():
+        return ROOT / "docs" / "results"
+    return Path(config.work) / "results"
 
 
 def rescore(config: HAM10000Config) -> Path:
@@ -313,8 +325,8 @@ def rescore(config: HAM10000Config) -> Path:
     write_json(metrics_path, metrics)
     rewrite_card(folder)
     print(f"{folder} scored again: balanced accuracy {results['pipeline_test']['classification']['balanced_accuracy']:.4f}, "
-          f"Dice {results['pipeline_test']['segmentation']['dice']:.4f}; now run its gate, operating points and compute "
-          "paths again (`python -m train gate`, `operating-points`, `compute-paths`)")
+          f"Dice {results['pipeline_test']['segmentation']['dice']:.4f}; now run what it stores after training and its "
+          "compute paths again (the commands in experiments/after_training.py, and `python -m train compute-paths`)")
     return folder
 
 
