@@ -106,13 +106,15 @@ def image_numbers(results: list, labels: pd.Series, model: DermFuse, least: floa
     it; and of the images with a diagnosis (``labels``, one per result, NaN where unknown), how many of each class it
     turns away, and of those how many the model's top class had right."""
     caught = [under_least(r, model, least) for r in results]
-    known = [(label, c, r.top_class == label) for label, c, r in zip(labels, caught, results) if isinstance(label, str)]
+    right = [r.top_class == label for r, label in zip(results, labels)]
+    known = pd.DataFrame({"label": list(labels), "caught": caught, "right": right})
+    known = known[known["label"].map(lambda label: isinstance(label, str))]
+    by_class = known.groupby("label")["caught"].agg(["sum", "size"])  # turned away, images
     return {"images": len(results), "assessable_before": float(np.mean([r.assessable for r in results])),
             "under_least_contrast": float(np.mean(caught)),
             "assessable_after": float(np.mean([r.assessable and not c for r, c in zip(results, caught)])),
-            "turned_away_by_class": {label: [sum(c for l, c, _ in known if l == label), sum(l == label for l, _, _ in known)]
-                                     for label in sorted({l for l, _, _ in known})},
-            "turned_away_top_class_right": sum(c and right for _, c, right in known)}
+            "turned_away_by_class": {label: [int(row["sum"]), int(row["size"])] for label, row in by_class.iterrows()},
+            "turned_away_top_class_right": int((known["caught"] & known["right"]).sum())}
 
 
 def square_numbers(results: list, model: DermFuse, least: float) -> dict:
@@ -127,7 +129,7 @@ def square_numbers(results: list, model: DermFuse, least: float) -> dict:
 
 
 def training_contrasts(pipeline: DermFusePipeline, rows: pd.DataFrame, batch: int, chunk: int = 512) -> list[float]:
-    """The lesion contrast of each training image (read ``chunk`` at a time: the split does not fit in memory at once)."""
+    """The lesion contrast of each training image (read ``chunk`` at a time, so the split is never in memory at once)."""
     values = []
     for start in range(0, len(rows), chunk):
         results = diagnosed(pipeline, rows.iloc[start:start + chunk], lambda image: image, batch, metadata=False)

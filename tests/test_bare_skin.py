@@ -4,6 +4,7 @@ square of bare skin from an image it judges."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from dermfuse.cli import main
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui.examples import EXAMPLES
+from experiments import bare_skin
 from experiments.bare_skin import MARGIN, bare_square
 
 REAL = CHECKPOINTS / DEFAULT_MODEL
@@ -33,6 +35,18 @@ def test_the_bare_square_is_the_largest_that_keeps_clear_of_the_lesion():
     centre = np.zeros((192, 256), dtype=bool)
     centre[40:150, 60:200] = True
     assert bare_square(centre, 112) is None  # a large central lesion leaves no 112-px square
+
+
+def test_the_images_turned_away_are_counted_per_diagnosis_with_how_many_the_model_had_right(monkeypatch):
+    monkeypatch.setattr(bare_skin, "under_least", lambda result, model, least: result.caught)
+    results = [SimpleNamespace(caught=True, top_class="df", assessable=True),
+               SimpleNamespace(caught=False, top_class="nv", assessable=True),
+               SimpleNamespace(caught=True, top_class="nv", assessable=False),
+               SimpleNamespace(caught=True, top_class="bcc", assessable=True)]
+    numbers = bare_skin.image_numbers(results, pd.Series(["df", "nv", "akiec", np.nan]), None, 3.0)
+    assert numbers["turned_away_by_class"] == {"akiec": [1, 1], "df": [1, 1], "nv": [0, 1]}  # the unlabelled one left out
+    assert numbers["turned_away_top_class_right"] == 1  # the dermatofibroma
+    assert (numbers["assessable_before"], numbers["under_least_contrast"], numbers["assessable_after"]) == (0.75, 0.75, 0.25)
 
 
 @pytest.mark.skipif(not RESULTS.is_file() or not (REAL / "config.json").is_file(), reason=f"{RESULTS} or {REAL} is not in this copy")
