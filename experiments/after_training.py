@@ -3,7 +3,7 @@
 ``python -m train ham10000`` ends here, so one command reproduces every value the shipped model's ``config.json``
 holds; each study is also a command of its own (named below) that measures or refits one value of a saved model:
 
-1. the assessability gate, fitted (``python -m train gate``): the bare-skin rule (5) counts what the app diagnoses;
+1. the assessability gate, fitted (``python -m train gate``): the bare-skin study (6) counts what the app diagnoses;
 2. the skin-tone bands of its training images (``python -m train skin-tone``);
 3. the melanoma operating points on its validation split (``python -m train operating-points``);
 4. the least image side (``python -m experiments.resolution``);
