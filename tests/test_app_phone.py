@@ -66,6 +66,10 @@ def test_at_phone_width_nothing_scrolls_sideways_and_the_columns_stack(phone):
     phone.locator("#diagnose").click()
     expect(phone.locator("#reading")).to_contain_text("Skin tone around the lesion", timeout=60_000)
     assert phone.evaluate(SIDEWAYS) <= 0  # the reading's tables scroll inside their box, not the page
+    for picture in ("#outline", "#lesion", "#heat-image", "#heat-lesion"):  # each fills its box: no bands of white
+        box = phone.locator(picture).bounding_box()
+        drawn = phone.locator(f"{picture} img").evaluate("i => i.clientWidth * i.naturalHeight / i.naturalWidth")
+        assert box["height"] <= 1.15 * drawn, (picture, box, drawn)
 
 
 def test_the_camera_is_offered_asks_for_the_rear_camera_and_its_photo_is_diagnosed(phone):

@@ -47,6 +47,7 @@ CSS = """
 #reading td:first-child {min-width: 12em;}
 .picture-title p {margin: 0; font-weight: 600; font-size: var(--text-md); line-height: 1.25;}
 .result-picture .image-container img {width: 100%; height: 100%; object-fit: contain;}
+@media (max-width: 640px) {.result-picture {height: auto !important;} .result-picture .image-container img {height: auto;}}
 """
 # A phone's rear camera where the browser lets the page choose (``facingMode`` is a preference, not a demand,
 # so a laptop's only camera still opens); not mirrored, so the photo shows the skin as it is. Browsers open a
