@@ -79,13 +79,15 @@ def thumbnails(image: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> 
             cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
 
 
-def rule_numbers(small: np.ndarray, lesion: np.ndarray, width: int, height: int) -> dict[str, float]:
+def rule_numbers(small: np.ndarray, lesion: np.ndarray, width: int, height: int,
+                 lab: np.ndarray | None = None) -> dict[str, float]:
     """What the rules look at: the frame's ``width`` and ``height``, and from the thumbnails flat colours, exposure,
-    sharpness, lesion area, border share and the lesion's contrast with the skin around it (ΔE*ab)."""
+    sharpness, lesion area, border share and the lesion's contrast with the skin around it (ΔE*ab; ``lab``: the
+    thumbnail's ``balanced_lab`` where the caller has it already)."""
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     return {"width": width, "height": height, "flat_colours": flat_colour_count(small),
             "white_share": float((grey >= 250).mean()), "mean_grey": float(grey.mean()), "sharpness": sharpness(grey), "lesion_area": float(lesion.mean()),
-            "border_share": border_share(lesion), "lesion_delta_e": lesion_contrast(balanced_lab(small), lesion)}
+            "border_share": border_share(lesion), "lesion_delta_e": lesion_contrast(balanced_lab(small) if lab is None else lab, lesion)}
 
 
 def rule_reasons(numbers: dict[str, float], min_side: int = 0, min_sharpness: float = 0.0,
@@ -185,9 +187,11 @@ def lesion_contrast(lab: np.ndarray, lesion: np.ndarray) -> float:
     return float(np.linalg.norm(lab[ring].mean(0) - lab[lesion].mean(0))) if ring.any() else 0.0
 
 
-def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray, deep_distance: float) -> np.ndarray:
-    """The gate's features (``FEATURES``) from the thumbnails (``thumbnails``) and the model's deep OOD distance."""
-    lab = balanced_lab(small)
+def dermoscopy_features(small: np.ndarray, prob: np.ndarray, lesion: np.ndarray, deep_distance: float,
+                        lab: np.ndarray | None = None) -> np.ndarray:
+    """The gate's features (``FEATURES``) from the thumbnails (``thumbnails``) and the model's deep OOD distance
+    (``lab``: the thumbnail's ``balanced_lab`` where the caller has it already)."""
+    lab = balanced_lab(small) if lab is None else lab
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     chroma, hue = np.hypot(a, b), np.degrees(np.arctan2(b, a))
     lit = (lightness > 10) & (lightness < 97)  # leave out a dermoscope's black corners and glare
@@ -302,11 +306,12 @@ def assess(image: np.ndarray, probability: np.ndarray, mask: np.ndarray, gate: d
     ``min_lesion_contrast`` (0: none).
     """
     small, prob, lesion = thumbnails(image, probability, mask)
-    numbers = rule_numbers(small, lesion, mask.shape[1], mask.shape[0])
+    lab = balanced_lab(small)  # the rules' lesion contrast and the score's colour features, converted once
+    numbers = rule_numbers(small, lesion, mask.shape[1], mask.shape[0], lab)
     reasons = rule_reasons(numbers, min_side, min_sharpness, min_lesion_contrast)
     if deep_distance is None:
         return reasons, None, numbers
-    features = dermoscopy_features(small, prob, lesion, deep_distance)
+    features = dermoscopy_features(small, prob, lesion, deep_distance, lab)
     numbers.update(zip(FEATURES, features.tolist()))
     score = None
     if gate is not None:
