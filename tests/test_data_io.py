@@ -92,6 +92,11 @@ def test_missing_file_is_named(tmp_path):
         load_image(tmp_path / "nowhere.jpg")
 
 
+def test_a_folder_is_not_taken_for_a_missing_file(tmp_path):
+    with pytest.raises(ImageLoadError, match=r"is a folder, not an image file: give one image file"):
+        load_image(tmp_path)
+
+
 def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 1000, 32768, 65535]] * 8, dtype=np.uint16).repeat(4, axis=1)  # 8 × 16
     path = tmp_path / "deep.png"

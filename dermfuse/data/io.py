@@ -219,6 +219,8 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name, stream = str(path), path
+        if path.is_dir():
+            raise ImageLoadError(f"{path} is a folder, not an image file: give one image file")
         if not path.is_file():
             raise ImageLoadError(f"image file not found: {path}: check the path")
         if path.stat().st_size == 0:
