@@ -21,3 +21,7 @@ LESION_MODES: tuple[str, ...] = ("crop_mask", "mask", "crop")
 # encoder's square input, or its central square, as HAM10000's prepared images are (the central 450×450 of each
 # 600×450 original, ../shared/data/README.md), so a 4:3 upload is not squeezed into a shape the model never saw.
 IMAGE_FRAMINGS: tuple[str, ...] = ("whole", "central_square")
+
+# What the classifier's streams see of a dermatoscope's dark round frame (dermfuse/data/field_of_view.py): the image as it
+# is, or the frame filled in from the skin next to it and the image stream's view taken from the lit field's box.
+DARK_FRAMES: tuple[str, ...] = ("kept", "filled")

@@ -28,7 +28,8 @@ class Diagnosis:
     shows it does not decode it again. ``lesion_box`` ([x0, y0, x1, y1], may reach outside the image)
     is where the lesion image was cut from, ``None`` when it is the whole image; the lesion stream's
     heatmap is zero outside it, and the image stream's outside the part of the frame it saw (the central
-    square of a non-square frame, for a model whose ``image_framing`` says so; its note says so).
+    square of a non-square frame, for a model whose ``image_framing`` says so, within the lit field where a model with
+    ``dark_frame: "filled"`` filled a dermatoscope's dark frame in; its note says so).
     ``heatmap_methods`` names the method that made each stream's map
     (a stream without a usable map has none in ``heatmaps``); ``heatmap_notes`` says, in plain words,
     why a stream's map is not the usual Grad-CAM or is missing. ``lesion_focus`` is ``None`` per

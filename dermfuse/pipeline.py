@@ -31,6 +31,7 @@ from PIL import Image
 
 from . import vocab
 from .data.colour_constancy import white_balanced
+from .data.field_of_view import lit_field
 from .data.io import load_image, load_image_and_mask
 from .data.metadata import age_caution, age_in_range, encode_normalized, normalize_metadata
 from .data.transforms import image_view, to_tensor, view_box
@@ -50,6 +51,11 @@ from .skin_tone import describe as describe_tone, measure_skin_tone, rare_tone_c
 STREAMS = ("image", "lesion")
 CENTRAL_SQUARE_NOTE = ("It saw the central square of the image, as the model's training images were; the rest was "
                        "outside its view.")
+LIT_FIELD_NOTE = ("It saw the dermatoscope's lit field, with the dark frame around it filled in from the skin next to it; "
+                  "the rest was outside its view.")
+FILLED_FRAME_CAUTION = ("The dark frame around the dermatoscope's field of view was filled in from the skin next to it "
+                        "before the classifier saw the image. The model learned from images without such a frame; even "
+                        "filled in, a frame can move its scores.")
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -200,22 +206,29 @@ class DermFusePipeline:
                      for i, size in enumerate(sizes)]
         return probability_maps, masks, gates
 
-    def classifier_view(self, images: list) -> list:
-        """The images as the classifier's streams see them: white-balanced to the model's light
-        (:func:`~dermfuse.data.colour_constancy.white_balanced`) where its config holds one, as they are otherwise.
-        The segmenter, the gate and the measurements see them as they are."""
+    def classifier_view(self, images: list) -> tuple[list, list]:
+        """The images as the classifier's streams see them, and each one's lit field (a box, or ``None``: the whole
+        frame). Where the model's config says ``dark_frame: "filled"``, a dermatoscope's dark round frame is filled in
+        from the skin next to it and the image stream's view is taken from the lit field's box
+        (:func:`~dermfuse.data.field_of_view.lit_field`); then each image is white-balanced to the model's light
+        (:func:`~dermfuse.data.colour_constancy.white_balanced`) where its config holds one. The segmenter, the gate and
+        the measurements see the images as they are."""
+        fields = [None] * len(images)
+        if self.model.dark_frame == "filled" and images:
+            images, fields = map(list, zip(*self._each(lambda image: lit_field(np.asarray(image)), images)))
         reference = self.model.white_balance
-        if reference is None:
-            return images
-        return self._each(lambda image: white_balanced(image, reference), images)
+        if reference is not None:
+            images = self._each(lambda image: white_balanced(image, reference), images)
+        return images, fields
 
-    def encode(self, images: list, lesions: list | None):
+    def encode(self, images: list, lesions: list | None, fields: list | None = None):
         """Both encoders once, no gradients: maps (V·B, C, h, w) as float32, the model's ``flip_views`` views of each
         image, view-major (``models/flips.py``: rows ``:B`` are the images as they are). Images and lesion images: PIL
-        or uint8 pixels, as :meth:`classifier_view` gives them. The image encoder sees each image as the model's
-        framing says (:func:`~dermfuse.data.transforms.image_view`)."""
+        or uint8 pixels, and the images' lit fields, as :meth:`classifier_view` gives them. The image encoder sees each
+        image as the model's framing says (:func:`~dermfuse.data.transforms.image_view`), within its lit field."""
         size, views = self.model.image_size, self.model.flip_views
-        images = [image_view(image, self.model.image_framing) for image in images]
+        fields = fields or [None] * len(images)
+        images = [image_view(image, self.model.image_framing, field) for image, field in zip(images, fields)]
         if lesions is None and "lesion" in self._networks:
             raise ValueError("this classifier has a lesion stream: pass the lesion images as well")
         with torch.inference_mode(), self._autocast():
@@ -249,14 +262,14 @@ class DermFusePipeline:
         arrays = [np.array(image) for image in images]  # (H, W, 3) uint8 each, converted once for every step
         probability_maps, predicted, gates = self.segment(arrays, attention)
         masks = [mask if known is None else known for mask, known in zip(predicted, known_masks)]
-        seen = self.classifier_view(arrays)  # the streams' pixels: white-balanced where the model asks for it
+        seen, fields = self.classifier_view(arrays)  # the streams' pixels: frame filled, white-balanced where asked
         if lesion_stream:
             lesions = self._each(self.make_lesion_image, seen, masks)
         else:
             blank = tuple(int(round(255 * m)) for m in model.mean)
             lesions = [filled(model.image_size, blank) for _ in arrays]
         use_lesion = model.classifier.use_lesion_stream
-        image_maps, lesion_maps = self.encode(seen, lesions if use_lesion else None)
+        image_maps, lesion_maps = self.encode(seen, lesions if use_lesion else None, fields)
         n = len(cases)
         unknown = encode_normalized([None] * n, [vocab.UNKNOWN] * n, [vocab.UNKNOWN] * n)
         explained = None
@@ -295,10 +308,12 @@ class DermFusePipeline:
                 methods = {s: explained.methods[s][i] for s in streams if explained.methods[s][i]}
                 notes = {s: explained.notes[s][i] for s in streams if explained.notes[s][i]}
                 # Each map is put back where its stream looked: the lesion stream at ``box``, the image stream at the
-                # part of the frame its framing shows it (the whole frame, or its central square).
-                seen = {"lesion": box, "image": view_box(*frame_size(pixels), model.image_framing)}
+                # part of the frame its framing shows it (the whole frame, or its central square; within the lit field
+                # where a dark frame was filled in).
+                seen = {"lesion": box, "image": view_box(*frame_size(pixels), model.image_framing, fields[i])}
                 if seen["image"] is not None and "image" in streams:
-                    notes["image"] = " ".join(filter(None, (notes.get("image"), CENTRAL_SQUARE_NOTE)))
+                    note = CENTRAL_SQUARE_NOTE if fields[i] is None else LIT_FIELD_NOTE
+                    notes["image"] = " ".join(filter(None, (notes.get("image"), note)))
                 heatmaps = {s: paste_into_frame(explained.maps[s][i], seen[s], mask.shape) for s in methods}
                 focus = {s: lesion_focus(heat, mask) for s, heat in heatmaps.items()} if mask.any() else None
             criteria = lesion_criteria(pixels, mask) if describe else None  # the ABCD colours, counted once for both
@@ -310,7 +325,8 @@ class DermFusePipeline:
                                                   model.min_sharpness, model.min_lesion_contrast)
             tone = describe_tone(measure_skin_tone(pixels, mask), model.skin_tone) if describe else None
             cautions = [] if reasons else [  # they speak of the scores
-                caution for caution in (rare_tone_caution(tone, model.skin_tone),
+                caution for caution in (FILLED_FRAME_CAUTION if fields[i] is not None else None,
+                                        rare_tone_caution(tone, model.skin_tone),
                                         compression_warning(qualities[i], *frame_size(pixels)),
                                         age_caution(described[i]["age"], model.age_range) if "age" in used[i] else None)
                 if caution]
@@ -379,13 +395,14 @@ class DermFusePipeline:
                 "dataset": model.dataset, "temperature": model.temperature,
                 "metadata_fields": list(model.metadata_fields),
                 "white_balance": model.white_balance,  # the light the streams' images were balanced to, or None
+                "dark_frame": model.dark_frame,  # a dermatoscope's dark frame kept, or filled in (data/field_of_view.py)
                 "flip_views": model.flip_views}  # how many orientations of the image its score averages (models/flips.py)
 
     def ood_inputs(self, images: list) -> tuple[np.ndarray, np.ndarray]:
         """Pooled image-encoder features and capture statistics, the inputs of :func:`dermfuse.ood.fit_ood`."""
         images = [load_image(image) for image in images]
-        seen = self.classifier_view(images)
+        seen, fields = self.classifier_view(images)
         with self._lock:
-            image_maps, _ = self.encode(seen, seen if self.model.classifier.use_lesion_stream else None)
+            image_maps, _ = self.encode(seen, seen if self.model.classifier.use_lesion_stream else None, fields)
         capture = np.stack([capture_statistics(np.asarray(image)) for image in images])
         return pooled_features(image_maps[:len(images)]), capture

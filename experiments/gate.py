@@ -126,9 +126,11 @@ def thumbnails_of(pipeline: DermFusePipeline, images: list, batch: int = 16) -> 
 
 
 def collect(pipeline: DermFusePipeline, config: GateConfig) -> tuple[dict, pd.DataFrame]:
-    """Thumbnails of every real and non-dermoscopy image (cached in ``--cache`` for this model's weights and framing)."""
+    """Thumbnails of every real and non-dermoscopy image (cached in ``--cache`` for this model's weights, framing and
+    dark frame: the pooled features are the image stream's)."""
     digest = file_digest(Path(config.model) / WEIGHTS_FILE).split(":")[1]
-    cache = Path(config.cache) / f"{digest}-{pipeline.model.image_framing}.npz"
+    filled = "-frame-filled" if pipeline.model.dark_frame == "filled" else ""  # a cache made before the option: "kept"
+    cache = Path(config.cache) / f"{digest}-{pipeline.model.image_framing}{filled}.npz"
     negatives = non_dermoscopy_set(config.seed)
     other = pd.DataFrame({"source": [s for s, _, _ in negatives], "group": [g for _, g, _ in negatives]})
     stored = np.load(cache) if cache.is_file() else None

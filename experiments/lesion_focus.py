@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dermfuse.data.metadata import encode_normalized
+from dermfuse.data.transforms import view_box
 from dermfuse.explain import CAM_METHODS, FALLBACK_METHOD, PRIMARY_METHOD, head_cams
 from dermfuse.lesion import paste_into_frame
 from dermfuse.measure import lesion_focus
@@ -65,9 +66,9 @@ def uniform_focus(expert: np.ndarray, box: list[int] | None) -> float:
 def method_maps(pipeline: DermFusePipeline, results: list) -> dict[str, tuple[dict, dict]]:
     """Every CAM method on the batch the pipeline just diagnosed: same images, lesion images, metadata and
     class (each case's top class), in the image frame. Method → ({stream: [maps]}, {stream: [flaw or None]})."""
-    images = pipeline.classifier_view([Image.fromarray(r.image) for r in results])
+    images, fields = pipeline.classifier_view([Image.fromarray(r.image) for r in results])
     lesions = [Image.fromarray(r.lesion_image) for r in results]
-    image_maps, lesion_maps = pipeline.encode(images, lesions)
+    image_maps, lesion_maps = pipeline.encode(images, lesions, fields)
     encoded = encode_normalized(*([r.metadata[k] for r in results] for k in ("age", "sex", "site")))
     metadata = tuple(encoded[k].to(pipeline.device) for k in ("age", "sex", "site"))
     targets = [r.top_index for r in results]
@@ -75,8 +76,10 @@ def method_maps(pipeline: DermFusePipeline, results: list) -> dict[str, tuple[di
     for method in CAM_METHODS:
         cams, flaws, _ = head_cams(pipeline.model.classifier, image_maps, lesion_maps, metadata,
                                    pipeline.model.image_size, targets, method, pipeline.model.flip_views)
-        frames = {s: [paste_into_frame(cams[s][i], r.lesion_box if s == "lesion" else None, r.mask.shape)
-                      for i, r in enumerate(results)] for s in STREAMS}
+        seen = [{"lesion": r.lesion_box, "image": view_box(r.mask.shape[1], r.mask.shape[0], pipeline.model.image_framing,
+                                                           fields[i])} for i, r in enumerate(results)]
+        frames = {s: [paste_into_frame(cams[s][i], seen[i][s], r.mask.shape) for i, r in enumerate(results)]
+                  for s in STREAMS}
         out[method] = (frames, flaws)
     return out
 

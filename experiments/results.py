@@ -37,7 +37,7 @@ from dermfuse.sources import CHECKPOINTS, DEMO_MODEL  # noqa: E402
 from experiments.report_sections import (  # noqa: E402
     LIMITS, ablation_section, claims_section, criteria_section, framing_section, gpu_section, ham10000_section, inference_section, load,
     metadata_section, other_clinics_section, phantom_section, preset_comparison_section, real_section, shortcut_section, skin_tone_section,
-    artefacts_section, bare_skin_section, capture_section, focus_section, orientation_section, resolution_section, stability_section,
+    artefacts_section, bare_skin_section, capture_section, dark_frame_section, focus_section, orientation_section, resolution_section, stability_section,
     training_section, trust_section,
 )  # fmt: skip
 from experiments.ham10000 import NAME as HAM10000_MODEL  # noqa: E402
@@ -58,6 +58,7 @@ STABILITY = Path("docs/results/stability.json")  # python -m experiments.stabili
 RESOLUTION = Path("docs/results/resolution.json")  # python -m experiments.resolution
 FOCUS = Path("docs/results/focus.json")  # python -m experiments.focus
 BARE_SKIN = Path("docs/results/bare_skin.json")  # python -m experiments.bare_skin
+DARK_FRAME = Path("docs/results/dark_frame.json")  # python -m experiments.dark_frame
 CAPTURE = Path("docs/results/capture.json")  # python -m experiments.capture
 ORIENTATION = Path("docs/results/orientation.json")  # python -m experiments.orientation
 ARTEFACTS = Path("docs/results/artefacts.json")  # python -m experiments.artefacts
@@ -69,7 +70,7 @@ FILES = dict(inference="inference.json", training="training.json", independent_l
              real_ablation="real_ablation.json", stickers="stickers.json", criteria="criteria.json", lesion_focus="lesion_focus.json",
              skin_tone="skin_tone.json", operating_points="operating_points.json", framing="framing.json",
              stability="stability.json", other_clinics="other_clinics.json", resolution="resolution.json",
-             focus="focus.json", bare_skin="bare_skin.json", orientation="orientation.json", artefacts="artefacts.json",
+             focus="focus.json", bare_skin="bare_skin.json", dark_frame="dark_frame.json", orientation="orientation.json", artefacts="artefacts.json",
              inference_ham10000="inference_small_ham10000.json")  # fmt: skip
 REAL_QUICK = ["--limit=300", "--seeds=0", "--epochs=1", "--focus_images=50"]  # a smoke run of the real study
 
@@ -99,6 +100,7 @@ def steps(results: Path, work: Path, quick: bool, reuse: bool) -> list[tuple[str
         ("resolution", [python, "-m", "experiments.resolution", f"--out={results / FILES['resolution']}"]),
         ("focus", [python, "-m", "experiments.focus", f"--out={results / FILES['focus']}"]),
         ("bare_skin", [python, "-m", "experiments.bare_skin", f"--out={results / FILES['bare_skin']}"]),
+        ("dark_frame", [python, "-m", "experiments.dark_frame", f"--out={results / FILES['dark_frame']}"]),
         ("orientation", [python, "-m", "experiments.orientation", f"--out={results / FILES['orientation']}"]),
         ("artefacts", [python, "-m", "experiments.artefacts", f"--out={results / FILES['artefacts']}"]),
         ("skin_tone", [python, "-m", "train", "skin-tone", f"--out={results / FILES['skin_tone']}"]),
@@ -189,6 +191,7 @@ def write_results_page(results: Path, out: Path) -> Path:
         resolution_section(load(ROOT / RESOLUTION), RESOLUTION),
         focus_section(load(ROOT / FOCUS), FOCUS),
         bare_skin_section(load(ROOT / BARE_SKIN), BARE_SKIN),
+        dark_frame_section(load(ROOT / DARK_FRAME), DARK_FRAME),
         capture_section(load(ROOT / CAPTURE), CAPTURE),
         orientation_section(load(ROOT / ORIENTATION), ORIENTATION),
         artefacts_section(load(ROOT / ARTEFACTS), ARTEFACTS),

@@ -33,10 +33,12 @@ TONE_COLUMNS = ("ita", "band", "colour_cast", "lightness", "yellowness", "skin_s
 
 
 def cache_folder(model: str | Path, root: Path = CACHE) -> Path:
-    """``runs/predictions/<key>``: the key hashes the weights, the calibration and the skin-tone code."""
+    """``runs/predictions/<key>``: the key hashes the weights, the calibration, the skin-tone code and (where filled) the
+    dark frame."""
     config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
     parts = [file_digest(Path(model) / WEIGHTS_FILE), repr(config.get("temperature")), repr(config.get("prior_shift")),
              Path(skin_tone.__file__).read_text(encoding="utf-8")]
+    parts += ["dark frame filled"] if config.get("dark_frame") == "filled" else []  # a key made before the option: kept
     return root / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 

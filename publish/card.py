@@ -116,6 +116,14 @@ def _framing(config: dict) -> str:
     return "Image stream: the whole frame, resized to the classifier's input (a 4:3 frame is squeezed to the square)."
 
 
+def _dark_frame(config: dict) -> str:
+    if config.get("dark_frame", "kept") == "filled":
+        return ("\n- A dermatoscope's dark round frame is filled in from the skin next to it before both classifier streams\n"
+                "  see the image, and the image stream's view is taken from the lit field's box\n"
+                "  (`dermfuse.data.field_of_view.lit_field`; chosen by `python -m experiments.dark_frame`).")
+    return ""
+
+
 def _preprocessing(config: dict) -> str:
     seg, img = config["segmentation_size"], config["image_size"]
     mean, std = ", ".join(f"{v:g}" for v in config["mean"]), ", ".join(f"{v:g}" for v in config["std"])
@@ -124,7 +132,7 @@ def _preprocessing(config: dict) -> str:
 - Images: RGB, EXIF orientation applied, resized (not letterboxed, antialiased) to {seg[0]}×{seg[1]} for the
   segmenter and {img[0]}×{img[1]} for the classifier, scaled to [0, 1] and normalised with mean ({mean}) and
   std ({std}). `dermfuse.data.to_tensor` does exactly this.
-- {_framing(config)}
+- {_framing(config)}{_dark_frame(config)}
 - Lesion mask: segmenter probability upsampled to the image, threshold 0.5, largest connected component, holes
   filled (`dermfuse.lesion.clean_mask`); an empty mask falls back to the whole image.
 - Lesion image: mode `{config['lesion_mode']}`, margin {config['lesion_margin']:g} of the box side, skin outside the

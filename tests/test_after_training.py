@@ -21,7 +21,7 @@ def test_each_study_runs_on_the_exported_model_in_order_and_the_gate_is_measured
     (tmp_path / "model" / "splits.csv").write_text("image_id,split\n")  # the settings check that the model has its split
     after_training.measure_after_training(tmp_path / "model", tmp_path / "data", tmp_path / "results")
     assert [name for name, _ in calls] == ["gate", "skin_tone", "operating_points", "resolution", "focus", "bare_skin",
-                                           "gate again"]
+                                           "dark_frame", "gate again"]
     for name, config in calls:
         assert (config.model, config.data) == (str(tmp_path / "model"), str(tmp_path / "data")), name
         assert config.out == str(tmp_path / "results" / f"{name.split()[0]}.json"), name

@@ -67,11 +67,17 @@ def to_tensor(image: Image.Image | np.ndarray, size, mean=IMAGENET_MEAN, std=IMA
     return F.normalize(F.to_dtype(pixels, torch.float32, scale=True), list(mean), list(std))
 
 
-def view_box(width: int, height: int, framing: str) -> tuple[int, int, int, int] | None:
+def view_box(width: int, height: int, framing: str, field: tuple[int, int, int, int] | None = None
+             ) -> tuple[int, int, int, int] | None:
     """The box (x0, y0, x1, y1) of a ``width``×``height`` frame that the image stream sees under ``framing``
-    (``constants.IMAGE_FRAMINGS``), or ``None`` when it sees the whole frame (``whole``, or a square frame)."""
+    (``constants.IMAGE_FRAMINGS``), or ``None`` when it sees the whole frame (``whole``, or a square frame). With
+    ``field`` (a box in the frame: a dermatoscope's lit field, ``field_of_view.lit_field``), within that box."""
     if framing not in IMAGE_FRAMINGS:
         raise ValueError(f"unknown image framing {framing!r}: expected one of {', '.join(IMAGE_FRAMINGS)}")
+    if field is not None:
+        x0, y0, x1, y1 = field
+        inner = view_box(x1 - x0, y1 - y0, framing)
+        return field if inner is None else (x0 + inner[0], y0 + inner[1], x0 + inner[2], y0 + inner[3])
     if framing == "whole" or width == height:
         return None
     side = min(width, height)
@@ -79,11 +85,12 @@ def view_box(width: int, height: int, framing: str) -> tuple[int, int, int, int]
     return x0, y0, x0 + side, y0 + side
 
 
-def image_view(frame: Image.Image | np.ndarray, framing: str) -> Image.Image | np.ndarray:
-    """The part of a frame that the image stream sees under ``framing`` (:func:`view_box`): of a PIL image, or of
-    an array whose first two axes are the frame's (uint8 pixels (H, W, 3), a mask (H, W))."""
+def image_view(frame: Image.Image | np.ndarray, framing: str, field: tuple[int, int, int, int] | None = None
+               ) -> Image.Image | np.ndarray:
+    """The part of a frame that the image stream sees under ``framing`` (:func:`view_box`, within ``field`` when given):
+    of a PIL image, or of an array whose first two axes are the frame's (uint8 pixels (H, W, 3), a mask (H, W))."""
     width, height = frame.size if isinstance(frame, Image.Image) else (frame.shape[1], frame.shape[0])
-    box = view_box(width, height, framing)
+    box = view_box(width, height, framing, field)
     if box is None:
         return frame
     x0, y0, x1, y1 = box

@@ -20,7 +20,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 from .. import vocab
-from ..constants import IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
+from ..constants import DARK_FRAMES, IMAGE_FRAMINGS, IMAGENET_MEAN, IMAGENET_STD, LESION_MODES
 from .backbones import load_imagenet_weights
 from .classifier import DualStreamClassifier
 from .flips import check_flip_views
@@ -32,6 +32,7 @@ MUTABLE_CONFIG = ("temperature", "prior_shift", "ood", "gate", "dataset", "name"
 MUTABLE_CONFIG += ("skin_tone", "operating_points")  # fitted after training: python -m train skin-tone / operating-points
 # Measured after training (experiments.resolution, .focus, .bare_skin): under them an image is not assessable.
 MUTABLE_CONFIG += ("min_image_side", "min_sharpness", "min_lesion_contrast")
+MUTABLE_CONFIG += ("dark_frame",)  # chosen after training: experiments.dark_frame
 LEAST_UNITS = {"min_sharpness": "log variance of the Laplacian", "min_lesion_contrast": "ΔE*ab"}
 
 
@@ -55,6 +56,12 @@ def _check_least(key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{key} must be a number, 0 or more ({LEAST_UNITS[key]}), got {value!r}")
     return float(value)
+
+
+def _check_dark_frame(dark_frame) -> str:
+    if dark_frame not in DARK_FRAMES:
+        raise ValueError(f"unknown dark_frame {dark_frame!r}: expected one of {', '.join(DARK_FRAMES)}")
+    return dark_frame
 
 
 def _check_white_balance(reference) -> list[float]:
@@ -121,6 +128,7 @@ class DermFuse(
         image_framing: str = "whole",
         flip_views: int = 1,
         white_balance: list[float] | None = None,
+        dark_frame: str = "kept",
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
         sexes: list[str] = vocab.SEXES,
@@ -170,6 +178,8 @@ class DermFuse(
         # The light chromaticity every image is white-balanced to before the classifier's streams see it
         # (data/colour_constancy.py), or None: images as they are
         self.white_balance = None if white_balance is None else _check_white_balance(white_balance)
+        # What the classifier's streams see of a dermatoscope's dark round frame (data/field_of_view.py)
+        self.dark_frame = _check_dark_frame(dark_frame)
         self.mean, self.std = tuple(mean), tuple(std)
         self.temperature, self.dataset, self.name, self.ood = float(temperature), dataset, name, ood
         self.prior_shift = _check_prior_shift(prior_shift, len(classes))
@@ -232,6 +242,8 @@ class DermFuse(
             changes["age_range"] = _check_age_range(changes["age_range"])
         if "min_image_side" in changes:
             changes["min_image_side"] = _check_min_image_side(changes["min_image_side"])
+        if "dark_frame" in changes:
+            changes["dark_frame"] = _check_dark_frame(changes["dark_frame"])
         for key in LEAST_UNITS:
             if key in changes:
                 changes[key] = _check_least(key, changes[key])
