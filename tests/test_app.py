@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -159,7 +160,7 @@ def test_a_single_colour_image_is_not_assessable_and_shows_no_diagnosis(catalog,
     Image.new("RGB", (200, 150), colour).save(path)
     outputs = callbacks.diagnose(catalog, str(path), "", "unknown", "unknown", None, True, True, False)
     scores, warnings, reading, result = outputs[4], outputs[5], outputs[6], outputs[7]
-    assert scores is None  # no bar chart, no top class
+    assert scores.value == {} and "not assessable" in scores.label  # no bar chart, no top class: the title says why
     assert "Not assessable: no diagnosis is shown" in warnings and "blank" in warnings
     assert "Withheld" in reading and "%" not in reading.split("### Scores")[1]
     assert reading.startswith("*The image is not assessable: what follows shows what the segmenter")
@@ -177,8 +178,11 @@ def test_diagnose_fills_every_output_and_the_teaching_switches_act(catalog, exam
         assert picture.shape[2] == 3 and max(picture.shape[:2]) <= views.DISPLAY_SIDE
     assert colour_bars_in(heat_image) == colour_bars_in(heat_lesion) == 1 and colour_bars_in(outline) == 0
     assert lesion.ndim == 3
-    assert len(scores) == len(result["classes"]) and abs(sum(scores.values()) - 1) < 1e-5
+    shown = {row["label"]: row["confidence"] for row in scores.value["confidences"]}
+    assert len(shown) == len(result["classes"]) and abs(sum(shown.values()) - 1) < 1e-5
     assert "Demo model trained on synthetic phantom images" in warnings
+    count = warnings.count("- ⚠️ ")
+    assert scores.label.startswith(f"Calibrated scores · ⚠️ {count} warning")  # read where the scores are
     assert "What the metadata changed" in reading and "Melanoma (`mel`) | **malignant**" in reading
     assert reading.startswith("### Where the model looked")  # no caution over an assessable image's findings
     assert gates.visible and len(gates.value) == 4
@@ -239,7 +243,8 @@ def test_switching_the_model_clears_the_old_results_then_diagnoses_the_case_agai
     steps = list(callbacks.switch_model(catalog, real, case, path, "", "unknown", "unknown", True, True, False))
     assert len(steps) == 3
     cleared = steps[0]  # at once, before the new model loads: nothing of the old result is left
-    assert cleared[0] == gr.skip() and cleared[1:6] == (None,) * 5 and cleared[7:9] == ("", None)
+    assert cleared[0] == gr.skip() and cleared[1:5] == (None,) * 4 and cleared[7:9] == ("", None)
+    assert cleared[5].value == {} and cleared[5].label == views.SCORES_TITLE  # no chart, and no old warning count
     assert f"Model changed to `{real}`" in cleared[6] and "diagnosing the case again" in cleared[6]
     assert cleared[10] is None and not cleared[9].visible and not any(button.visible for button in cleared[-3:])
     assert cleared[11:13] == ("", "") and not cleared[13].visible  # the ABCD panel, the follow-up and its picture
@@ -307,6 +312,17 @@ def test_words_for_a_known_lesion(catalog):
     assert "age 60, male, posterior torso" in views.metadata_effect(diagnosis)
     labels = views.score_label(diagnosis)
     assert "Melanoma (mel) · malignant" in labels and "Melanocytic nevus (nv) · benign" in labels
+
+
+@pytest.mark.parametrize("warnings, assessable, title", [
+    ([], True, "Calibrated scores"),
+    (["a"], True, "Calibrated scores · ⚠️ 1 warning below the pictures: read it first"),
+    (["a", "b"], True, "Calibrated scores · ⚠️ 2 warnings below the pictures: read them first"),
+    (["a"], False, "Calibrated scores: none, the image is not assessable (why: below the pictures)"),
+])
+def test_the_score_chart_title_points_to_the_warnings(warnings, assessable, title):
+    diagnosis = SimpleNamespace(warnings=warnings, assessable=assessable)
+    assert views.scores_title(diagnosis) == title
 
 
 def test_case_sheet_png_pdf_json(catalog, tmp_path):

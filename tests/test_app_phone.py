@@ -70,6 +70,10 @@ def test_at_phone_width_nothing_scrolls_sideways_and_the_columns_stack(phone):
         box = phone.locator(picture).bounding_box()
         drawn = phone.locator(f"{picture} img").evaluate("i => i.clientWidth * i.naturalHeight / i.naturalWidth")
         assert box["height"] <= 1.15 * drawn, (picture, box, drawn)
+    # The score chart's title wraps at this width (it points to the warnings): on lines of its own, over nothing
+    title = phone.locator('#scores > label[data-testid="block-label"]').bounding_box()
+    headline = phone.locator('#scores [data-testid="label-output-value"]').bounding_box()
+    assert title["height"] > 30 and title["y"] + title["height"] <= headline["y"] + 1, (title, headline)
 
 
 def test_the_camera_is_offered_asks_for_the_rear_camera_and_its_photo_is_diagnosed(phone):

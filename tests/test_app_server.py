@@ -145,7 +145,8 @@ def test_diagnose_and_report_endpoints(server, example_files):
     outline, lesion, heat_image, heat_lesion, scores, warnings, reading, result, gates = outputs[:9]
     for picture in (outline, lesion, heat_image, heat_lesion):
         assert Path(picture).is_file()
-    assert scores["label"] and len(scores["confidences"]) == 5
+    chart = scores["value"]  # with the chart's title, which points to the warnings (the demo model always has one)
+    assert chart["label"] and len(chart["confidences"]) == 5 and "warning below the pictures" in scores["label"]
     assert "synthetic phantom" in warnings and "What the metadata changed" in reading
     assert len(gates["value"]) == 4 and result["top_class"] in result["classes"]
     png, pdf, json_file = (update["value"] for update in client.predict(api_name="/report"))  # shown buttons
@@ -234,6 +235,11 @@ def test_browser_diagnoses_an_uploaded_example(chromium, server, client, bad_fil
                 assert title["y"] + title["height"] <= image["y"] + 1, shown
             expect(page.locator("#scores")).to_contain_text(expected_top)
             expect(page.locator("#scores")).to_contain_text("%")
+            # The chart's title points to the warnings (the demo model always has one), on a line of its own over it
+            expect(page.locator("#scores")).to_contain_text("warning below the pictures: read it first")
+            title = page.locator('#scores > label[data-testid="block-label"]').bounding_box()
+            chart = page.locator('#scores [data-testid="label-output-value"]').bounding_box()
+            assert title["y"] + title["height"] <= chart["y"] + 1
             expect(page.locator("#reading")).to_contain_text("What the metadata changed")
             expect(page.locator("#warnings")).to_contain_text("synthetic phantom")
             expect(page.locator("#download-pdf")).to_be_visible(timeout=30_000)

@@ -193,7 +193,8 @@ def diagnose(catalog: ModelCatalog, image, age, sex, site, model, use_metadata, 
     hidden = gr.DownloadButton(visible=False)
     return (
         shown["outline"], shown["lesion"], shown["heat_image"], shown["heat_lesion"],
-        views.score_label(diagnosis), views.warnings_text(diagnosis), views.reading(diagnosis),
+        gr.Label(value=views.score_label(diagnosis), label=views.scores_title(diagnosis)),
+        views.warnings_text(diagnosis), views.reading(diagnosis),
         views.result_json(diagnosis, comparison, problem), gr.Gallery(value=gates or None, visible=bool(gates)),
         ShownCase(small_picture, small, uploaded_file(image)[1], comparison, problem),
         views.abcd_panel(diagnosis), views.followup_panel(comparison, problem),
@@ -216,7 +217,8 @@ def compare_images(catalog: ModelCatalog, image: dict | str | None, previous: di
 def cleared_results(note: str) -> tuple:
     """The diagnose outputs emptied, with ``note`` where the warnings go: nothing of an earlier result stays."""
     hidden = gr.DownloadButton(visible=False)
-    return (None, None, None, None, None, note, "", None, gr.Gallery(value=None, visible=False), None,
+    return (None, None, None, None, gr.Label(value=None, label=views.SCORES_TITLE), note, "", None,
+            gr.Gallery(value=None, visible=False), None,
             "", "", gr.Image(value=None, visible=False), hidden, hidden, hidden)
 
 

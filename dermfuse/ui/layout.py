@@ -31,7 +31,7 @@ from .. import vocab
 from ..data.transforms import ORIENTATIONS
 from ..render import TITLES
 from ..sources import DEMO_MODEL
-from . import callbacks
+from . import callbacks, views
 from .catalog import ModelCatalog
 
 PIPELINE_CONCURRENCY = 2
@@ -45,6 +45,7 @@ CSS = """
 #reading table {display: block; overflow-x: auto;}
 #reading th, #reading td {word-break: normal; overflow-wrap: normal; padding: 4px 8px;}
 #reading td:first-child {min-width: 12em;}
+#scores > label[data-testid="block-label"] {position: static; width: fit-content; max-width: 100%; white-space: normal;}
 .picture-title p {margin: 0; font-weight: 600; font-size: var(--text-md); line-height: 1.25;}
 .result-picture .image-container img {width: 100%; height: 100%; object-fit: contain;}
 @media (max-width: 640px) {.result-picture {height: auto !important;} .result-picture .image-container img {height: auto;}}
@@ -112,7 +113,7 @@ def build_demo(catalog: ModelCatalog) -> gr.Blocks:
                                 f"`{DEMO_MODEL}`, which learned from them: picking one chooses it.")
                     phantoms = gr.Gallery(label="Phantom examples", columns=4, allow_preview=False, show_label=False, elem_id="phantoms")
             with gr.Column(scale=3, min_width=300):
-                scores = gr.Label(num_top_classes=5, label="Calibrated scores", elem_id="scores")
+                scores = gr.Label(num_top_classes=5, label=views.SCORES_TITLE, elem_id="scores")
                 with gr.Row():
                     outlined = picture(TITLES["outline"], "outline")
                     lesion = picture(TITLES["lesion"], "lesion")

@@ -89,6 +89,20 @@ def score_label(diagnosis: Diagnosis) -> dict[str, float]:
     return {f"{short_name(c)} ({c}) · {malignancy(c)}": float(p) for c, p in diagnosis.scores().items()}
 
 
+SCORES_TITLE = "Calibrated scores"
+
+
+def scores_title(diagnosis: Diagnosis) -> str:
+    """The title over the score chart: it says, where the chart is read first, that warnings below qualify the scores
+    or that there are none to read (an image that is not assessable)."""
+    if not diagnosis.assessable:
+        return f"{SCORES_TITLE}: none, the image is not assessable (why: below the pictures)"
+    count = len(diagnosis.warnings)
+    if not count:
+        return SCORES_TITLE
+    return f"{SCORES_TITLE} · ⚠️ {count} warning{'s' if count > 1 else ''} below the pictures: read {'it' if count == 1 else 'them'} first"
+
+
 def learned_metadata(diagnosis: Diagnosis) -> list[str]:
     """The metadata fields the model learned from (none: age, sex and site cannot change its scores)."""
     return list(diagnosis.model.get("metadata_fields", vocab.METADATA_FIELDS))
