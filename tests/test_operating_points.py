@@ -124,6 +124,8 @@ def test_the_pipeline_places_the_case_and_the_json_app_and_sheet_say_so(fitted_m
     assert "### Skin tone around the lesion" in reading and "Chardon" in reading and "Del Bino" in reading
     sheet = report.sheet_text(result)
     assert "Melanoma score" in sheet.replace("\n", " ") and "Skin tone around the lesion" in sheet
+    # The warnings qualify the score: they come right under it, before anything else the sheet says
+    assert sheet.index("Highest score") < sheet.index("Warnings:") < sheet.index("Melanoma score")
     # The teaching view's blinded lesion stream is not the model the thresholds were set for.
     assert pipeline(phantom.image, mask=phantom.mask, explain=False, lesion_stream=False).operating_points is None
 

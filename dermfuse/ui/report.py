@@ -98,14 +98,17 @@ def _words(figure: Figure, diagnosis: Diagnosis) -> None:
 
 
 def sheet_text(diagnosis: Diagnosis) -> str:
-    """The sheet's words: top score, patient data (which were used, what they changed), where the model
-    looked, measurements, model, warnings; wrapped to the page."""
+    """The sheet's words: top score and, next to it, the warnings that qualify it, then the operating points, patient
+    data (which were used, what they changed), where the model looked, measurements, model; wrapped to the page."""
     meta = diagnosis.metadata
     age = "unknown" if meta.get("age") is None else f"{meta['age']:g} years"
     top = diagnosis.top_class
     lines = [
         (f"Highest score: {vocab.DIAGNOSIS_NAMES[top]} ({top}, {views.malignancy(top)}) at {percent(diagnosis.top_probability)}."
          if diagnosis.assessable else "Not assessable, so no diagnosis and no scores: " + " ".join(diagnosis.reasons)),
+        "Warnings:",
+        *([f"  - {w}" for w in diagnosis.warnings] or ["  - none"]),
+        "",
         *[plain(p["statement"]) for p in (diagnosis.operating_points or []) if diagnosis.assessable],
         f"Patient data: age {age}, sex {meta.get('sex')}, site {meta.get('site')}.",
         plain(views.metadata_used(diagnosis)),
@@ -122,9 +125,6 @@ def sheet_text(diagnosis: Diagnosis) -> str:
         "",
         f"Model: {render.model_line(diagnosis)}",
         f"Made: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
-        "",
-        "Warnings:",
-        *([f"  - {w}" for w in diagnosis.warnings] or ["  - none"]),
     ]
     return "\n".join(textwrap.fill(line, WRAP, subsequent_indent="    ") if line else "" for line in lines)
 
