@@ -24,7 +24,8 @@ and 28 real framed ISIC and CC0 images: log-loss 0.770 → 0.734): "filled" is s
 if, against "kept", validation balanced accuracy and macro AUC are each at most 0.002 lower and the top class changes on
 at most 0.5 % of the validation images, balanced accuracy is higher behind each drawn frame, log-loss on the real
 framed images is not higher, and PH2 melanoma AUC is at most 0.005 lower. Writes ``docs/results/dark_frame.json``;
-``--store=false`` measures without storing.
+``--store=false`` measures without storing (by default a model that stored "filled" before is set back to "kept" when
+the rule no longer holds).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def run_dark_frame(config: DarkFrameConfig) -> dict:
     started = time.monotonic()
     model = DermFuse.from_pretrained(config.model)
     pipeline = DermFusePipeline(model)  # reads the model's dark_frame on each call: one pipeline for both modes
+    stored_mode = model.dark_frame  # as the model folder has it
     classes = list(model.classes)
     validation = split_rows(config.model, config.data, "val").iloc[:config.images or None].reset_index(drop=True)
     pixels = [np.asarray(Image.open(path).convert("RGB")) for path in validation["image_path"]]
@@ -170,7 +172,9 @@ def run_dark_frame(config: DarkFrameConfig) -> dict:
         store_in_model(config.model, "dark_frame", "filled")
         print(f"stored dark_frame=filled in {config.model}/config.json and rewrote its card")
     elif not report["rule_holds"]:
-        print(f"dark_frame not stored: the rule does not hold ({held})")
+        if config.store and stored_mode == "filled":  # stored by an earlier run whose rule held: no longer
+            store_in_model(config.model, "dark_frame", "kept")
+        print(f"dark_frame not stored as filled: the rule does not hold ({held})")
     return report
 
 

@@ -8,14 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from dermfuse import DermFuse, create_model
 from dermfuse.data.field_of_view import NEAR_BLACK, dark_frame, lit_field
 from dermfuse.data.phantom import generate_phantom
 from dermfuse.data.transforms import image_view, view_box
 from dermfuse.pipeline import FILLED_FRAME_CAUTION, LIT_FIELD_NOTE, DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL, DEMO_MODEL
-from experiments.dark_frame import DRAWN_FRAMES, LIMITS, frame_share, round_frame, rule
+from experiments.dark_frame import (DRAWN_FRAMES, LEAST_REAL_FRAME, LIMITS, DarkFrameConfig, frame_share, real_framed,
+                                    round_frame, rule)
 from experiments.report_sections import dark_frame_section
+from publish.card import _preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +166,16 @@ def test_the_readme_quotes_the_committed_study_and_the_shipped_model_follows_its
 
 
 def test_the_model_card_says_when_a_frame_is_filled_in():
-    from publish.card import _preprocessing
-
     config = json.loads((CHECKPOINTS / DEFAULT_MODEL / "config.json").read_text(encoding="utf-8"))
     assert "lit field" not in _preprocessing({**config, "dark_frame": "kept"})
     assert "filled in from the skin next to it" in _preprocessing({**config, "dark_frame": "filled"})
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ISIC2018_Task1").is_dir(),
+                    reason=f"the ISIC 2018 Task 1 images are not at {SHARED_DATA} (they live beside the repository)")
+def test_the_real_framed_images_are_those_the_committed_study_scored_each_once():
+    rows, images = real_framed(DarkFrameConfig(model=str(CHECKPOINTS / DEFAULT_MODEL), data=str(SHARED_DATA)))
+    report = json.loads(RESULTS.read_text(encoding="utf-8"))
+    assert len(rows) == len(images) == report["sets"]["real framed"]["kept"]["images"]
+    assert rows["image_id"].is_unique and set(rows["label"]) <= {"mel", "nv", "bkl"}
+    assert all(frame_share(image) >= LEAST_REAL_FRAME for image in images)
