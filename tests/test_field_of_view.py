@@ -179,3 +179,15 @@ def test_the_real_framed_images_are_those_the_committed_study_scored_each_once()
     assert len(rows) == len(images) == report["sets"]["real framed"]["kept"]["images"]
     assert rows["image_id"].is_unique and set(rows["label"]) <= {"mel", "nv", "bkl"}
     assert all(frame_share(image) >= LEAST_REAL_FRAME for image in images)
+
+
+def test_the_shipped_model_card_quotes_the_committed_study():
+    report = json.loads(RESULTS.read_text(encoding="utf-8"))
+    card = " ".join((CHECKPOINTS / DEFAULT_MODEL / "README.md").read_text(encoding="utf-8").split())
+    square, wide = (report["sets"][name]["kept"] for name in DRAWN_FRAMES)
+    validation = report["sets"]["validation"]["kept"]
+    assert (f"changed the top class on {100 * square['top_changed']:.1f} % (a field inscribed in the square image) and "
+            f"{100 * wide['top_changed']:.1f} %") in card
+    assert (f"lowered balanced accuracy from {validation['balanced_accuracy']:.3f} to {square['balanced_accuracy']:.3f} "
+            f"and {wide['balanced_accuracy']:.3f}. The app flagged every one of them") in card
+    assert square["flagged"] == wide["flagged"] == 1.0
