@@ -17,7 +17,9 @@ filled in from the skin next to it, the image stream's view taken from the lit f
   dark frame covers at least ``LEAST_REAL_FRAME`` of the image, without metadata (log-loss, accuracy, melanoma AUC);
 - PH2's 140 images (melanoma against nevus AUC, no metadata).
 
-For each, also the share the app flags: not assessable, or warned as unlike its training images.
+For each, also the share the app flags (not assessable, or warned as unlike its training images), and for the
+validation images and their framed copies the segmenter's Dice against the expert masks (it sees the image as it is
+in both modes; lesion hidden behind a drawn frame counts as missed).
 
 The rule was written before this study's numbers, after a scratch probe (400 validation images with drawn frames,
 and 28 real framed ISIC and CC0 images: log-loss 0.770 → 0.734): "filled" is stored as the model's ``dark_frame`` only
@@ -42,7 +44,7 @@ from PIL import Image
 from dermfuse import DermFuse
 from dermfuse.data import read_dataset
 from dermfuse.data.field_of_view import dark_frame
-from dermfuse.metrics import binary_auc, classification_metrics
+from dermfuse.metrics import binary_auc, classification_metrics, mask_counts, segmentation_scores
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import DEFAULT_MODEL
 from experiments.isic_rows import isic_labelled, with_splits
@@ -105,12 +107,24 @@ def real_framed(config: DarkFrameConfig) -> tuple[pd.DataFrame, list[np.ndarray]
 
 
 def scores(pipeline: DermFusePipeline, rows: pd.DataFrame, images: list, batch: int, metadata: bool
-           ) -> tuple[np.ndarray, float]:
-    """(N, classes) calibrated probabilities of ``images``, with the rows' age, sex and site if ``metadata``, and the
-    share of them the app flags (not assessable, or warned as unlike its training images)."""
+           ) -> tuple[np.ndarray, float, list[np.ndarray]]:
+    """(N, classes) calibrated probabilities of ``images``, with the rows' age, sex and site if ``metadata``, the share
+    of them the app flags (not assessable, or warned as unlike its training images), and the segmenter's masks."""
     results = diagnosed_images(pipeline, rows, images, batch, metadata)
     threshold = pipeline.model.ood["threshold"] if pipeline.model.ood else float("inf")
-    return np.array([r.probabilities for r in results]), float(np.mean([flagged(r, threshold) for r in results]))
+    return (np.array([r.probabilities for r in results]), float(np.mean([flagged(r, threshold) for r in results])),
+            [r.mask for r in results])
+
+
+def segmenter_dice(masks: list[np.ndarray], rows: pd.DataFrame) -> float:
+    """Mean Dice of the segmenter's masks against the rows' expert masks, each mask cut back to its image's columns
+    (``round_frame`` adds black ones left and right): the lesion hidden behind a frame counts as missed."""
+    counts = []
+    for mask, path in zip(masks, rows["mask_path"]):
+        expert = np.asarray(Image.open(path).convert("L")) >= 128
+        left = (mask.shape[1] - expert.shape[1]) // 2
+        counts.append(mask_counts(mask[:, left:left + expert.shape[1]], expert)[0])
+    return float(segmentation_scores(np.array(counts))["dice"].mean())
 
 
 def numbers(labels: pd.Series, probabilities: np.ndarray, classes: list[str]) -> dict:
@@ -155,8 +169,10 @@ def run_dark_frame(config: DarkFrameConfig) -> dict:
         entry = {"framed_images": int(sum(frame_share(image) > 0 for image in images))}
         for mode in MODES:
             model.update_config(dark_frame=mode)
-            probabilities, flagged_share = scores(pipeline, rows, images, config.batch, metadata)
+            probabilities, flagged_share, masks = scores(pipeline, rows, images, config.batch, metadata)
             entry[mode] = {**numbers(rows["label"], probabilities, classes), "flagged": flagged_share}
+            if rows is validation:  # expert masks; the segmenter sees the image as it is in both modes
+                entry[mode]["segmenter_dice"] = segmenter_dice(masks, rows)
             as_it_is = probabilities.argmax(axis=1) if as_it_is is None else as_it_is
             if rows is validation:
                 entry[mode]["top_changed"] = float(np.mean(probabilities.argmax(axis=1) != as_it_is))

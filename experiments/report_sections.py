@@ -902,7 +902,8 @@ def dark_frame_section(report: dict | None, path: Path) -> str:
              "drawn frame, log-loss on the real framed images not higher, PH2 melanoma AUC at most "
              f"{limits['ph2_auc_drop']} lower; {verdict}.\n\n"
              "| images | framed (found) | frame | balanced accuracy | macro AUC | melanoma AUC | log-loss | top class "
-             "unlike the image as it is | flagged by the app |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+             "unlike the image as it is | flagged by the app | segmenter Dice |\n"
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     number = lambda value, digits=3: "" if value is None else f"{value:.{digits}f}"  # noqa: E731
     for name, entry in sets.items():
         for mode in ("kept", "filled"):
@@ -910,7 +911,10 @@ def dark_frame_section(report: dict | None, path: Path) -> str:
             changed = f"{100 * row['top_changed']:.1f} %" if "top_changed" in row else ""
             text += (f"| {name} ({row['images']:,}) | {entry['framed_images']:,} | {mode} | "
                      f"{number(row['balanced_accuracy'])} | {number(row['macro_auc'])} | {number(row['melanoma_auc'])} | "
-                     f"{number(row['nll'])} | {changed} | {100 * row['flagged']:.1f} % |\n")
+                     f"{number(row['nll'])} | {changed} | {100 * row['flagged']:.1f} % | "
+                     f"{number(row.get('segmenter_dice'))} |\n")
     return text + ("\nFlagged: not assessable, or warned as unlike the training images (the out-of-distribution score "
                    "over its threshold). Its capture statistics see the image as it is, frame and all; its deep "
-                   "features are the image stream's, of the view that stream saw.\n")
+                   "features are the image stream's, of the view that stream saw. Segmenter Dice: against the expert "
+                   "masks, where there are any; the segmenter sees the image as it is in both modes, and lesion hidden "
+                   "behind a drawn frame counts as missed.\n")

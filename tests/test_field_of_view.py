@@ -115,7 +115,7 @@ def test_the_pipeline_fills_a_frame_only_for_a_model_that_asks_and_says_so(skin)
 
 def made_up_report(filled_nll: float) -> dict:
     entry = lambda bacc, nll, changed=None: {"images": 10, "balanced_accuracy": bacc, "macro_auc": 0.9,  # noqa: E731
-                                             "melanoma_auc": 0.8, "nll": nll, "flagged": 0.1, **({} if changed is None else {"top_changed": changed})}
+                                             "melanoma_auc": 0.8, "nll": nll, "flagged": 0.1, "segmenter_dice": 0.9, **({} if changed is None else {"top_changed": changed})}
     sets = {"validation": {"framed_images": 0, "kept": entry(0.70, 0.8, 0.0), "filled": entry(0.70, 0.8, 0.0)},
             **{name: {"framed_images": 10, "kept": entry(0.50, 1.2, 0.3), "filled": entry(0.60, 1.0, 0.2)}
                for name in DRAWN_FRAMES},
@@ -157,7 +157,9 @@ def test_the_readme_quotes_the_committed_study_and_the_shipped_model_follows_its
                  f"raised balanced accuracy from {real['kept']['balanced_accuracy']:.3f} to "
                  f"{real['filled']['balanced_accuracy']:.3f} and melanoma AUC from {real['kept']['melanoma_auc']:.3f} to "
                  f"{real['filled']['melanoma_auc']:.3f}",
-                 f"log-loss rose from {real['kept']['nll']:.3f} to {real['filled']['nll']:.3f}"):
+                 f"log-loss rose from {real['kept']['nll']:.3f} to {real['filled']['nll']:.3f}",
+                 f"Dice {validation['kept']['segmenter_dice']:.3f} → {square['kept']['segmenter_dice']:.3f} and "
+                 f"{wide['kept']['segmenter_dice']:.3f}"):
         assert said in readme, said
     assert square["kept"]["flagged"] == wide["kept"]["flagged"] == 1.0  # "flagged every one of them"
     stored = json.loads((CHECKPOINTS / DEFAULT_MODEL / "config.json").read_text(encoding="utf-8"))
