@@ -38,13 +38,11 @@ from dermfuse import DermFuse
 from dermfuse.assess import rule_reasons
 from dermfuse.data import read_dataset
 from dermfuse.pipeline import DermFusePipeline
-from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import bare_skin_section
-from experiments.split_predictions import diagnosed, diagnosed_images, folder_rows, split_rows, store_if_held
+from experiments.split_predictions import LeastValueSettings, diagnosed, diagnosed_images, folder_rows, split_rows, store_if_held
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "bare_skin.json"
 MARGIN = 5  # px the expert mask is grown by, so a square holds none of the lesion's fuzzy edge
 STRIDE = 8  # px between the sides and places of the squares tried
@@ -54,19 +52,11 @@ SOURCES = {"HAM10000": "ham10000", "ISIC 2018": "isic2018_task1"}
 
 
 @dataclass
-class BareSkinConfig:
-    """Settings of ``python -m experiments.bare_skin``."""
+class BareSkinConfig(LeastValueSettings):
+    """Settings of ``python -m experiments.bare_skin`` (least value: the lesion contrast): those of
+    :class:`~experiments.split_predictions.LeastValueSettings`, with this study's results file."""
 
-    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
-    data: str = str(SHARED)  # the shared data folder (HAM10000/, ISIC2018_Task1/, real/, isic_cc0/)
-    rejection: float = 0.005  # the share of training images under the least contrast
-    batch: int = 16
-    store: bool = True  # write the least contrast into the model's config.json (if the rule allows)
     out: str = str(RESULTS)
-
-    def __post_init__(self):
-        if not 0 < self.rejection < 0.1:
-            raise ValueError(f"--rejection={self.rejection}: a small share, e.g. 0.005")
 
 
 def bare_square(mask: np.ndarray, least_side: int) -> tuple[int, int, int] | None:

@@ -36,14 +36,12 @@ from dermfuse import DermFuse
 from dermfuse.data import read_dataset
 from dermfuse.ood import sharpness, thumbnail
 from dermfuse.pipeline import DermFusePipeline
-from dermfuse.sources import DEFAULT_MODEL
 from experiments.report_sections import focus_section
 from experiments.resolution import classification_numbers
-from experiments.split_predictions import diagnosed, flagged, folder_rows, split_rows, store_if_held
+from experiments.split_predictions import LeastValueSettings, diagnosed, flagged, folder_rows, split_rows, store_if_held
 from train.checkpoint import write_json
 from train.config import command_line, parse_settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "focus.json"
 BLURS = (1, 2, 3, 5)  # Gaussian σ in pixels
 ENLARGED_FROM = 64  # px: a thumbnail's side, enlarged back to the image's size
@@ -51,19 +49,11 @@ LIMITS = {"validation": 0.01, "blur_2_caught": 0.80, "other_sources": 0.02}  # t
 
 
 @dataclass
-class FocusConfig:
-    """Settings of ``python -m experiments.focus``."""
+class FocusConfig(LeastValueSettings):
+    """Settings of ``python -m experiments.focus`` (least value: the sharpness): those of
+    :class:`~experiments.split_predictions.LeastValueSettings`, with this study's results file."""
 
-    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
-    data: str = str(SHARED)  # the shared data folder (HAM10000/, ISIC2018_Task1/, real/, isic_cc0/)
-    rejection: float = 0.005  # the share of training images under the least sharpness
-    batch: int = 16
-    store: bool = True  # write the least sharpness into the model's config.json (if the rule allows)
     out: str = str(RESULTS)
-
-    def __post_init__(self):
-        if not 0 < self.rejection < 0.1:
-            raise ValueError(f"--rejection={self.rejection}: a small share, e.g. 0.005")
 
 
 def conditions() -> dict:

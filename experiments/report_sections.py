@@ -34,6 +34,15 @@ def missing(path: Path, command: str) -> str:
     return f"*Not measured yet: `{path}` is missing. Make it with `{command}`.*\n"
 
 
+def rule_verdict(report: dict, stored: str, not_held: str = "it does not hold, so it was not stored",
+                 held: str = "it holds") -> str:
+    """How a study's pre-registered rule ended, in words: ``stored`` when it held and its value was stored, ``held``
+    but not stored (``--store=false``), or ``not_held``."""
+    if report["stored"]:
+        return stored
+    return f"{held}, but it was not stored (`--store=false`)" if report["rule_holds"] else not_held
+
+
 def phantom_section(metrics: dict | None, path: Path) -> str:
     text = "## The phantom demo model (synthetic images, known truth)\n\n"
     if metrics is None:
@@ -567,9 +576,8 @@ def focus_section(report: dict | None, path: Path) -> str:
     if report is None:
         return text + missing(path, "python -m experiments.focus")
     limits = report["limits"]
-    verdict = ("it holds, so the model stores it as `min_sharpness`: a softer image is not assessable and is told why"
-               if report["stored"] else "it holds, but it was not stored (`--store=false`)" if report["rule_holds"]
-               else "it does not hold, so it was not stored")
+    verdict = rule_verdict(report, "it holds, so the model stores it as `min_sharpness`: a softer image is not "
+                                   "assessable and is told why")
     text += (f"The model's {report['validation_images']:,} validation-split HAM10000 images with their age, sex and site, "
              "each diagnosed as it is, blurred and enlarged from a small copy, through the pipeline "
              f"({report['path']} path). `{report['command']}` ({report['minutes']:.1f} min), source `{path}`. Sharpness is "
@@ -599,9 +607,8 @@ def bare_skin_section(report: dict | None, path: Path) -> str:
     if report is None:
         return text + missing(path, "python -m experiments.bare_skin")
     limits, validation = report["limits"], report["validation"]
-    verdict = ("it holds, so the model stores it as `min_lesion_contrast`: an image whose lesion stands out less is not "
-               "assessable and is told why" if report["stored"] else "it holds, but it was not stored (`--store=false`)"
-               if report["rule_holds"] else "it does not hold, so it was not stored")
+    verdict = rule_verdict(report, "it holds, so the model stores it as `min_lesion_contrast`: an image whose lesion "
+                                   "stands out less is not assessable and is told why")
     text += ("The segmenter learned from images that always hold a lesion: on bare skin it still outlines a patch, and "
              "the classifier scores it. Each image is cut to its largest square free of its expert lesion mask (grown by "
              f"{report['margin_px']} px) with a side of at least the model's least side, {report['least_side']} px; the "
@@ -884,10 +891,10 @@ def dark_frame_section(report: dict | None, path: Path) -> str:
     if report is None:
         return text + missing(path, "python -m experiments.dark_frame")
     sets, limits = report["sets"], report["limits"]
-    verdict = ("every condition holds, so the model stores `dark_frame: filled`" if report["stored"] else
-               "every condition holds, but it was not stored (`--store=false`)" if report["rule_holds"] else
-               "not every condition holds (" + ", ".join(k for k, v in report["rule"].items() if not v)
-               + "), so the model keeps `dark_frame: kept`")
+    failed = ", ".join(condition for condition, held in report["rule"].items() if not held)
+    verdict = rule_verdict(report, "every condition holds, so the model stores `dark_frame: filled`",
+                           f"not every condition holds ({failed}), so the model keeps `dark_frame: kept`",
+                           held="every condition holds")
     text += ("The classifier learned from HAM10000's central crops, which (almost) never show the near-black frame "
              "around a dermatoscope's round field. Each set is diagnosed through the pipeline "
              f"({report['path']} path) twice: the frame kept, and filled in from the skin next to it with the image "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from dermfuse.data import read_dataset, read_manifest
 from dermfuse.models.dermfuse import WEIGHTS_FILE, file_digest
 from dermfuse.pipeline import Case, DermFusePipeline
 from dermfuse.predict import predict_all
+from dermfuse.sources import DEFAULT_MODEL
+from experiments.isic_rows import SHARED
 
 CACHE = Path("runs/predictions")
 FOLDERS = {"ham10000": "HAM10000", "isic2018_task1": "ISIC2018_Task1", "isic_cc0": "isic_cc0"}
@@ -129,6 +132,23 @@ def expert_skin_tones(rows: pd.DataFrame, name: str, folder: Path) -> pd.DataFra
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return table
+
+
+@dataclass
+class LeastValueSettings:
+    """The settings every study that measures a least value shares (``experiments.focus``, ``.bare_skin``): each study
+    subclasses it with its own results file as ``out``."""
+
+    model: str = f"checkpoints/{DEFAULT_MODEL}"  # a saved model folder with splits.csv
+    data: str = str(SHARED)  # the shared data folder (HAM10000/, ISIC2018_Task1/, real/, isic_cc0/)
+    rejection: float = 0.005  # the share of training images under the least value
+    batch: int = 16
+    store: bool = True  # write the least value into the model's config.json (if the rule allows)
+    out: str = ""  # the study's results file (JSON)
+
+    def __post_init__(self):
+        if not 0 < self.rejection < 0.1:
+            raise ValueError(f"--rejection={self.rejection}: a small share, e.g. 0.005")
 
 
 def store_if_held(report: dict, key: str, value: float) -> None:

@@ -5,10 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def cli_predictions(images: dict[str, Image.Image], folder: Path, model: str | Path) -> pd.DataFrame:
+    """``dermfuse predict`` on ``images`` (name → PIL image), saved as PNGs in ``folder``, with ``model``: its
+    ``predictions.csv`` (written to ``folder/out``), one row per image name."""
+    from dermfuse.cli import main
+
+    for name, image in images.items():
+        image.save(folder / f"{name}.png")
+    assert main(["predict", str(folder), "--model", str(model), "--out", str(folder / "out")]) == 0
+    return pd.read_csv(folder / "out" / "predictions.csv").set_index("image")
 
 
 @pytest.fixture(scope="session")

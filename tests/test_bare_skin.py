@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import cli_predictions
 from dermfuse import DermFuse
-from dermfuse.cli import main
 from dermfuse.pipeline import DermFusePipeline
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui.examples import EXAMPLES
@@ -64,11 +64,7 @@ def test_the_shipped_model_refuses_a_square_of_bare_skin_cut_from_an_image_it_ju
     model = DermFuse.from_pretrained(str(REAL))
     assert model.min_lesion_contrast > 0  # the committed bare-skin study stored it
     original = Image.open(EXAMPLES / "ISIC_0000025.jpg").convert("RGB")  # a nevus; its lower right corner is bare skin
-    original.save(tmp_path / "original.png")
-    original.crop((432, 272, 594, 434)).save(tmp_path / "bare.png")
-    out = tmp_path / "out"
-    assert main(["predict", str(tmp_path), "--model", str(REAL), "--out", str(out)]) == 0
-    rows = pd.read_csv(out / "predictions.csv").set_index("image")
+    rows = cli_predictions({"original": original, "bare": original.crop((432, 272, 594, 434))}, tmp_path, REAL)
     assert rows.loc["original", "assessable"] and not rows.loc["bare", "assessable"]
     assert rows.loc["bare", "reasons"].startswith("No lesion stands out from the skin: ")
     assert f"under the {model.min_lesion_contrast:.1f} this model needs" in rows.loc["bare", "reasons"]

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import cli_predictions
 from dermfuse import DermFuse
-from dermfuse.cli import main
 from dermfuse.sources import CHECKPOINTS, DEFAULT_MODEL
 from dermfuse.ui.examples import EXAMPLES
 from experiments.focus import BLURS, conditions, image_sharpness
@@ -40,11 +39,8 @@ def test_the_shipped_model_refuses_a_blurred_copy_of_an_image_it_judges(tmp_path
     least = DermFuse.from_pretrained(str(REAL)).min_sharpness
     assert report["stored"] and least == pytest.approx(report["least_sharpness"]) and least > 0
     original = Image.open(EXAMPLES / "ISIC_0000049.jpg").convert("RGB")
-    original.save(tmp_path / "original.png")
-    conditions()["blur σ=3"](original.resize((256, 192), Image.LANCZOS)).save(tmp_path / "blurred.png")
-    out = tmp_path / "out"
-    assert main(["predict", str(tmp_path), "--model", str(REAL), "--out", str(out)]) == 0
-    rows = pd.read_csv(out / "predictions.csv").set_index("image")
+    blurred = conditions()["blur σ=3"](original.resize((256, 192), Image.LANCZOS))
+    rows = cli_predictions({"original": original, "blurred": blurred}, tmp_path, REAL)
     assert rows.loc["original", "assessable"] and not rows.loc["blurred", "assessable"]
     assert rows.loc["blurred", "reasons"].startswith("The image is out of focus (or washed out): its sharpness is ")
     assert f"under the {least:.2f} this model needs" in rows.loc["blurred", "reasons"]
